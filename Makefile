@@ -1,0 +1,28 @@
+# heritage: the two commands of the README (make demo, make test) plus helpers.
+# Each target installs what it needs first (scripts/bootstrap.sh is idempotent).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export QT_QPA_PLATFORM := offscreen
+
+.PHONY: demo test setup lint plugin bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	@$(PY) scripts/demo.py
+
+test: setup
+	@$(PY) -m ruff check core heritage_qgis tests scripts
+	@$(PY) -m pytest
+
+lint: setup
+	@$(PY) -m ruff check core heritage_qgis tests scripts
+	@$(PY) -m ruff format --check core heritage_qgis tests scripts
+
+plugin: setup
+	@$(PY) scripts/build_plugin.py
+
+clean:
+	rm -rf build dist .pytest_cache

@@ -1,0 +1,25 @@
+"""Shared fixtures: where ../shared/data is, and small generated images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HERITAGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data sets (``../shared/data``); the test fails loudly when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real test data not found at {SHARED_DATA}; set HERITAGE_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def exif_gps(shared_data: Path) -> Path:
+    """The geotagged photo corpus."""
+    return shared_data / "exif-gps"
