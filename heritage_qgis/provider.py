@@ -1,0 +1,24 @@
+"""The "Heritage" Processing provider."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+
+
+class HeritageProvider(QgsProcessingProvider):
+    """Lists the Heritage algorithms in the Toolbox, Model Designer and qgis_process."""
+
+    def id(self) -> str:
+        return "heritage"
+
+    def name(self) -> str:
+        return "Heritage"
+
+    def longName(self) -> str:
+        return "Heritage: defects on cultural-heritage buildings"
+
+    def loadAlgorithms(self) -> None:
+        from .algorithms import all_algorithms
+
+        for alg in all_algorithms():
+            self.addAlgorithm(alg)
