@@ -1,0 +1,132 @@
+"""Priority score: worked examples, monotonicity, bounds and category boundaries."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from heritage.priority import (
+    CATEGORIES,
+    CATEGORY_DESCRIPTIONS,
+    CATEGORY_LABELS,
+    PriorityConfig,
+    category_rank,
+    defect_area_fraction,
+    priority_category,
+    priority_score,
+    priority_scores,
+)
+
+CONF = [0.0, 0.3, 0.5, 0.55, 0.7, 0.9, 0.99, 1.0]
+AREA = [0.0, 0.01, 0.1, 0.2, 0.4, 0.6, 1.0]
+NFLAG = [0, 1, 2, 3, 5, 10, 100]
+
+
+# Worked examples: the same numbers appear in docs/priority.md.
+@pytest.mark.parametrize(
+    ("p", "area", "n", "score", "category"),
+    [
+        (0.95, 0.30, 1, 67.5, "B"),  # 0.5*0.9 + 0.3*0.75 + 0.2*0
+        (0.95, 0.30, 3, 80.142, "A"),  # + 0.2*(1-e^-1)
+        (0.60, 0.05, 1, 13.75, "F"),  # 0.5*0.2 + 0.3*0.125
+        (1.00, 0.40, 1, 80.0, "A"),  # exactly on the A threshold
+        (0.80, 0.20, 2, 52.869, "C"),  # 0.5*0.6 + 0.3*0.5 + 0.2*(1-e^-0.5)
+        (0.50, 0.00, 1, 0.0, "F"),
+        (1.00, 1.00, 1000, 100.0, "A"),
+    ],
+)
+def test_worked_examples(p, area, n, score, category):
+    s = priority_score(p, area, n)
+    assert s == pytest.approx(score, abs=1e-3)
+    assert priority_category(s, flagged=True) == category
+
+
+def test_score_is_bounded_and_monotonic_in_each_input():
+    grid = np.array(list(itertools.product(CONF, AREA, NFLAG)), dtype=float)
+    s = priority_scores(grid[:, 0], grid[:, 1], grid[:, 2]).reshape(len(CONF), len(AREA), -1)
+    assert s.min() >= 0.0 and s.max() <= 100.0
+    for axis in range(3):
+        assert np.all(np.diff(s, axis=axis) >= -1e-12), f"not monotonic along input {axis}"
+    # and each input actually matters somewhere (a constant would pass the check above)
+    assert s[-1, 3, 1] > s[3, 3, 1] and s[5, -1, 1] > s[5, 0, 1] and s[5, 3, 4] > s[5, 3, 1]
+
+
+def test_building_term_saturates():
+    gains = [priority_score(0.9, 0.2, n + 1) - priority_score(0.9, 0.2, n) for n in range(1, 30)]
+    assert all(a >= b for a, b in itertools.pairwise(gains))
+    assert priority_score(0.9, 0.2, 10_000) - priority_score(0.9, 0.2, 1) == pytest.approx(20.0)
+
+
+def test_scalar_and_vector_agree():
+    v = priority_scores([0.7, 0.9], [0.1, 0.5], [1, 4])
+    assert v.tolist() == pytest.approx([priority_score(0.7, 0.1, 1), priority_score(0.9, 0.5, 4)])
+
+
+@pytest.mark.parametrize("bad", [(-0.1, 0.2, 1), (1.1, 0.2, 1), (0.9, 1.5, 1), (0.9, 0.2, -1)])
+def test_out_of_range_inputs_raise(bad):
+    with pytest.raises(ValueError):
+        priority_score(*bad)
+    with pytest.raises(ValueError):
+        priority_score(math.nan, 0.2, 1)
+
+
+@pytest.mark.parametrize(
+    ("score", "category"),
+    [
+        (100.0, "A"),
+        (80.0, "A"),
+        (79.999, "B"),
+        (65.0, "B"),
+        (64.999, "C"),
+        (50.0, "C"),
+        (49.999, "D"),
+        (35.0, "D"),
+        (34.999, "E"),
+        (20.0, "E"),
+        (19.999, "F"),
+        (0.0, "F"),
+    ],
+)
+def test_category_boundaries(score, category):
+    assert priority_category(score, flagged=True) == category
+    assert priority_category(score, flagged=False) == "none"
+
+
+def test_custom_config_moves_boundaries_and_validates():
+    cfg = PriorityConfig(thresholds=(90.0, 70.0, 50.0, 30.0, 10.0))
+    assert priority_category(85.0, True, cfg) == "B"
+    assert priority_category(85.0, True) == "A"
+    cfg2 = PriorityConfig(w_confidence=1.0, w_area=0.0, w_building=0.0)
+    assert priority_score(0.75, 1.0, 50, cfg2) == pytest.approx(50.0)
+    for kwargs in (
+        {"thresholds": (50.0, 60.0, 40.0, 30.0, 20.0)},
+        {"w_area": -1.0},
+        {"w_confidence": 0.0, "w_area": 0.0, "w_building": 0.0},
+        {"confidence_floor": 1.0},
+        {"area_full": 0.0},
+    ):
+        with pytest.raises(ValueError):
+            PriorityConfig(**kwargs)
+
+
+def test_category_tables_are_complete_and_ranked():
+    assert set(CATEGORY_LABELS) == set(CATEGORIES) == set(CATEGORY_DESCRIPTIONS)
+    assert [category_rank(c) for c in CATEGORIES] == list(range(7))
+    with pytest.raises(ValueError):
+        category_rank("Z")
+
+
+def test_defect_area_fraction():
+    cam = np.zeros((10, 10), dtype=np.float32)
+    assert defect_area_fraction(cam) == 0.0
+    cam[:3, :] = 0.9  # 30 % hot
+    cam[3, :5] = 0.5  # on the threshold: counted
+    assert defect_area_fraction(cam) == pytest.approx(0.35)
+    assert defect_area_fraction(cam, threshold=0.95) == 0.0
+    assert defect_area_fraction(np.ones((4, 4))) == 1.0
+    with_nan = np.array([[np.nan, 1.0], [0.0, 0.0]])
+    assert defect_area_fraction(with_nan) == pytest.approx(1 / 3)
+    assert defect_area_fraction(np.array([])) == 0.0
