@@ -1,0 +1,312 @@
+"""Reusable GeoPackage helpers: typed layers written in small appended batches.
+
+Every batch is one ``pyogrio`` write in append mode, i.e. one SQLite transaction: a
+process killed between batches leaves a valid GeoPackage holding every earlier batch,
+and one killed inside a batch leaves a hot journal that SQLite rolls back on the next
+open (the batch is lost, nothing else). Files are GeoPackage 1.2 (QGIS 3.22 warns on
+1.4). Works for point layers (``photos``, ``observations``) and attribute-only tables
+(``geometry_type=None``, e.g. ``invalid_photos``).
+
+pyogrio and shapely are imported inside the functions (light CLI start-up).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .errors import DataError, OutputNotWritableError
+
+logger = logging.getLogger(__name__)
+
+# pyogrio logs "Created N records" at INFO for every write; one per batch is noise.
+_PYOGRIO_LOGGER = logging.getLogger("pyogrio")
+if _PYOGRIO_LOGGER.level == logging.NOTSET:
+    _PYOGRIO_LOGGER.setLevel(logging.WARNING)
+
+GPKG_VERSION = "1.2"
+
+#: schema type name -> numpy dtype used for the column
+_DTYPES = {"str": "object", "int": "int64", "float": "float64", "bool": "bool"}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One attribute column: ``type`` is ``"str"``, ``"int"``, ``"float"`` or ``"bool"``."""
+
+    name: str
+    type: str = "str"
+
+    def __post_init__(self) -> None:
+        if self.type not in _DTYPES:
+            raise ValueError(f"field {self.name!r}: unknown type {self.type!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSchema:
+    """A layer's name, columns, geometry type and CRS.
+
+    ``geometry_type`` is an OGR name (``"Point"``, ``"Point Z"``, ``"Polygon"``...) or
+    ``None`` for an attribute-only table (no CRS then).
+    """
+
+    name: str
+    fields: tuple[Field, ...]
+    geometry_type: str | None = "Point"
+    crs: str | None = "EPSG:4326"
+
+    @property
+    def field_names(self) -> list[str]:
+        """The column names, in order."""
+        return [f.name for f in self.fields]
+
+    @property
+    def has_z(self) -> bool:
+        """True for a 3D geometry type."""
+        return bool(self.geometry_type) and self.geometry_type.upper().endswith("Z")
+
+
+def ensure_writable(path: str | Path) -> Path:
+    """Check ``path`` can be created or updated as a GeoPackage; create its folder.
+
+    Raises :class:`OutputNotWritableError` with what to do otherwise.
+    """
+    path = Path(path).expanduser().absolute()
+    if path.suffix.lower() != ".gpkg":
+        raise OutputNotWritableError(f"{path}: the output must be a GeoPackage ending in .gpkg")
+    if path.is_dir():
+        raise OutputNotWritableError(f"{path} is a folder; give a .gpkg file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"cannot create the folder {path.parent} ({exc.strerror}); choose another output"
+        ) from exc
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise OutputNotWritableError(f"{path} is not writable; check its permissions")
+        try:
+            list_layers(path)
+        except Exception as exc:
+            raise OutputNotWritableError(
+                f"{path} exists but is not a readable GeoPackage ({exc}); "
+                "remove it or choose another output"
+            ) from exc
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(
+            f"cannot write in {path.parent} (permission denied); choose another output folder"
+        )
+    return path
+
+
+def list_layers(path: str | Path) -> dict[str, str | None]:
+    """Layer name -> geometry type (``None`` for attribute tables); empty when no file."""
+    if not Path(path).exists():
+        return {}
+    import pyogrio
+
+    return {str(name): (str(g) if g else None) for name, g in pyogrio.list_layers(str(path))}
+
+
+def layer_geometry_type(path: str | Path, layer: str) -> str | None:
+    """The geometry type of ``layer`` (``None`` for attribute tables or a missing layer)."""
+    return list_layers(path).get(layer)
+
+
+def count_features(path: str | Path, layer: str) -> int:
+    """Number of rows in ``layer`` (0 when the file or layer does not exist)."""
+    if layer not in list_layers(path):
+        return 0
+    import pyogrio
+
+    return int(pyogrio.read_info(str(path), layer=layer)["features"])
+
+
+def read_rows(path: str | Path, layer: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The values of ``columns`` for every row of ``layer`` (no geometry).
+
+    Empty when the file or layer does not exist. Null numbers come back as ``None``.
+    """
+    if layer not in list_layers(path):
+        return []
+    from pyogrio import raw
+
+    _meta, _fids, _geom, data = raw.read(
+        str(path), layer=layer, columns=list(columns), read_geometry=False
+    )
+    names = list(_meta["fields"])
+    out: list[dict[str, Any]] = []
+    for i in range(len(data[0]) if data else 0):
+        row = {}
+        for name, col in zip(names, data, strict=True):
+            value = col[i]
+            if isinstance(value, float) and value != value:  # NaN -> None
+                value = None
+            elif hasattr(value, "item"):
+                value = value.item()
+            row[name] = value
+        out.append(row)
+    return out
+
+
+def _columns(schema: LayerSchema, rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Any]]:
+    import numpy as np
+
+    data, masks = [], []
+    for field in schema.fields:
+        values = [row.get(field.name) for row in rows]
+        missing = np.array([v is None for v in values], dtype=bool)
+        if field.type == "str":
+            col = np.array([None if v is None else str(v) for v in values], dtype=object)
+            mask = None
+        elif field.type == "float":
+            col = np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
+            mask = None  # NaN is written as NULL
+        else:
+            fill = False if field.type == "bool" else 0
+            conv = bool if field.type == "bool" else int
+            col = np.array(
+                [fill if v is None else conv(v) for v in values], dtype=_DTYPES[field.type]
+            )
+            mask = missing if missing.any() else None
+        data.append(col)
+        masks.append(mask)
+    return data, masks
+
+
+def _check_existing(path: Path, schema: LayerSchema) -> bool:
+    """True when the layer exists already (and matches ``schema``'s columns)."""
+    layers = list_layers(path)
+    if schema.name not in layers:
+        return False
+    import pyogrio
+
+    have = set(pyogrio.read_info(str(path), layer=schema.name)["fields"])
+    missing = [f for f in schema.field_names if f not in have]
+    if missing:
+        raise DataError(
+            f"layer {schema.name!r} in {path} has no column(s) {', '.join(missing)}; "
+            "it was written by another tool or version: write to a new GeoPackage"
+        )
+    return True
+
+
+def append_batch(
+    path: str | Path,
+    schema: LayerSchema,
+    rows: Sequence[Mapping[str, Any]],
+    geometries: Sequence[Any] | None = None,
+) -> int:
+    """Append ``rows`` (and their shapely ``geometries``) to the layer in one transaction.
+
+    Creates the GeoPackage (version 1.2) and the layer on first use, also when
+    ``rows`` is empty, so that an empty result still has its layer. Returns the
+    number of rows written.
+    """
+    import numpy as np
+    from pyogrio import raw
+
+    path = Path(path)
+    exists = path.exists() and _check_existing(path, schema)
+    if schema.geometry_type is not None:
+        if geometries is None or len(geometries) != len(rows):
+            raise ValueError(f"layer {schema.name!r} needs one geometry per row")
+        import shapely
+
+        wkb = shapely.to_wkb(
+            np.asarray(list(geometries), dtype=object), output_dimension=3 if schema.has_z else 2
+        )
+        wkb = np.asarray(wkb, dtype=object)
+    else:
+        wkb = None
+    if exists and not rows:
+        return 0
+    data, masks = _columns(schema, rows)
+    kwargs: dict[str, Any] = {}
+    if not path.exists():
+        kwargs["dataset_options"] = {"VERSION": GPKG_VERSION}
+    raw.write(
+        str(path),
+        wkb,
+        data,
+        schema.field_names,
+        field_mask=masks,
+        layer=schema.name,
+        driver="GPKG",
+        geometry_type=schema.geometry_type,
+        crs=schema.crs if schema.geometry_type else None,
+        append=path.exists(),
+        **kwargs,
+    )
+    logger.debug("wrote %d row(s) to %s|%s", len(rows), path, schema.name)
+    return len(rows)
+
+
+class BatchWriter:
+    """Collects rows and appends them to a layer every ``batch_size`` rows.
+
+    Use as a context manager; leaving the block (also by an exception, not by a
+    kill) writes what is pending. ``written`` counts rows committed so far.
+    """
+
+    def __init__(self, path: str | Path, schema: LayerSchema, batch_size: int = 50) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.path = Path(path)
+        self.schema = schema
+        self.batch_size = batch_size
+        self.written = 0
+        self._rows: list[Mapping[str, Any]] = []
+        self._geoms: list[Any] = []
+
+    @property
+    def pending(self) -> int:
+        """Rows collected but not written yet."""
+        return len(self._rows)
+
+    def add(self, row: Mapping[str, Any], geometry: Any = None) -> None:
+        """Queue one row; writes the batch when it is full."""
+        self._rows.append(row)
+        self._geoms.append(geometry)
+        if len(self._rows) >= self.batch_size:
+            self.flush()
+
+    def extend(self, items: Iterable[tuple[Mapping[str, Any], Any]]) -> None:
+        """Queue several ``(row, geometry)`` pairs."""
+        for row, geom in items:
+            self.add(row, geom)
+
+    def flush(self) -> int:
+        """Write the pending rows now (one transaction); returns how many."""
+        rows, geoms = self._rows, self._geoms
+        self._rows, self._geoms = [], []
+        n = append_batch(self.path, self.schema, rows, geoms if self.schema.geometry_type else None)
+        self.written += n
+        return n
+
+    def ensure_layer(self) -> None:
+        """Create the (empty) layer now if it does not exist yet."""
+        if self.schema.name not in list_layers(self.path):
+            append_batch(self.path, self.schema, [], [] if self.schema.geometry_type else None)
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._rows:
+            try:
+                self.flush()
+            except Exception:
+                if exc is None:
+                    raise
+                logger.exception("could not write the last batch to %s", self.path)
