@@ -368,14 +368,14 @@ def fit(
                 loss_t.backward()
                 opt.step()
                 batch += 1
-                run_sum["loss"] += float(loss_t) * len(y)
+                run_sum["loss"] += float(loss_t.detach()) * len(y)
                 run_sum["correct"] += correct
                 run_sum["n"] += len(y)
                 if cfg.checkpoint_every and batch % cfg.checkpoint_every == 0 and batch < n_batches:
                     run_sum["seconds"] += time.monotonic() - t_epoch
                     t_epoch = time.monotonic()
                     checkpoint(epoch, batch)
-                progress.step(1, loss=round(float(loss_t), 4))
+                progress.step(1, loss=round(float(loss_t.detach()), 4))
             # epoch end: validate, schedule, early stopping
             train_loss = run_sum["loss"] / max(1, run_sum["n"])
             train_acc = run_sum["correct"] / max(1, run_sum["n"])

@@ -1,0 +1,227 @@
+"""``heritage train``: the two-stage classifier from ImageFolder-layout data folders."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+def _pretrained(value: str | None) -> str | None:
+    if value in (None, "", "none", "scratch"):
+        return None
+    if value == "imagenet":
+        return value
+    if not Path(value).is_file():
+        raise click.BadParameter(f"{value} is neither 'imagenet' nor an existing weights file")
+    return value
+
+
+def _threshold(value: str) -> float | None:
+    if value == "auto":
+        return None
+    try:
+        t = float(value)
+    except ValueError as exc:
+        raise click.BadParameter("give a number in [0, 1] or 'auto'") from exc
+    if not 0 <= t <= 1:
+        raise click.BadParameter("the threshold must lie in [0, 1]")
+    return t
+
+
+@click.command(name="train")
+@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model folder to write (model.json + safetensors).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder for split, metrics, checkpoints, overlays, figures [default: MODEL_DIR-run].",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["mobilenet_v3_small", "mobilenet_v3_large"]),
+    default="mobilenet_v3_small",
+    show_default=True,
+    help="Stage-1 backbone.",
+)
+@click.option(
+    "--stage2-arch",
+    type=click.Choice(["resnet18", "resnet50"]),
+    default="resnet18",
+    show_default=True,
+    help="Stage-2 backbone (on Grad-CAM overlays).",
+)
+@click.option(
+    "--pretrained",
+    default=None,
+    metavar="imagenet|PATH",
+    help="Start stage 1 from ImageNet weights (cached or downloaded) or a local "
+    "state dict (.safetensors/.pth) [default: random init].",
+)
+@click.option(
+    "--stage2-pretrained",
+    default=None,
+    metavar="imagenet|PATH",
+    help="Same for stage 2 [default: imagenet when --pretrained imagenet].",
+)
+@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--stage2-epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--stage2-batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--stage2-lr", type=float, default=5e-5, show_default=True)
+@click.option(
+    "--patience",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Early stopping: epochs without validation-loss gain (0 = off).",
+)
+@click.option("--image-size", type=click.IntRange(32), default=224, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option(
+    "--positive",
+    "positives",
+    multiple=True,
+    metavar="NAME",
+    help="Class meaning 'conservation needed' (repeat) [default: crack, salt_damage].",
+)
+@click.option(
+    "--extra-positives",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder whose images (any depth) are all positives ('crack'), e.g. "
+    "dais-masonry/images (repeat).",
+)
+@click.option(
+    "--max-per-class",
+    type=click.IntRange(1),
+    default=None,
+    help="At most N images per dataset and class (quick runs).",
+)
+@click.option("--skip-stage2", is_flag=True, help="Train stage 1 only.")
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=None,
+    help="DataLoader worker processes [default: min(2, CPUs)].",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="torch CPU threads [default: number of CPUs].",
+)
+@click.option(
+    "--cache-images",
+    is_flag=True,
+    help="Decode every image once into memory (resized) instead of every epoch.",
+)
+@click.option(
+    "--threshold",
+    default="0.5",
+    show_default=True,
+    metavar="T|auto",
+    help="Decision threshold, or 'auto' to choose it on the validation split.",
+)
+@click.option("--cam-method", default="gradcam", show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Also checkpoint every N batches (0 = only at epoch ends).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run folder.")
+@click.option("--model-id", default="heritage-two-stage", show_default=True)
+@click.option("--model-version", default="0.1.0", show_default=True)
+@click.option("--json-progress", is_flag=True, help="Progress as JSON lines on stdout.")
+def train(data_dirs, model_dir, run_dir, arch, stage2_arch, pretrained, stage2_pretrained,
+          epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
+          image_size, device, seed, val_fraction, test_fraction, positives, extra_positives,
+          max_per_class, skip_stage2, workers, threads, cache_images, threshold, cam_method,
+          checkpoint_every, resume, model_id, model_version, json_progress) -> None:  # fmt: skip
+    """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
+    from .progress import JsonLinesProgress, TqdmProgress
+    from .train import DEFAULT_POSITIVES, TrainConfig, train_two_stage
+
+    cpus = os.cpu_count() or 1
+    pre = _pretrained(pretrained)
+    pre2 = (
+        _pretrained(stage2_pretrained)
+        if stage2_pretrained
+        else ("imagenet" if pre == "imagenet" else None)
+    )
+    cfg = TrainConfig(
+        data_dirs=tuple(data_dirs),
+        model_dir=model_dir,
+        run_dir=run_dir,
+        arch=arch,
+        stage2_arch=stage2_arch,
+        pretrained=pre,
+        stage2_pretrained=pre2,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        stage2_epochs=stage2_epochs,
+        stage2_batch_size=stage2_batch_size,
+        stage2_lr=stage2_lr,
+        patience=patience,
+        image_size=image_size,
+        device=device,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        positive=tuple(positives) or DEFAULT_POSITIVES,
+        extra_positives=tuple(extra_positives),
+        max_per_class=max_per_class,
+        skip_stage2=skip_stage2,
+        workers=min(2, cpus) if workers is None else workers,
+        resume=resume,
+        cache_images=cache_images,
+        cam_method=cam_method,
+        threshold=_threshold(threshold),
+        checkpoint_every=checkpoint_every,
+        model_id=model_id,
+        version=model_version,
+        command_line=shlex.join(["heritage", *sys.argv[1:]]),
+    )
+    import torch
+
+    torch.set_num_threads(threads or cpus)
+    progress = JsonLinesProgress() if json_progress else TqdmProgress()
+    try:
+        card = train_two_stage(cfg, progress)
+    finally:
+        if isinstance(progress, TqdmProgress):
+            progress.close()
+    test = card.metrics.get("test", {}).get("all", {})
+    for stage in ("stage1", "stage2"):
+        if stage in test:
+            m = test[stage]
+            click.echo(
+                f"{stage} test: accuracy {m['accuracy']:.3f}, F1 {m['f1']:.3f}, "
+                f"ROC AUC {m['roc_auc'] if m['roc_auc'] is None else round(m['roc_auc'], 3)}",
+                err=True,
+            )
+    click.echo(
+        f"Model written to {model_dir} (decision from {card.decision_stage}, threshold "
+        f"{card.threshold:.2f}); run folder {cfg.resolved_run_dir}",
+        err=True,
+    )

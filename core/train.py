@@ -1,0 +1,563 @@
+"""Two-stage training: stage 1 classifier, Grad-CAM overlays, stage 2 on the overlays.
+
+:func:`train_two_stage` runs the whole recipe into a run folder (split, per-epoch
+metrics, checkpoints, overlays, figures, ``metrics.json``) and writes the model folder
+with :func:`heritage.modelcard.save_model`. Every step resumes: the split is reused,
+``fit`` continues from its checkpoint, overlays already on disk are kept.
+
+Grad-CAM target: the stage-1 evidence for *conservation needed*, i.e. the sum of the
+positive classes' logits (:class:`heritage.explain.PositiveClassTarget`), not the
+predicted class. It can be computed at inference without labels like the predicted
+class, but its colours always mean the same thing ("red = defect evidence"), whereas
+with the predicted class a clean wall predicted ``no_crack`` would be painted red where
+it looks *intact*, and stage 2 would have to learn two opposite meanings of red.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError
+from .progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .data import Item
+    from .modelcard import ModelCard
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POSITIVES = ("crack", "salt_damage")
+STAGE2_LABELS = ("conservation_needed",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``heritage train`` needs; written as ``config.json`` into the run folder."""
+
+    data_dirs: tuple[str, ...]
+    model_dir: str
+    run_dir: str | None = None  # None: <model_dir>-run next to the model folder
+    arch: str = "mobilenet_v3_small"
+    stage2_arch: str = "resnet18"
+    pretrained: str | None = None  # None, "imagenet" or a state-dict path (stage 1)
+    stage2_pretrained: str | None = None  # None, "imagenet" or a path (stage 2)
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-4
+    stage2_epochs: int = 10
+    stage2_batch_size: int = 16
+    stage2_lr: float = 5e-5
+    patience: int = 3
+    image_size: int = 224
+    device: str = "auto"
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    positive: tuple[str, ...] = DEFAULT_POSITIVES
+    extra_positives: tuple[str, ...] = ()
+    extra_positive_class: str = "crack"
+    max_per_class: int | None = None
+    skip_stage2: bool = False
+    workers: int = 0
+    resume: bool = False
+    cache_images: bool = False
+    cam_method: str = "gradcam"
+    cam_alpha: float = 0.5
+    threshold: float | None = 0.5  # None: chosen on validation (max. balanced accuracy)
+    checkpoint_every: int = 50
+    scheduler: str = "plateau"
+    model_id: str = "heritage-two-stage"
+    version: str = "0.1.0"
+    notes: str = ""
+    command_line: str = ""
+    licences: dict[str, str] = field(default_factory=dict)  # dataset -> licence override
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        """The run folder (default: ``<model_dir>-run`` beside the model folder)."""
+        if self.run_dir:
+            return Path(self.run_dir)
+        m = Path(self.model_dir)
+        return m.parent / f"{m.name}-run"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fit_config(cfg: TrainConfig, stage: int, device: str) -> Any:
+    from .fit import FitConfig
+
+    return FitConfig(
+        epochs=cfg.epochs if stage == 1 else cfg.stage2_epochs,
+        lr=cfg.lr if stage == 1 else cfg.stage2_lr,
+        patience=cfg.patience,
+        scheduler=cfg.scheduler,  # type: ignore[arg-type]
+        device=device,
+        checkpoint_every=cfg.checkpoint_every,
+        resume=cfg.resume,
+        seed=cfg.seed + stage - 1,
+    )
+
+
+def overlay_path(run_dir: Path, item: Item) -> Path:
+    """Where the Grad-CAM overlay of ``item`` is cached in the run folder."""
+    stem = Path(item.rel).stem
+    return (
+        run_dir
+        / "cam_overlays"
+        / item.split
+        / item.dataset
+        / item.label
+        / f"{stem}_{item.sha256[:10]}.png"
+    )
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def make_overlays(
+    model: torch.nn.Module,
+    items: Sequence[Item],
+    run_dir: Path,
+    *,
+    arch: str,
+    positive_indices: Sequence[int],
+    image_size: int,
+    cam_method: str = "gradcam",
+    alpha: float = 0.5,
+    device: str = "cpu",
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Write the Grad-CAM overlay PNG of every item (skipping those already there).
+
+    The overlays of a different stage-1 model (other weights digest) are removed first.
+    Returns counts: ``written``, ``skipped`` and ``fallback`` (maps that needed the
+    fallback CAM method) and ``empty``.
+    """
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from .data import IMAGENET_MEAN, IMAGENET_STD, eval_rgb
+    from .explain import CamExplainer, overlay, positive_targets, save_png
+    from .modelzoo import cam_target_layer
+
+    progress = progress or NullProgress()
+    root = run_dir / "cam_overlays"
+    marker = root / "stage1_digest.txt"
+    digest = _state_digest(model)
+    if root.is_dir() and (not marker.is_file() or marker.read_text().strip() != digest):
+        log.info("overlays in %s belong to another stage-1 model: recomputing", root)
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest + "\n")
+
+    todo = [it for it in items if not overlay_path(run_dir, it).is_file()]
+    counts = {"written": 0, "skipped": len(items) - len(todo), "fallback": 0, "empty": 0}
+    progress.start("Grad-CAM overlays", total=len(items))
+    progress.step(counts["skipped"])
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    model.eval()
+    with CamExplainer(model, cam_target_layer(arch), cam_method, device=device) as cam:
+        for start in range(0, len(todo), batch_size):
+            progress.check_cancelled()
+            chunk = todo[start : start + batch_size]
+            rgbs = [eval_rgb(it.path, image_size) for it in chunk]
+            x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float().div(255)
+            x = (x - mean) / std
+            res = cam.explain(x, positive_targets(len(chunk), positive_indices))
+            for it, rgb, m, used, empty in zip(
+                chunk, rgbs, res.maps, res.methods, res.empty, strict=True
+            ):
+                out = overlay_path(run_dir, it)
+                tmp = out.with_name(out.stem + ".tmp.png")
+                save_png(tmp, overlay(rgb, m, alpha))
+                os.replace(tmp, out)
+                counts["written"] += 1
+                counts["fallback"] += int(used != cam_method)
+                counts["empty"] += int(empty)
+            progress.step(len(chunk))
+    log.info("overlays: %s", counts)
+    return counts
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC AUC (when both classes occur), 2x2 confusion."""
+    import numpy as np
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(p) >= threshold).astype(int)
+    both = len(set(y.tolist())) == 2
+    return {
+        "n": len(y),
+        "positives": int(y.sum()),
+        "accuracy": float(accuracy_score(y, pred)) if len(y) else None,
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else None,
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
+    }
+
+
+def mcnemar(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:
+    """Paired counts and exact McNemar test of two decision rules on the same images.
+
+    ``b``: a right, b wrong; ``c``: a wrong, b right; two-sided exact binomial p-value.
+    """
+    import numpy as np
+    from scipy.stats import binomtest
+
+    ra, rb = np.asarray(pred_a) == y, np.asarray(pred_b) == y
+    b, c = int((ra & ~rb).sum()), int((~ra & rb).sum())
+    p = float(binomtest(min(b, c), b + c, 0.5).pvalue) if b + c else 1.0
+    return {"b_stage1_only_right": b, "c_stage2_only_right": c, "p_value": p}
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold maximising balanced accuracy on (validation) data; 0.5 if undefined."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    if len(set(np.asarray(y).astype(int).tolist())) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, p)
+    j = tpr - fpr
+    best = int(np.argmax(j))
+    return float(np.clip(thr[best], 0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _positive_indices(classes: Sequence[str], positives: Sequence[str]) -> list[int]:
+    idx = [i for i, c in enumerate(classes) if c in set(positives)]
+    if not idx:
+        raise DataError(
+            f"none of the positive classes {list(positives)} is among the data's classes "
+            f"{list(classes)}; name them with --positive"
+        )
+    if len(idx) == len(classes):
+        raise DataError(
+            f"every class {list(classes)} is positive; add negative examples (e.g. no_crack)"
+        )
+    return idx
+
+
+def _probs_stage1(model: Any, loader: Any, device: str, pos: list[int]) -> tuple[Any, Any, Any]:
+    from .fit import predict_proba
+
+    probs, labels = predict_proba(model, loader, device)
+    return probs[:, pos].sum(axis=1), probs.argmax(axis=1), labels.astype(int)
+
+
+def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> ModelCard:
+    """Train stage 1, make Grad-CAM overlays, train stage 2, evaluate, save the model.
+
+    Returns the model card written to ``cfg.model_dir``. The run folder receives
+    ``config.json``, ``split.csv``, ``stage{1,2}_metrics.csv``, checkpoints,
+    ``cam_overlays/``, ``metrics.json`` and the figures.
+    """
+    import numpy as np
+    import torch
+
+    from . import data as D
+    from .fit import fit, resolve_device
+    from .modelcard import ModelCard, StageCard, save_model
+    from .modelzoo import build_model, cam_target_layer
+    from .plots import plot_confusion, plot_curves
+
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    durations: dict[str, float] = {}
+    run_dir = cfg.resolved_run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = str(resolve_device(cfg.device))
+    _write_json(run_dir / "config.json", {**asdict(cfg), "resolved_device": device})
+
+    # 1. split -------------------------------------------------------------------
+    progress.message("indexing and splitting the data")
+    settings = D.SplitSettings(
+        data_dirs=tuple(str(Path(d).resolve()) for d in cfg.data_dirs),
+        extra_positives=tuple(str(Path(d).resolve()) for d in cfg.extra_positives),
+        extra_positive_class=cfg.extra_positive_class,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+        max_per_class=cfg.max_per_class,
+    )
+    items, split_info = D.make_or_load_split(settings, run_dir)
+    classes = D.class_names(items)
+    pos = _positive_indices(classes, cfg.positive)
+    positives = tuple(classes[i] for i in pos)
+    by_split = {s: [it for it in items if it.split == s] for s in D.SPLITS}
+    for s in ("train", "val"):
+        if not by_split[s]:
+            raise DataError(f"the {s} split is empty; add images or change the fractions")
+    durations["split_s"] = round(time.monotonic() - t0, 2)
+
+    # 2. stage 1 -----------------------------------------------------------------
+    t = time.monotonic()
+    cache = round(cfg.image_size * D.CACHE_SCALE) if cfg.cache_images else None
+    ds = {
+        s: D.stage1_dataset(
+            by_split[s],
+            classes,
+            D.train_transform(cfg.image_size) if s == "train" else D.eval_transform(cfg.image_size),
+            cache,
+            progress,
+        )
+        for s in D.SPLITS
+    }
+    loaders = {
+        s: D.make_loader(
+            ds[s],
+            cfg.batch_size,
+            shuffle=(s == "train"),
+            workers=cfg.workers,
+            device=device,
+            seed=cfg.seed,
+        )
+        for s in D.SPLITS
+    }
+    stage1 = build_model(cfg.arch, len(classes), cfg.pretrained)
+    r1 = fit(
+        stage1,
+        loaders["train"],
+        loaders["val"],
+        _fit_config(cfg, 1, device),
+        run_dir,
+        "stage1",
+        progress,
+        loss="ce",
+    )
+    durations["stage1_s"] = round(time.monotonic() - t, 2)
+    plot_curves(r1.history, run_dir / "stage1_curves.png", f"stage 1 ({cfg.arch})")
+
+    # stage-1 probabilities on val and test
+    p1: dict[str, Any] = {}
+    for s in ("val", "test"):
+        if by_split[s]:
+            p1[s] = _probs_stage1(stage1, loaders[s], device, pos)
+
+    # 3./4. overlays and stage 2 ----------------------------------------------------
+    stage2 = None
+    r2 = None
+    p2: dict[str, Any] = {}
+    overlay_counts: dict[str, int] = {}
+    if not cfg.skip_stage2:
+        t = time.monotonic()
+        overlay_counts = make_overlays(
+            stage1,
+            items,
+            run_dir,
+            arch=cfg.arch,
+            positive_indices=pos,
+            image_size=cfg.image_size,
+            cam_method=cfg.cam_method,
+            alpha=cfg.cam_alpha,
+            device=device,
+            batch_size=cfg.stage2_batch_size,
+            progress=progress,
+        )
+        durations["overlays_s"] = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        pos_set = set(positives)
+        ds2 = {
+            s: D.ImageDataset(
+                [overlay_path(run_dir, it) for it in by_split[s]],
+                [float(it.label in pos_set) for it in by_split[s]],
+                D.train_transform(cfg.image_size, color=False)
+                if s == "train"
+                else D.eval_transform(cfg.image_size),
+            )
+            for s in D.SPLITS
+        }
+        loaders2 = {
+            s: D.make_loader(
+                ds2[s],
+                cfg.stage2_batch_size,
+                shuffle=(s == "train"),
+                workers=cfg.workers,
+                device=device,
+                seed=cfg.seed + 1,
+            )
+            for s in D.SPLITS
+        }
+        stage2 = build_model(cfg.stage2_arch, 1, cfg.stage2_pretrained)
+        r2 = fit(
+            stage2,
+            loaders2["train"],
+            loaders2["val"],
+            _fit_config(cfg, 2, device),
+            run_dir,
+            "stage2",
+            progress,
+            loss="bce",
+        )
+        durations["stage2_s"] = round(time.monotonic() - t, 2)
+        plot_curves(r2.history, run_dir / "stage2_curves.png", f"stage 2 ({cfg.stage2_arch})")
+        from .fit import predict_proba
+
+        for s in ("val", "test"):
+            if by_split[s]:
+                p2[s] = predict_proba(stage2, loaders2[s], device)[0]
+
+    # 5./6. thresholds, decision stage (on validation), test metrics ------------------
+    t = time.monotonic()
+    y = {s: np.array([it.label in set(positives) for it in by_split[s]], dtype=int) for s in p1}
+    thr = {
+        "stage1": cfg.threshold
+        if cfg.threshold is not None
+        else choose_threshold(y["val"], p1["val"][0])
+    }
+    if p2:
+        thr["stage2"] = (
+            cfg.threshold if cfg.threshold is not None else choose_threshold(y["val"], p2["val"])
+        )
+    val_scores = {"stage1": binary_metrics(y["val"], p1["val"][0], thr["stage1"])}
+    if p2:
+        val_scores["stage2"] = binary_metrics(y["val"], p2["val"], thr["stage2"])
+
+    def score(m: dict[str, Any]) -> float:
+        return m["balanced_accuracy"] if m["balanced_accuracy"] is not None else m["accuracy"]
+
+    decision = "stage1"
+    if "stage2" in val_scores and score(val_scores["stage2"]) > score(val_scores["stage1"]):
+        decision = "stage2"
+    metrics: dict[str, Any] = {
+        "decision_stage": decision,
+        "decision_rule": "higher balanced accuracy on the validation split (tie: stage1)",
+        "thresholds": thr,
+        "validation": val_scores,
+        "test": {},
+        "stage1_best_epoch": r1.best_epoch,
+        "stage2_best_epoch": r2.best_epoch if r2 else None,
+    }
+    test_items = by_split["test"]
+    cm_total: dict[str, list] = {}
+    if test_items:
+        datasets = sorted({it.dataset for it in test_items})
+        p1_t, arg1_t, lab1_t = p1["test"]
+        yt = y["test"]
+        names = np.array([it.dataset for it in test_items])
+        for ds_name in [*datasets, "all"]:
+            m = np.ones(len(test_items), bool) if ds_name == "all" else names == ds_name
+            entry: dict[str, Any] = {
+                "stage1": {
+                    **binary_metrics(yt[m], p1_t[m], thr["stage1"]),
+                    "multiclass_accuracy": float((arg1_t[m] == lab1_t[m]).mean()),
+                }
+            }
+            if p2:
+                entry["stage2"] = binary_metrics(yt[m], p2["test"][m], thr["stage2"])
+                entry["mcnemar"] = mcnemar(
+                    yt[m], p1_t[m] >= thr["stage1"], p2["test"][m] >= thr["stage2"]
+                )
+            metrics["test"][ds_name] = entry
+        cm_total = {k: v["confusion"] for k, v in metrics["test"]["all"].items() if k != "mcnemar"}
+    else:
+        log.warning("no test split: test metrics not computed")
+    durations["evaluate_s"] = round(time.monotonic() - t, 2)
+    for stage, cm in cm_total.items():
+        plot_confusion(
+            cm,
+            ["no conservation", "conservation needed"],
+            run_dir / f"confusion_{stage}.png",
+            f"{stage} on the test split (threshold {thr[stage]:.2f})",
+        )
+
+    # 7. model card ---------------------------------------------------------------
+    durations["total_s"] = round(time.monotonic() - t0, 2)
+    licences = {}
+    for d in (*settings.data_dirs, *settings.extra_positives):
+        name = next((it.dataset for it in items if str(it.data_dir) == d), Path(d).name)
+        licences[name] = cfg.licences.get(name) or D.dataset_licence(Path(d)) or "unknown"
+    training = {
+        "data_dirs": list(settings.data_dirs),
+        "extra_positives": list(settings.extra_positives),
+        "licences": licences,
+        "classes": classes,
+        "split": split_info,
+        "counts_per_split": {s: len(by_split[s]) for s in D.SPLITS},
+        "command_line": cfg.command_line,
+        "config": asdict(cfg),
+        "durations_s": durations,
+        "device": device,
+        "torch": torch.__version__,
+        "stage1_fit": _fit_summary(r1),
+        "stage2_fit": _fit_summary(r2) if r2 else None,
+        "overlays": overlay_counts,
+        "cam_target": "sum of positive-class logits (PositiveClassTarget)",
+        "run_dir": str(run_dir.resolve()),
+    }
+    card = ModelCard(
+        model_id=cfg.model_id,
+        version=cfg.version,
+        input_size=cfg.image_size,
+        mean=D.IMAGENET_MEAN,
+        std=D.IMAGENET_STD,
+        positive_labels=positives,
+        stage1=StageCard(cfg.arch, "", "", len(classes), tuple(classes)),
+        stage2=StageCard(cfg.stage2_arch, "", "", 1, STAGE2_LABELS) if stage2 is not None else None,
+        cam_layer=cam_target_layer(cfg.arch),
+        cam_method=cfg.cam_method,
+        threshold=float(thr[decision]),
+        decision_stage=decision,
+        stage2_cam_alpha=cfg.cam_alpha,
+        training=training,
+        metrics=metrics,
+        notes=cfg.notes,
+    )
+    card = save_model(cfg.model_dir, card, stage1, stage2)
+    _write_json(run_dir / "metrics.json", metrics)
+    progress.message(
+        f"model written to {cfg.model_dir} (decision: {decision}); run folder {run_dir}"
+    )
+    return card
+
+
+def _fit_summary(r: Any) -> dict[str, Any]:
+    d = {k: v for k, v in asdict(r).items() if k not in ("history", "extra")}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def config_with(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``cfg`` with ``changes`` (frozen dataclass helper)."""
+    return replace(cfg, **changes)
