@@ -410,3 +410,23 @@ def test_gpkg_helpers_attribute_table_batches_and_schema_check(tmp_path: Path) -
     pts = LayerSchema("obs", (Field("v", "float"),), "Point")
     append_batch(out, pts, [{"v": 1.5}], [shapely.Point(1, 2)])
     assert list_layers(out) == {"notes": None, "obs": "Point"}
+
+
+# ---------------------------------------------------------------- demo survey
+
+
+def test_demo_photos_all_import_at_their_listed_positions(tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parents[2] / "resources" / "demo"
+    summary = import_photos([demo / "photos"], tmp_path / "demo.gpkg")
+    assert (summary.found, summary.imported, summary.skipped_total) == (21, 21, 0)
+    rows = {r["file_name"]: r for r in read_layer(tmp_path / "demo.gpkg", "photos")}
+    with (demo / "positions.csv").open() as fh:
+        listed = list(csv.DictReader(fh))
+    assert len(listed) == 12
+    for row in listed:
+        got = rows[row["file"]]
+        assert abs(got["latitude"] - float(row["latitude"])) < 1e-6
+        assert abs(got["longitude"] - float(row["longitude"])) < 1e-6
+        assert got["heading"] == pytest.approx(float(row["heading_deg"]))
+    size = sum(p.stat().st_size for p in demo.rglob("*") if p.is_file())
+    assert size < 5_000_000
