@@ -142,6 +142,14 @@ def _threshold(value: str) -> float | None:
 )
 @click.option("--cam-method", default="gradcam", show_default=True)
 @click.option(
+    "--cam-target",
+    type=click.Choice(["positive", "predicted"]),
+    default="positive",
+    show_default=True,
+    help="Grad-CAM target for the stage-2 overlays: the evidence for the positive "
+    "classes, or the stage-1 predicted class.",
+)
+@click.option(
     "--checkpoint-every",
     type=click.IntRange(0),
     default=50,
@@ -156,6 +164,7 @@ def train(data_dirs, model_dir, run_dir, arch, stage2_arch, pretrained, stage2_p
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
           image_size, device, seed, val_fraction, test_fraction, positives, extra_positives,
           max_per_class, skip_stage2, workers, threads, cache_images, threshold, cam_method,
+          cam_target,
           checkpoint_every, resume, model_id, model_version, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
     from .progress import JsonLinesProgress, TqdmProgress
@@ -196,6 +205,7 @@ def train(data_dirs, model_dir, run_dir, arch, stage2_arch, pretrained, stage2_p
         resume=resume,
         cache_images=cache_images,
         cam_method=cam_method,
+        cam_target=cam_target,
         threshold=_threshold(threshold),
         checkpoint_every=checkpoint_every,
         model_id=model_id,

@@ -461,16 +461,6 @@ def eval_transform(image_size: int) -> Any:
     )
 
 
-def eval_rgb(path: Path, image_size: int) -> np.ndarray:
-    """The uint8 H x W x 3 picture the model sees at evaluation (before normalising)."""
-    import numpy as np
-    from torchvision import transforms as T
-
-    im = open_rgb(path)
-    im = T.CenterCrop(image_size)(T.Resize(image_size, antialias=True)(im))
-    return np.asarray(im, dtype=np.uint8)
-
-
 def _square(im: Image.Image, size: int) -> Image.Image:
     from torchvision import transforms as T
 

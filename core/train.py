@@ -72,6 +72,7 @@ class TrainConfig:
     resume: bool = False
     cache_images: bool = False
     cam_method: str = "gradcam"
+    cam_target: str = "positive"  # "positive" (sum of positive logits) or "predicted"
     cam_alpha: float = 0.5
     threshold: float | None = 0.5  # None: chosen on validation (max. balanced accuracy)
     checkpoint_every: int = 50
@@ -144,6 +145,7 @@ def make_overlays(
     positive_indices: Sequence[int],
     image_size: int,
     cam_method: str = "gradcam",
+    cam_target: str = "positive",
     alpha: float = 0.5,
     device: str = "cpu",
     batch_size: int = 16,
@@ -157,17 +159,17 @@ def make_overlays(
     """
     import shutil
 
-    import numpy as np
     import torch
 
-    from .data import IMAGENET_MEAN, IMAGENET_STD, eval_rgb
-    from .explain import CamExplainer, overlay, positive_targets, save_png
+    from .data import open_rgb
+    from .explain import CamExplainer, positive_targets, save_png
     from .modelzoo import cam_target_layer
+    from .predict import normalise, stage2_inputs, to_model_rgb
 
     progress = progress or NullProgress()
     root = run_dir / "cam_overlays"
     marker = root / "stage1_digest.txt"
-    digest = _state_digest(model)
+    digest = f"{_state_digest(model)} {cam_method} {cam_target} {alpha} {image_size}"
     if root.is_dir() and (not marker.is_file() or marker.read_text().strip() != digest):
         log.info("overlays in %s belong to another stage-1 model: recomputing", root)
         shutil.rmtree(root)
@@ -178,23 +180,25 @@ def make_overlays(
     counts = {"written": 0, "skipped": len(items) - len(todo), "fallback": 0, "empty": 0}
     progress.start("Grad-CAM overlays", total=len(items))
     progress.step(counts["skipped"])
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     model.eval()
     with CamExplainer(model, cam_target_layer(arch), cam_method, device=device) as cam:
         for start in range(0, len(todo), batch_size):
             progress.check_cancelled()
             chunk = todo[start : start + batch_size]
-            rgbs = [eval_rgb(it.path, image_size) for it in chunk]
-            x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float().div(255)
-            x = (x - mean) / std
-            res = cam.explain(x, positive_targets(len(chunk), positive_indices))
-            for it, rgb, m, used, empty in zip(
-                chunk, rgbs, res.maps, res.methods, res.empty, strict=True
-            ):
+            # the same preprocessing and overlay functions as inference (heritage.predict)
+            rgbs = [to_model_rgb(open_rgb(it.path), image_size) for it in chunk]
+            x = normalise(rgbs)
+            if cam_target == "positive":
+                targets: list = positive_targets(len(chunk), positive_indices)
+            else:
+                with torch.inference_mode():
+                    targets = model(x.to(device)).argmax(1).tolist()
+            res = cam.explain(x, targets)
+            overlays, _ = stage2_inputs(rgbs, res.maps, alpha)
+            for it, ov, used, empty in zip(chunk, overlays, res.methods, res.empty, strict=True):
                 out = overlay_path(run_dir, it)
                 tmp = out.with_name(out.stem + ".tmp.png")
-                save_png(tmp, overlay(rgb, m, alpha))
+                save_png(tmp, ov)
                 os.replace(tmp, out)
                 counts["written"] += 1
                 counts["fallback"] += int(used != cam_method)
@@ -391,6 +395,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
             positive_indices=pos,
             image_size=cfg.image_size,
             cam_method=cfg.cam_method,
+            cam_target=cfg.cam_target,
             alpha=cfg.cam_alpha,
             device=device,
             batch_size=cfg.stage2_batch_size,
@@ -524,7 +529,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         "stage1_fit": _fit_summary(r1),
         "stage2_fit": _fit_summary(r2) if r2 else None,
         "overlays": overlay_counts,
-        "cam_target": "sum of positive-class logits (PositiveClassTarget)",
+        "cam_target": cfg.cam_target,  # read by heritage.predict.TwoStageClassifier
         "run_dir": str(run_dir.resolve()),
     }
     card = ModelCard(
