@@ -189,6 +189,16 @@ def cluster_points(
     return labels
 
 
+def _building_ids(grouping: BuildingGrouping, index: pd.Index) -> pd.Series:
+    """``building_of_observation`` aligned on ``index`` (the same observations)."""
+    s = grouping.building_of_observation
+    if s.index.equals(index):
+        return s
+    if not index.is_unique or not s.index.is_unique:
+        raise DataError("observations need a unique index to be matched with their buildings")
+    return s.reindex(index)
+
+
 def _flag_array(obs: gpd.GeoDataFrame) -> np.ndarray:
     if "flagged" not in obs.columns:
         raise DataError("observations need a boolean 'flagged' column")
@@ -253,6 +263,7 @@ def group_observations(
         id_of_pos = dict(zip(flagged_fps, ids.tolist(), strict=True))
         building_of[:] = [id_of_pos.get(int(p), pd.NA) for p in fp_pos]
     else:
+        obs_geom = observations_gdf.geometry
         sel = np.flatnonzero(flagged & located)
         crs = metric_crs_for(observations_gdf[located]) if located.any() else None
         labels = cluster_points(observations_gdf.iloc[sel], eps_m, min_samples)
@@ -263,10 +274,10 @@ def group_observations(
         others = np.flatnonzero(~flagged & located)
         if len(sel) and len(others):
             flagged_pts = gpd.GeoDataFrame(
-                {"_bid": ids}, geometry=observations_gdf.geometry.iloc[sel].values, crs=WGS84
+                {"_bid": ids}, geometry=obs_geom.iloc[sel].values, crs=obs_geom.crs
             )
             other_pts = gpd.GeoDataFrame(
-                {"_row": others}, geometry=observations_gdf.geometry.iloc[others].values, crs=WGS84
+                {"_row": others}, geometry=obs_geom.iloc[others].values, crs=obs_geom.crs
             )
             joined = gpd.sjoin_nearest(
                 other_pts.to_crs(crs),
@@ -280,7 +291,7 @@ def group_observations(
         building_of[:] = values
         polys = []
         member_ids = building_of.to_numpy(dtype="float64", na_value=np.nan)
-        metric_pts = observations_gdf.geometry.to_crs(crs) if crs is not None else None
+        metric_pts = obs_geom.to_crs(crs) if crs is not None else None
         n_buildings = int(labels.max()) + 1 if len(labels) else 0
         for bid in range(1, n_buildings + 1):
             members = metric_pts[member_ids == bid]
@@ -303,7 +314,7 @@ def group_observations(
 def flagged_counts(observations_gdf: gpd.GeoDataFrame, grouping: BuildingGrouping) -> np.ndarray:
     """Number of flagged photos on each photo's building (a lone photo counts itself)."""
     flagged = _flag_array(observations_gdf)
-    bid = grouping.building_of_observation.reindex(observations_gdf.index)
+    bid = _building_ids(grouping, observations_gdf.index)
     counts = bid[flagged].value_counts()
     n = bid.map(counts).fillna(0).to_numpy(dtype=np.int64)
     # photos on no building (no geometry): only themselves
@@ -338,7 +349,7 @@ def apply_priority(
         if np.isnan(p[flagged]).any():
             raise DataError("a flagged observation has no p_final")
         scores[flagged] = priority_scores(p[flagged], area[flagged], n[flagged], cfg)
-    out["building_id"] = grouping.building_of_observation.reindex(out.index)
+    out["building_id"] = _building_ids(grouping, out.index).to_numpy()
     out["n_flagged_on_building"] = n
     out["priority_score"] = scores
     out["priority_category"] = [
@@ -369,12 +380,14 @@ def summarise_buildings(
             raise DataError(f"observations need a {col!r} column to summarise buildings")
     b = grouping.buildings.copy()
     obs = pd.DataFrame(observations_gdf.drop(columns=observations_gdf.geometry.name))
-    obs["_bid"] = grouping.building_of_observation.reindex(obs.index)
+    obs["_bid"] = _building_ids(grouping, obs.index).to_numpy()
     obs["_flagged"] = _flag_array(observations_gdf)
     obs = obs[obs["_bid"].notna()]
+    by_building = {int(k): g for k, g in obs.groupby("_bid", sort=False)}
+    empty = obs.iloc[:0]
     rows = []
     for bid in b["building_id"]:
-        g = obs[obs["_bid"] == bid]
+        g = by_building.get(int(bid), empty)
         f = g[g["_flagged"]]
         cats = [c for c in f["priority_category"] if c in CATEGORIES]
         rows.append(
@@ -428,7 +441,7 @@ def flagged_buildings(
         obs = apply_priority(observations_gdf, grouping, priority_cfg)
     else:
         obs = observations_gdf.copy()
-        obs["building_id"] = grouping.building_of_observation.reindex(obs.index)
+        obs["building_id"] = grouping.building_of_observation.to_numpy()
     buildings = summarise_buildings(obs, grouping)
     log.info(
         "%d flagged photos on %d buildings",

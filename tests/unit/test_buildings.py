@@ -337,3 +337,18 @@ def test_flagged_buildings_gpkg_roundtrip(tmp_path, footprints_utm):
     back = read_vector(path)
     assert back["obs_ids"].tolist() == ["o0;o1;o2", "o3"]
     assert back["n_flagged"].tolist() == [2, 1]
+
+
+def test_observations_in_another_crs_with_string_index(footprints_utm):
+    obs = observations()
+    ref = flagged_buildings(obs, priority_cfg=DEFAULT_CONFIG)
+    other = obs.to_crs(3857)
+    other.index = [f"row{i}" for i in range(len(other))]
+    for fp in (None, footprints_utm):
+        res = flagged_buildings(other, fp, priority_cfg=DEFAULT_CONFIG)
+        assert res.buildings.crs.to_epsg() == 4326
+        assert list(res.building_of_observation.index) == list(other.index)
+        assert res.observations["building_id"].iloc[:4].tolist() == [1, 1, 1, 2]
+    res = flagged_buildings(other, priority_cfg=DEFAULT_CONFIG)
+    assert res.buildings["obs_ids"].tolist() == ref.buildings["obs_ids"].tolist()
+    assert res.buildings.geom_equals_exact(ref.buildings.geometry, tolerance=1e-7).all()
