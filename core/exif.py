@@ -17,10 +17,10 @@ Decisions, documented here because they shape the data:
 - **Out-of-range** latitude (beyond ±90) or longitude (beyond ±180) is ``corrupt_exif``;
   exactly 0/0 is ``zero_coordinates`` (the usual "no fix" placeholder).
 - **Altitude** below sea level when ``GPSAltitudeRef`` is 1; a missing ref means above.
-- **Heading**: ``GPSImgDirection`` (true or magnetic north as its ref says), else the DJI
-  XMP ``drone-dji:GimbalYawDegree`` (where the camera points), else
-  ``drone-dji:FlightYawDegree`` (where the aircraft points); always normalised to
-  ``[0, 360)``.
+- **Heading**: ``GPSImgDirection`` (true or magnetic north as its ref says; no ref is
+  taken as true north), else the DJI XMP ``drone-dji:GimbalYawDegree`` (where the
+  camera points), else ``drone-dji:FlightYawDegree`` (where the aircraft points);
+  always normalised to ``[0, 360)``.
 - **Time**: ``DateTimeOriginal`` (with ``OffsetTimeOriginal`` appended when present),
   else GPS date + time (UTC, suffix ``Z``), else ``DateTime`` (with ``OffsetTime``);
   ISO 8601 ``YYYY-MM-DDTHH:MM:SS[±HH:MM|Z]``. Placeholders like ``0000:00:00`` are skipped.
@@ -147,12 +147,15 @@ def info_from_tags(
 
 
 def ratio_to_float(value: Any) -> float | None:
-    """A number from an exifread value (``Ratio``, int, float); ``None`` for ``n/0``."""
-    den = getattr(value, "den", None)
-    if den is not None:
+    """A number from an EXIF rational (exifread ``Ratio``, ``Fraction``), int or float.
+
+    ``None`` for a rational with a zero denominator.
+    """
+    den = getattr(value, "denominator", None)
+    if den is not None and not isinstance(value, int):
         if den == 0:
             return None
-        return value.num / den
+        return value.numerator / den
     if isinstance(value, int | float):
         return float(value)
     raise TypeError(f"not a number: {value!r}")
@@ -188,9 +191,9 @@ def dms_to_degrees(values: Sequence[Any]) -> float:
     for value, scale in zip(values, (1.0, 60.0, 3600.0), strict=False):
         number = ratio_to_float(value)
         if number is None:
-            if getattr(value, "num", None) == 0:
+            if value.numerator == 0:
                 continue
-            raise ValueError(f"component {value.num}/0 has a zero denominator")
+            raise ValueError(f"component {value.numerator}/0 has a zero denominator")
         total += number / scale
     return total
 

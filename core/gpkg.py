@@ -205,14 +205,26 @@ def append_batch(
     """Append ``rows`` (and their shapely ``geometries``) to the layer in one transaction.
 
     Creates the GeoPackage (version 1.2) and the layer on first use, also when
-    ``rows`` is empty, so that an empty result still has its layer. Returns the
-    number of rows written.
+    ``rows`` is empty, so that an empty result still has its layer. Checks that an
+    existing layer has the schema's columns (:class:`DataError` otherwise). Returns
+    the number of rows written.
     """
+    path = Path(path)
+    exists = path.exists() and _check_existing(path, schema)
+    if exists and not rows:
+        return 0
+    return _write(path, schema, rows, geometries)
+
+
+def _write(
+    path: Path,
+    schema: LayerSchema,
+    rows: Sequence[Mapping[str, Any]],
+    geometries: Sequence[Any] | None,
+) -> int:
     import numpy as np
     from pyogrio import raw
 
-    path = Path(path)
-    exists = path.exists() and _check_existing(path, schema)
     if schema.geometry_type is not None:
         if geometries is None or len(geometries) != len(rows):
             raise ValueError(f"layer {schema.name!r} needs one geometry per row")
@@ -224,8 +236,6 @@ def append_batch(
         wkb = np.asarray(wkb, dtype=object)
     else:
         wkb = None
-    if exists and not rows:
-        return 0
     data, masks = _columns(schema, rows)
     kwargs: dict[str, Any] = {}
     if not path.exists():
@@ -261,6 +271,7 @@ class BatchWriter:
         self.schema = schema
         self.batch_size = batch_size
         self.written = 0
+        self._checked = False  # layer existence and columns checked once, on first write
         self._rows: list[Mapping[str, Any]] = []
         self._geoms: list[Any] = []
 
@@ -291,8 +302,9 @@ class BatchWriter:
 
     def ensure_layer(self) -> None:
         """Create the (empty) layer now if it does not exist yet."""
-        if self.schema.name not in list_layers(self.path):
+        if not self._checked:
             append_batch(self.path, self.schema, [], [] if self.schema.geometry_type else None)
+            self._checked = True
 
     def __enter__(self) -> BatchWriter:
         return self

@@ -353,33 +353,41 @@ def test_json_progress(tmp_path: Path) -> None:
 def test_sigkill_mid_run_keeps_a_consistent_prefix_and_rerun_completes(tmp_path: Path) -> None:
     photos = tmp_path / "many"
     photos.mkdir()
-    total = 300
+    total = 200
     for i in range(total):
         geotagged(photos / f"p{i:04d}.jpg", 40 + i / 1000, 10 + i / 1000)
     out = tmp_path / "run.gpkg"
     cmd = [str(HERITAGE), "-q", "photos", str(photos), "-o", str(out), "--batch-size", "5"]
+    # What is tested is a process kill: the kernel keeps what was written, so SQLite's
+    # fsync (which guards against power loss, ~0.2 s per commit on a busy shared disk)
+    # only slows the test down. GDAL reads this config option from the environment.
+    env = {**os.environ, "OGR_SQLITE_SYNCHRONOUS": "OFF"}
     proc = subprocess.Popen(
-        [*cmd, "--json-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [*cmd, "--json-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     done = 0
     try:
         for line in proc.stdout:  # poll the progress stream, no sleep
             event = json.loads(line)
-            if event["event"] == "step" and event["done"] >= 60:
+            if event["event"] == "step" and event["done"] >= 40:
                 done = event["done"]
                 os.kill(proc.pid, signal.SIGKILL)
                 break
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL and done >= 60
+    assert proc.returncode == -signal.SIGKILL and done >= 40
 
     kept = sorted(r["path"] for r in read_layer(out, "photos"))
     n = len(kept)
-    assert 55 <= n < total and n % 5 == 0  # whole batches only
+    assert 35 <= n < total and n % 5 == 0  # whole batches only
     assert kept == [f"many/p{i:04d}.jpg" for i in range(n)]  # the prefix, in scan order
 
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     rows = read_layer(out, "photos")
     assert len(rows) == total
@@ -388,6 +396,27 @@ def test_sigkill_mid_run_keeps_a_consistent_prefix_and_rerun_completes(tmp_path:
     assert (
         f"imported {total - n} geotagged photo(s), {n} already in the GeoPackage" in result.stdout
     )
+
+
+def test_cancel_keeps_every_photo_inspected_so_far(tmp_path: Path) -> None:
+    from heritage.errors import CancelledError
+    from heritage.progress import NullProgress
+
+    class CancelAfter(NullProgress):
+        def step(self, n: int = 1, **info: object) -> None:
+            self.done = getattr(self, "done", 0) + n
+            if self.done == 7:
+                self.cancel()
+
+    (tmp_path / "p").mkdir()
+    for i in range(12):
+        geotagged(tmp_path / "p" / f"{i:02d}.jpg", 10 + i / 100, 10)
+    out = tmp_path / "o.gpkg"
+    with pytest.raises(CancelledError):
+        import_photos([tmp_path / "p"], out, ImportConfig(batch_size=5), CancelAfter())
+    assert sorted(r["file_name"] for r in read_layer(out, "photos")) == [
+        f"{i:02d}.jpg" for i in range(7)
+    ]
 
 
 # -------------------------------------------------------- generic gpkg helpers
