@@ -29,7 +29,7 @@ class ModelError(HeritageError, RuntimeError):
 
 
 class DataError(HeritageError, ValueError):
-    """A training or evaluation data set is unusable as given."""
+    """Input data (images, vector layers, networks, data sets) is unusable as given."""
 
 
 class CancelledError(HeritageError):
