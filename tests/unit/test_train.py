@@ -1,0 +1,217 @@
+"""The fit loop (resume, early stopping) and two-stage training end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.data import TensorDataset
+
+from heritage.data import make_loader
+from heritage.errors import CancelledError
+from heritage.fit import FitConfig, ResumableSampler, evaluate_loss, fit, predict_proba
+from heritage.progress import NullProgress
+from heritage.train import TrainConfig, binary_metrics, mcnemar, train_two_stage
+
+
+def make_folder(root: Path, name: str, n: int = 12, groups: bool = False, seed: int = 0) -> Path:
+    """``root/name/{crack,no_crack}/*.png`` (crack = dark line); ``groups``: a manifest."""
+    from PIL import Image
+
+    rows = []
+    for c, cls in enumerate(("crack", "no_crack")):
+        for i in range(n):
+            rng = np.random.default_rng(seed * 1000 + c * 100 + i)
+            a = rng.normal(150, 20, (40, 40, 3)).clip(0, 255).astype(np.uint8)
+            if cls == "crack":
+                x = int(rng.integers(5, 32))
+                a[:, x : x + 3] = 20
+            path = root / name / cls / f"{cls}_{i:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a).save(path)
+            rows.append(f"{cls}/{path.name},{cls},photo{i // 3}")
+    if groups:
+        (root / name / "manifest.csv").write_text("file,label,source_group\n" + "\n".join(rows))
+    return root / name
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+class StopAt(NullProgress):
+    """Raises ``exc`` at the ``at``-th single-batch step (a stand-in for Ctrl-C or a kill)."""
+
+    def __init__(self, at: int, exc: type[BaseException] = CancelledError) -> None:
+        super().__init__()
+        self.at, self.exc, self.count = at, exc, 0
+
+    def step(self, n: int = 1, **info) -> None:
+        if n == 1 and not info.get("resumed"):
+            self.count += 1
+            if self.count == self.at:
+                raise self.exc("stop here")
+
+
+def _toy(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(40, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    train = make_loader(TensorDataset(x, y), 4, shuffle=True, seed=seed)  # 10 batches
+    val = make_loader(TensorDataset(x[:12], y[:12]), 6, shuffle=False)
+    torch.manual_seed(seed)
+    return torch.nn.Linear(8, 2), train, val
+
+
+CFG = FitConfig(epochs=3, lr=0.05, patience=0, device="cpu", checkpoint_every=0)
+
+
+def test_fit_writes_metrics_and_restores_best(tmp_path):
+    model, train, val = _toy()
+    res = fit(model, train, val, CFG, tmp_path, "toy")
+    assert isinstance(train.sampler, ResumableSampler)
+    rows = _rows(tmp_path / "toy_metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert set(rows[0]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "seconds",
+    }
+    assert res.epochs_run == 3
+    assert res.best_val_loss == pytest.approx(min(float(r["val_loss"]) for r in rows), abs=1e-5)
+    assert evaluate_loss(model, val, torch.device("cpu"))[0] == pytest.approx(res.best_val_loss)
+    probs, labels = predict_proba(model, val, "cpu")
+    assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert labels.tolist() == val.dataset.tensors[1].tolist()
+
+
+def test_fit_early_stopping_on_val_loss(tmp_path):
+    model, train, val = _toy()
+    cfg = FitConfig(epochs=10, lr=0.0, patience=2, device="cpu", checkpoint_every=0)
+    res = fit(model, train, val, cfg, tmp_path, "flat")  # lr 0: val loss never improves
+    assert res.stopped_early and res.epochs_run == 3 and res.best_epoch == 1
+
+
+@pytest.mark.parametrize(
+    ("exc", "every", "expect"),
+    [
+        (CancelledError, 0, (1, 3)),  # cancel: checkpoint written right where it stopped
+        (KeyboardInterrupt, 2, (1, 2)),  # hard stop: the last periodic checkpoint
+    ],
+)
+def test_fit_resumes_at_saved_epoch_and_batch_with_identical_result(tmp_path, exc, every, expect):
+    ref_model, train, val = _toy()
+    fit(ref_model, train, val, CFG, tmp_path / "ref", "toy")
+
+    model, train, val = _toy()
+    cfg = FitConfig(epochs=3, lr=0.05, patience=0, device="cpu", checkpoint_every=every)
+    with pytest.raises(exc):
+        fit(model, train, val, cfg, tmp_path / "run", "toy", StopAt(13, exc))  # epoch 2, batch 3
+    ck = torch.load(tmp_path / "run" / "toy_checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"]) == expect
+    assert len(ck["history"]) == 1
+
+    model, train, val = _toy(seed=0)
+    torch.nn.init.zeros_(model.weight)  # whatever the fresh model holds is replaced
+    res = fit(
+        model, train, val, FitConfig(**{**CFG.__dict__, "resume": True}), tmp_path / "run", "toy"
+    )
+    assert res.resumed_from == expect
+    assert res.epochs_run == 3
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    # a finished run resumes as a no-op
+    again = fit(
+        model, train, val, FitConfig(**{**CFG.__dict__, "resume": True}), tmp_path / "run", "toy"
+    )
+    assert again.epochs_run == 3 and again.resumed_from == (3, 0)
+
+
+def test_binary_metrics_and_mcnemar():
+    y = np.array([0, 0, 1, 1, 1])
+    m = binary_metrics(y, np.array([0.1, 0.7, 0.8, 0.9, 0.2]), 0.5)
+    assert m["confusion"] == [[1, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(0.6) and m["recall"] == pytest.approx(2 / 3)
+    assert binary_metrics(np.array([1, 1]), np.array([0.9, 0.8]), 0.5)["roc_auc"] is None
+    t = mcnemar(y, np.array([0, 0, 1, 1, 1]), np.array([1, 1, 0, 1, 1]))
+    assert (t["b_stage1_only_right"], t["c_stage2_only_right"]) == (3, 0)
+    assert t["p_value"] == pytest.approx(0.25)
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> tuple[Path, Path]:
+    return make_folder(tmp_path, "dsA", groups=True), make_folder(tmp_path, "dsB", seed=1)
+
+
+def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
+    from heritage.cli import cli
+    from heritage.modelcard import load_model
+    from heritage.predict import TwoStageClassifier
+
+    a, b = tiny_data
+    model_dir, run = tmp_path / "model", tmp_path / "run"
+    args = ["train", str(a), str(b), "-o", str(model_dir), "--run-dir", str(run),
+            "--image-size", "64", "--epochs", "1", "--stage2-epochs", "1", "--batch-size", "8",
+            "--stage2-batch-size", "8", "--workers", "0", "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    loaded = load_model(model_dir)
+    card = loaded.card
+    assert card.stage1.labels == ("crack", "no_crack") and card.positive_labels == ("crack",)
+    assert card.stage1.arch == "mobilenet_v3_small" and card.stage2.arch == "resnet18"
+    assert card.decision_stage in ("stage1", "stage2") and card.input_size == 64
+    assert card.training["cam_target"] == "positive"
+    assert sum(card.training["counts_per_split"].values()) == 48
+    assert set(card.metrics["test"]) == {"dsA", "dsB", "all"}
+    assert {"stage1", "stage2", "mcnemar"} <= set(card.metrics["test"]["all"])
+    for name in ("config.json", "split.csv", "stage1_metrics.csv", "stage2_metrics.csv",
+                 "stage1_curves.png", "stage2_curves.png", "confusion_stage1.png",
+                 "confusion_stage2.png", "metrics.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["image_size"] == 64
+    overlays = sorted((run / "cam_overlays").rglob("*.png"))
+    assert len(overlays) == 48
+    # the written model is usable by inference
+    from PIL import Image
+
+    res = TwoStageClassifier(loaded).classify(
+        [Image.open(next(a.glob("crack/*.png"))).convert("RGB")]
+    )
+    assert 0.0 <= res[0].p_final <= 1.0
+    # resuming a finished run re-uses split, checkpoints and overlays
+    stamp = overlays[0].stat().st_mtime_ns
+    result = CliRunner().invoke(cli, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert overlays[0].stat().st_mtime_ns == stamp
+    assert len(_rows(run / "stage1_metrics.csv")) == 1
+
+
+def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
+    from heritage.modelcard import load_model
+
+    a, b = tiny_data
+    cfg = TrainConfig(
+        data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
+        image_size=48, epochs=2, batch_size=8, workers=0, device="cpu", skip_stage2=True,
+    )  # fmt: skip
+    with pytest.raises(CancelledError):
+        train_two_stage(cfg, StopAt(6))  # stops in epoch 2
+    n_train = sum(r["split"] == "train" for r in _rows(tmp_path / "r" / "split.csv"))
+    per_epoch = -(-n_train // 8)
+    ck = torch.load(tmp_path / "r" / "stage1_checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"]) == (1, 6 - per_epoch)
+    assert not (tmp_path / "m" / "model.json").exists()
+    card = train_two_stage(TrainConfig(**{**cfg.__dict__, "resume": True}))
+    assert card.stage2 is None and card.decision_stage == "stage1"
+    assert tuple(card.training["stage1_fit"]["resumed_from"]) == (1, 6 - per_epoch)
+    assert len(card.training["stage1_fit"]) and card.training["stage1_fit"]["epochs_run"] == 2
+    assert load_model(tmp_path / "m").stage2 is None
