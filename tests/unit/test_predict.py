@@ -26,10 +26,10 @@ SIZE = 64
 
 
 def tiny_model_dir(path: Path, two_stage: bool = True, **card_over) -> Path:
-    """Save a random-init mobilenet_v3_small (+ resnet18 stage 2) model folder at ``path``."""
+    """Save a random-init two-stage model folder (mobilenet_v3_small for both) at ``path``."""
     torch.manual_seed(0)
     s1 = torchvision.models.mobilenet_v3_small(num_classes=3).eval()
-    s2 = torchvision.models.resnet18(num_classes=1).eval() if two_stage else None
+    s2 = torchvision.models.mobilenet_v3_small(num_classes=1).eval() if two_stage else None
     card = ModelCard(
         model_id="tiny",
         version="0.0.1",
@@ -38,7 +38,9 @@ def tiny_model_dir(path: Path, two_stage: bool = True, **card_over) -> Path:
         std=(0.229, 0.224, 0.225),
         positive_labels=("crack", "salt_damage"),
         stage1=StageCard("mobilenet_v3_small", "", "", 3, LABELS),
-        stage2=StageCard("resnet18", "", "", 1, ("conservation_needed",)) if two_stage else None,
+        stage2=StageCard("mobilenet_v3_small", "", "", 1, ("conservation_needed",))
+        if two_stage
+        else None,
         cam_layer="features.12",
         cam_method="gradcam",
         threshold=0.5,
