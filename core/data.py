@@ -586,6 +586,6 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         pin_memory=str(device).startswith("cuda"),
-        persistent_workers=workers > 0,
+        persistent_workers=workers > 0 and shuffle,  # the train loader is re-iterated most
         drop_last=False,
     )

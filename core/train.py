@@ -264,6 +264,8 @@ def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
     fpr, tpr, thr = roc_curve(y, p)
     j = tpr - fpr
     best = int(np.argmax(j))
+    if j[best] <= 0:  # no threshold beats chance on validation
+        return 0.5
     return float(np.clip(thr[best], 0.0, 1.0))
 
 
