@@ -1,0 +1,221 @@
+"""``heritage classify PHOTO_DIR... -o SURVEY.gpkg``: a photo survey into a prioritised map.
+
+Only click and the light progress/records modules are imported at the top; the
+pipeline (:mod:`heritage.survey`, torch, geopandas) is imported when the command runs.
+Ctrl-C and SIGTERM stop cleanly between photos: what was written is kept, exit 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .progress import JsonLinesProgress, NullProgress, TqdmProgress
+
+EXIT_CANCELLED = 130
+
+
+def _start_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from .errors import DataError
+    from .survey import parse_start
+
+    try:
+        start = parse_start(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if isinstance(start, Path) and not start.exists():
+        raise click.BadParameter(
+            f"{value!r} is neither LON,LAT nor an existing points file (.gpkg/.geojson/.shp)"
+        )
+    return start
+
+
+def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
+    """First Ctrl-C/SIGTERM asks the run to stop after the current photo; a second one
+    interrupts at once (KeyboardInterrupt)."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if progress._cancel.is_set():
+            raise KeyboardInterrupt
+        progress.cancel()
+        click.echo(
+            "\nStopping after the current photo (press Ctrl-C again to stop at once)...",
+            err=True,
+        )
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # ValueError: not the main thread (e.g. CliRunner in a worker thread)
+        with contextlib.suppress(ValueError):
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+@click.command("classify")
+@click.argument("photo_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="GeoPackage to create or add to (observations, flagged_buildings, inspection_route).",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Model folder (default: $HERITAGE_MODEL_DIR or models/heritage-default).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the model runs.",
+)
+@click.option(
+    "--cam-method",
+    default=None,
+    help="Grad-CAM method (gradcam, gradcam++, eigencam, layercam...; default: the model's).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Photos per model batch and per GeoPackage transaction.",
+)
+@click.option("--tiles", is_flag=True, help="Classify full-resolution overlapping tiles.")
+@click.option(
+    "--tile-size", type=click.IntRange(min=8), default=224, show_default=True, help="Tile px."
+)
+@click.option(
+    "--tile-overlap",
+    type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+    default=0.25,
+    show_default=True,
+    help="Overlap fraction of neighbouring tiles.",
+)
+@click.option(
+    "--embed-overlays",
+    is_flag=True,
+    help="Also store overlay, heat map and thumbnail as BLOBs in the observations layer.",
+)
+@click.option(
+    "--footprints",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Building footprint polygons (any CRS); default: cluster the flagged photos.",
+)
+@click.option(
+    "--max-distance",
+    type=click.FloatRange(min=0.0),
+    default=25.0,
+    show_default=True,
+    help="Metres from a photo to its footprint.",
+)
+@click.option(
+    "--cluster-eps",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Metres between flagged photos of one building (without footprints).",
+)
+@click.option(
+    "--start",
+    callback=_start_option,
+    default=None,
+    help="Route start: LON,LAT or a points file (default: the highest-priority building).",
+)
+@click.option(
+    "--network",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Street/path lines to route along (any CRS); default: straight lines.",
+)
+@click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
+@click.option(
+    "--json-progress",
+    is_flag=True,
+    help="Progress and the summary as JSON lines on stdout (for the QGIS plugin).",
+)
+def classify(
+    photo_dirs: tuple[Path, ...],
+    output: Path,
+    model_dir: Path | None,
+    device: str,
+    cam_method: str | None,
+    batch_size: int,
+    tiles: bool,
+    tile_size: int,
+    tile_overlap: float,
+    embed_overlays: bool,
+    footprints: Path | None,
+    max_distance: float,
+    cluster_eps: float,
+    start: Any,
+    network: Path | None,
+    by_priority: bool,
+    json_progress: bool,
+) -> None:
+    """Classify the photos in PHOTO_DIRS (recursively) into the GeoPackage OUTPUT.
+
+    Every readable photo is classified (photos without GPS too: status no_location,
+    no geometry); Grad-CAM overlays, heat maps and thumbnails go to <stem>_overlays/
+    beside OUTPUT. Then the priority of every photo, the flagged buildings and an
+    inspection route are computed over all photos of OUTPUT. Re-running adds only new
+    photos. In whole-image mode the overlay covers the centre crop the model saw.
+    """
+    from .errors import CancelledError
+    from .survey import ClassifyConfig, run_survey
+
+    config = ClassifyConfig(
+        photo_dirs=tuple(photo_dirs),
+        output=output,
+        model_dir=model_dir,
+        device=device,
+        cam_method=cam_method,
+        batch_size=batch_size,
+        tiles=tiles,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        embed_overlays=embed_overlays,
+        footprints=footprints,
+        max_distance_m=max_distance,
+        cluster_eps_m=cluster_eps,
+        start=start,
+        network=network,
+        by_priority=by_priority,
+    )
+    progress: NullProgress = JsonLinesProgress() if json_progress else TqdmProgress()
+    previous = _install_signal_handlers(progress)
+    try:
+        summary = run_survey(config, progress)
+    except CancelledError:
+        if json_progress:
+            click.echo(json.dumps({"event": "cancelled", "output": str(output)}))
+        click.echo(
+            f"Stopped: every photo classified so far is in {output}; run the same command "
+            "again to finish (priority and route are computed at the end).",
+            err=True,
+        )
+        sys.exit(EXIT_CANCELLED)
+    finally:
+        if isinstance(progress, TqdmProgress):
+            progress.close()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if json_progress:
+        click.echo(json.dumps({"event": "summary", **summary.as_dict()}))
+        return
+    for line in summary.lines():
+        click.echo(line)

@@ -1,0 +1,1000 @@
+"""The survey pipeline behind ``heritage classify``: photos -> prioritised GeoPackage.
+
+Steps of :func:`run_survey`:
+
+1. **Check before working**: the photo folders exist, the output is a writable
+   GeoPackage, and the model loads (sha256-verified); a missing or corrupt model is a
+   :class:`~heritage.errors.ModelError` before any file is read.
+2. **Scan and classify** the photos found as :func:`heritage.photos.find_photo_files`
+   does, in sorted order, ``batch_size`` at a time. Each file is hashed (sha256) and
+   inspected like ``heritage photos`` (same skip reasons). Photos without a usable
+   position (``no_gps``, ``zero_coordinates``, ``corrupt_exif``) are still classified
+   and kept with a null geometry and status ``no_location`` (the reason is in
+   ``message``). Files that cannot be classified (unreadable, unsupported format,
+   duplicate content, or a model failure: reason ``classification_failed``) are rows
+   of the table ``invalid_photos``; one bad file never stops the batch.
+   For each photo the Grad-CAM overlay and the heat map (PNG) and a thumbnail (JPEG,
+   at most ``thumbnail_px`` px, EXIF orientation applied) are written to
+   ``<stem>_overlays/`` beside the GeoPackage, named after the photo's sha256, and
+   referenced by paths relative to the GeoPackage's folder.
+
+   * Whole-image mode: the model's pre-processing (shorter side resized to the input
+     size, centre square crop). **The overlay and the heat map cover that centre crop
+     only**, at the model's input size. Large JPEGs are decoded with Pillow's draft
+     mode (DCT scaling) to about the size needed (model input, thumbnail).
+   * Tiled mode (``tiles=True``, :mod:`heritage.tiling`): full-resolution overlapping
+     windows; the heat map and overlay cover the whole photo at full size.
+
+3. **Write observations** in batches: each batch is one SQLite transaction, so a
+   crash or kill keeps every earlier batch (a consistent prefix of the photos in
+   sorted order). A re-run adds only photos whose sha256 is not yet in
+   ``observations`` (files already listed in ``invalid_photos`` are not listed twice).
+4. **Prioritise** (:func:`update_priority`) once all photos are in: grouping by
+   building (footprints or DBSCAN clusters, :func:`heritage.buildings.flagged_buildings`)
+   and the priority score (:mod:`heritage.priority`) over *all* observations of the
+   GeoPackage (earlier runs too), written back with one UPDATE transaction
+   (by fid); then the layers ``flagged_buildings`` (polygons with ``visit_order``) and
+   ``inspection_route`` (one LineString per leg with ``order`` and ``cumulative_m``)
+   are rewritten. Without a start the route begins at the highest-priority building.
+5. **Styles**: default QGIS styles in the ``layer_styles`` table (:mod:`heritage.styles`).
+
+Cancelling through ``progress`` (Ctrl-C/SIGTERM in the CLI) stops between photos:
+pending rows are written, prioritisation is skipped (a re-run completes it) and
+:class:`~heritage.errors.CancelledError` propagates.
+
+Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError, InputNotFoundError
+from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, read_rows
+from .photos import (
+    INVALID_LAYER,
+    PHOTO_FIELDS,
+    check_image,
+    find_photo_files,
+    inspect_photo,
+    invalid_schema,
+    relative_path,
+    sha256_file,
+    skipped_row,
+)
+from .priority import DEFAULT_CONFIG, PriorityConfig
+from .progress import NullProgress, Progress
+from .records import Photo, SkippedFile, SkipReason
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import numpy as np
+    from PIL import Image
+
+    from .modelcard import LoadedModel
+    from .predict import TwoStageClassifier
+
+logger = logging.getLogger(__name__)
+
+OBSERVATIONS_LAYER = "observations"
+BUILDINGS_LAYER = "flagged_buildings"
+ROUTE_LAYER = "inspection_route"
+STATUS_OK = "ok"
+STATUS_NO_LOCATION = "no_location"
+#: ``invalid_photos.reason`` of a readable file the model failed on
+CLASSIFICATION_FAILED = "classification_failed"
+#: inspect_photo reasons that still allow classification (the photo has no position)
+NO_LOCATION_REASONS = frozenset(
+    {SkipReason.NO_GPS, SkipReason.ZERO_COORDINATES, SkipReason.CORRUPT_EXIF}
+)
+#: BLOB columns added with ``embed_overlays`` -> the path column they copy
+BLOB_COLUMNS = {
+    "overlay_png": "overlay_path",
+    "heatmap_png": "heatmap_path",
+    "thumbnail_jpg": "thumbnail_path",
+}
+
+OBSERVATION_FIELDS: tuple[Field, ...] = (
+    *PHOTO_FIELDS,
+    Field("stage1_label"),
+    Field("stage1_score", "float"),
+    Field("p_stage1", "float"),
+    Field("p_stage2", "float"),
+    Field("p_final", "float"),
+    Field("flagged", "bool"),
+    Field("decision"),
+    Field("cam_method"),
+    Field("cam_layer"),
+    Field("cam_empty", "bool"),
+    Field("defect_area_fraction", "float"),
+    Field("priority_score", "float"),
+    Field("priority_category"),
+    Field("building_id", "int"),
+    Field("n_flagged_on_building", "int"),
+    Field("visit_order", "int"),
+    Field("model_id"),
+    Field("model_version"),
+    Field("inference_mode"),
+    Field("n_tiles", "int"),
+    Field("overlay_path"),
+    Field("heatmap_path"),
+    Field("thumbnail_path"),
+    Field("status"),
+    Field("message"),
+    Field("classified_at"),
+)
+#: ``decision`` values
+DECISION_FLAGGED = "conservation_needed"
+DECISION_NOT_FLAGGED = "not_flagged"
+
+
+def observations_schema(name: str = OBSERVATIONS_LAYER) -> LayerSchema:
+    """The ``observations`` point layer (2D Point, EPSG:4326; altitude in a field)."""
+    return LayerSchema(name, OBSERVATION_FIELDS, "Point", "EPSG:4326")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyConfig:
+    """Everything ``heritage classify`` needs (see the module docstring).
+
+    ``start``: ``(lon, lat)`` in WGS84 or a vector file whose first feature is the
+    start; ``None`` starts at the highest-priority building. ``model_dir`` ``None``
+    uses :func:`heritage.modelcard.default_model_dir`. ``priority.confidence_floor``
+    is replaced by the model's decision threshold (the score's zero).
+    """
+
+    photo_dirs: tuple[Path, ...]
+    output: Path
+    model_dir: Path | None = None
+    device: str = "auto"
+    cam_method: str | None = None
+    batch_size: int = 8
+    tiles: bool = False
+    tile_size: int = 224
+    tile_overlap: float = 0.25
+    embed_overlays: bool = False
+    footprints: Path | None = None
+    max_distance_m: float = 25.0
+    cluster_eps_m: float = 30.0
+    start: tuple[float, float] | Path | None = None
+    network: Path | None = None
+    by_priority: bool = False
+    thumbnail_px: int = 480
+    max_pixels: int | None = None
+    priority: PriorityConfig = DEFAULT_CONFIG
+
+    def __post_init__(self) -> None:
+        if not self.photo_dirs:
+            raise ValueError("give at least one photo folder")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.thumbnail_px < 16:
+            raise ValueError("thumbnail_px must be at least 16")
+        if self.max_distance_m < 0 or self.cluster_eps_m <= 0:
+            raise ValueError("max_distance_m must be >= 0 and cluster_eps_m > 0")
+
+    @property
+    def inference_mode(self) -> str:
+        """``"tiles"`` or ``"whole"``."""
+        return "tiles" if self.tiles else "whole"
+
+
+@dataclass(frozen=True, slots=True)
+class SurveySummary:
+    """What one :func:`run_survey` did (counts of this run; totals of the GeoPackage)."""
+
+    output: str
+    overlays_dir: str
+    model_id: str
+    model_version: str
+    inference_mode: str
+    found: int = 0
+    classified: int = 0
+    no_location: int = 0
+    flagged: int = 0
+    already_classified: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    observations_total: int = 0
+    flagged_total: int = 0
+    buildings: int = 0
+    route_m: float = 0.0
+    categories: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def skipped_total(self) -> int:
+        """Files of this scan that were not classified."""
+        return sum(self.skipped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {**dataclasses.asdict(self), "skipped_total": self.skipped_total}
+
+    def lines(self) -> list[str]:
+        """The summary as text lines for a terminal."""
+        out = [
+            f"GeoPackage: {self.output} (model {self.model_id} {self.model_version}, "
+            f"{self.inference_mode} images)",
+            f"found {self.found} image file(s); classified {self.classified} "
+            f"({self.flagged} flagged, {self.no_location} without position)"
+            + (
+                f", {self.already_classified} already classified" if self.already_classified else ""
+            ),
+            f"skipped {self.skipped_total} file(s)"
+            + (" (see table invalid_photos)" if self.skipped_total else ""),
+        ]
+        out += [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())]
+        out.append(
+            f"all runs: {self.observations_total} observation(s), {self.flagged_total} flagged, "
+            f"{self.buildings} building(s) to inspect, route {self.route_m:.0f} m"
+        )
+        if self.categories:
+            cats = ", ".join(f"{k}: {v}" for k, v in sorted(self.categories.items()))
+            out.append(f"priority categories of the flagged photos: {cats}")
+        out.append(f"overlays, heat maps and thumbnails in {self.overlays_dir}")
+        out += [f"warning: {p}" for p in self.problems]
+        out.append(f"done in {self.seconds:.1f} s")
+        return out
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def overlays_dir_for(output: str | Path) -> Path:
+    """The folder of overlays/heat maps/thumbnails beside ``output``: ``<stem>_overlays``."""
+    output = Path(output)
+    return output.parent / f"{output.stem}_overlays"
+
+
+def inspect_for_survey(
+    path: Path, sha256: str, max_pixels: int | None = None
+) -> tuple[Photo | SkippedFile, str]:
+    """``(Photo, "")``, ``(Photo without position, why)`` or ``(SkippedFile, "")``.
+
+    Like :func:`heritage.photos.inspect_photo`, except that a readable photo without a
+    usable position is a :class:`Photo` with ``position=None`` (it is still classified).
+    """
+    from .exif import read_exif
+
+    result = inspect_photo(path, sha256, max_pixels=max_pixels)
+    if isinstance(result, Photo) or result.reason not in NO_LOCATION_REASONS:
+        return result, ""
+    image = check_image(path, max_pixels)
+    try:
+        info = read_exif(path)
+    except OSError:
+        info = None
+    photo = Photo(
+        path=str(Path(path).absolute()),
+        sha256=sha256,
+        width=image.width,
+        height=image.height,
+        position=None,
+        heading=info.heading if info else None,
+        heading_source=info.heading_source if info else None,
+        taken_at=info.taken_at if info else None,
+        taken_at_source=info.taken_at_source if info else None,
+        camera=info.camera if info else None,
+        orientation=info.orientation if info else None,
+        file_format=image.file_format,
+    )
+    return photo, f"{result.reason}: {result.message}"
+
+
+def load_survey_image(path: str | Path, min_side: int | None = None) -> Image.Image:
+    """Open a photo as RGB with its EXIF orientation applied.
+
+    With ``min_side``, a JPEG is decoded in Pillow's draft mode at the smallest DCT
+    scale (1/2, 1/4, 1/8) whose result still has both sides at least ``min_side`` px
+    times the image's aspect (i.e. the shorter side >= ``min_side``): a 20-megapixel
+    JPEG then decodes in a fraction of the time and memory. Without it the full
+    resolution is decoded. Raises Pillow's errors for unreadable files.
+    """
+    from PIL import Image, ImageOps
+
+    from .predict import _register_heif
+
+    _register_heif()
+    with Image.open(path) as im:
+        if min_side and im.format in {"JPEG", "MPO"}:
+            w, h = im.size
+            r = min_side / min(w, h)
+            if r < 1.0:
+                im.draft("RGB", (math.ceil(w * r), math.ceil(h * r)))
+        im.load()
+        out = ImageOps.exif_transpose(im)
+        return out if out.mode == "RGB" else out.convert("RGB")
+
+
+def parse_start(text: str) -> tuple[float, float] | Path:
+    """``"LON,LAT"`` -> ``(lon, lat)``; anything else is a path to a points file."""
+    parts = text.split(",")
+    if len(parts) == 2:
+        try:
+            lon, lat = float(parts[0]), float(parts[1])
+        except ValueError:
+            return Path(text)
+        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+            raise DataError(f"start {text!r}: give LON,LAT in degrees (lon first)")
+        return (lon, lat)
+    return Path(text)
+
+
+def _start_point(start: tuple[float, float] | Path | None) -> tuple[float, float] | None:
+    if start is None or isinstance(start, tuple):
+        return start
+    from .geo import read_vector
+
+    gdf = read_vector(start)
+    if len(gdf) == 0:
+        raise DataError(f"{start} holds no feature to start the route from")
+    if len(gdf) > 1:
+        logger.warning("%s has %d features: the route starts at the first", start, len(gdf))
+    pt = gdf.geometry.iloc[0].representative_point()
+    return (float(pt.x), float(pt.y))
+
+
+# ------------------------------------------------------------------ per photo
+
+
+@dataclass(frozen=True, eq=False)
+class _Answer:
+    """One photo's model answer, whichever the mode."""
+
+    label: str
+    score: float
+    p_stage1: float
+    p_stage2: float | None
+    p_final: float
+    decision: bool
+    cam_method: str
+    cam_layer: str
+    cam_empty: bool
+    heatmap: np.ndarray
+    overlay: np.ndarray
+    n_tiles: int
+
+
+def _answers_whole(clf: TwoStageClassifier, images: list[Image.Image]) -> list[_Answer]:
+    return [
+        _Answer(
+            r.stage1.label,
+            r.stage1.score,
+            r.p_stage1,
+            r.p_stage2,
+            r.p_final,
+            r.decision,
+            r.cam_method,
+            r.cam_layer,
+            r.cam_empty,
+            r.cam,
+            r.overlay,
+            1,
+        )
+        for r in clf.classify(images)
+    ]
+
+
+def _answer_tiled(clf: TwoStageClassifier, image: Image.Image, cfg: ClassifyConfig) -> _Answer:
+    import numpy as np
+
+    from .explain import overlay
+    from .tiling import TileConfig, classify_tiled
+
+    t = classify_tiled(clf, image, TileConfig(cfg.tile_size, cfg.tile_overlap, cfg.batch_size))
+    rgb = np.asarray(image, dtype=np.uint8)
+    return _Answer(
+        t.best.stage1.label,
+        t.best.stage1.score,
+        t.p_stage1,
+        t.p_stage2,
+        t.p_final,
+        t.decision,
+        t.best.cam_method,
+        t.best.cam_layer,
+        t.cam_empty,
+        t.heatmap,
+        overlay(rgb, t.heatmap, clf.card.stage2_cam_alpha),
+        t.n_tiles,
+    )
+
+
+def _classify_images(
+    clf: TwoStageClassifier, images: list[Image.Image], cfg: ClassifyConfig
+) -> list[_Answer | str]:
+    """One answer (or an error message) per image; a failing batch is retried one by one."""
+    if cfg.tiles:
+        out: list[_Answer | str] = []
+        for im in images:
+            try:
+                out.append(_answer_tiled(clf, im, cfg))
+            except (RuntimeError, ValueError, OSError) as exc:
+                logger.warning("tiled classification failed: %s", exc)
+                out.append(f"classification failed: {exc}")
+        return out
+    try:
+        return list(_answers_whole(clf, images))
+    except (RuntimeError, ValueError, OSError) as exc:
+        if len(images) == 1:
+            return [f"classification failed: {exc}"]
+        logger.warning("batch failed (%s); classifying its photos one by one", exc)
+    single: list[_Answer | str] = []
+    for im in images:
+        single += _classify_images(clf, [im], cfg)
+    return single
+
+
+def _write_outputs(
+    image: Image.Image, answer: _Answer, sha: str, folder: Path, thumb_px: int
+) -> tuple[Path, Path, Path]:
+    from .explain import heatmap_png, save_png
+
+    stem = sha[:20]
+    overlay_path = save_png(folder / f"{stem}_overlay.png", answer.overlay)
+    heatmap_path = heatmap_png(folder / f"{stem}_heatmap.png", answer.heatmap)
+    thumb = image.copy()
+    thumb.thumbnail((thumb_px, thumb_px))
+    thumb_path = folder / f"{stem}_thumb.jpg"
+    thumb.save(thumb_path, format="JPEG", quality=85)
+    return overlay_path, heatmap_path, thumb_path
+
+
+def _observation_row(
+    photo: Photo,
+    answer: _Answer,
+    paths: tuple[Path, Path, Path],
+    base: Path,
+    card_id: tuple[str, str],
+    mode: str,
+    message: str,
+    area_threshold: float = 0.5,
+) -> dict[str, Any]:
+    from .photos import photo_row
+    from .priority import defect_area_fraction
+
+    row = photo_row(photo, base)
+    row.update(
+        stage1_label=answer.label,
+        stage1_score=answer.score,
+        p_stage1=answer.p_stage1,
+        p_stage2=answer.p_stage2,
+        p_final=answer.p_final,
+        flagged=answer.decision,
+        decision=DECISION_FLAGGED if answer.decision else DECISION_NOT_FLAGGED,
+        cam_method=answer.cam_method,
+        cam_layer=answer.cam_layer,
+        cam_empty=answer.cam_empty,
+        defect_area_fraction=defect_area_fraction(answer.heatmap, area_threshold),
+        priority_score=None,
+        priority_category=None,
+        building_id=None,
+        n_flagged_on_building=None,
+        visit_order=None,
+        model_id=card_id[0],
+        model_version=card_id[1],
+        inference_mode=mode,
+        n_tiles=answer.n_tiles,
+        overlay_path=relative_path(paths[0], base),
+        heatmap_path=relative_path(paths[1], base),
+        thumbnail_path=relative_path(paths[2], base),
+        status=STATUS_OK if photo.position is not None else STATUS_NO_LOCATION,
+        message=message,
+        classified_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return row
+
+
+def _point(photo: Photo) -> Any:
+    import shapely
+
+    pos = photo.position
+    return None if pos is None else shapely.Point(pos.lon, pos.lat)
+
+
+# ------------------------------------------------------------------ run
+
+
+@dataclass
+class _Run:
+    """Mutable state of one run (counts and writers)."""
+
+    cfg: ClassifyConfig
+    out: Path
+    base: Path
+    folder: Path
+    clf: TwoStageClassifier
+    card_id: tuple[str, str]
+    obs: BatchWriter
+    bad: BatchWriter
+    progress: Progress
+    known_invalid: set[tuple[str, str | None]]
+    skipped: Counter[str] = field(default_factory=Counter)
+    classified: int = 0
+    no_location: int = 0
+    flagged: int = 0
+    pending: list[tuple[Photo, str]] = field(default_factory=list)
+
+    def skip(self, item: SkippedFile | tuple[Path, str, str, str | None]) -> str:
+        if isinstance(item, SkippedFile):
+            row = skipped_row(item, self.base)
+        else:
+            path, reason, message, sha = item
+            row = {
+                "path": relative_path(path, self.base),
+                "file_name": Path(path).name,
+                "sha256": sha,
+                "reason": reason,
+                "message": message,
+            }
+        self.skipped[row["reason"]] += 1
+        key = (row["path"], row["sha256"])
+        if key in self.known_invalid:
+            return f"{row['reason']} (already listed)"
+        self.known_invalid.add(key)
+        self.bad.add(row)
+        return str(row["reason"])
+
+    def process_pending(self) -> None:
+        """Load, classify and write the pending photos: one transaction per table."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        loaded: list[tuple[Photo, str, Image.Image]] = []
+        min_side = None if self.cfg.tiles else self.clf.card.input_size
+        for photo, message in batch:
+            try:
+                loaded.append((photo, message, load_survey_image(photo.path, min_side)))
+            except Exception as exc:  # Pillow raises many types for broken data
+                logger.warning("cannot decode %s: %s", photo.path, exc)
+                self.skip(
+                    (
+                        Path(photo.path),
+                        str(SkipReason.UNREADABLE_IMAGE),
+                        f"the image cannot be decoded ({exc})",
+                        photo.sha256,
+                    )
+                )
+        answers = _classify_images(self.clf, [im for _, _, im in loaded], self.cfg)
+        for (photo, message, image), answer in zip(loaded, answers, strict=True):
+            if isinstance(answer, str):
+                self.skip((Path(photo.path), CLASSIFICATION_FAILED, answer, photo.sha256))
+                continue
+            paths = _write_outputs(image, answer, photo.sha256, self.folder, self.cfg.thumbnail_px)
+            row = _observation_row(
+                photo, answer, paths, self.base, self.card_id, self.cfg.inference_mode, message
+            )
+            self.obs.add(row, _point(photo))
+            self.classified += 1
+            self.no_location += photo.position is None
+            self.flagged += answer.decision
+        self.obs.flush()
+        self.bad.flush()
+
+
+def _load_classifier(cfg: ClassifyConfig) -> tuple[LoadedModel, TwoStageClassifier]:
+    from .modelcard import load_model
+    from .predict import TwoStageClassifier, resolve_device
+
+    device = resolve_device(cfg.device)
+    loaded = load_model(cfg.model_dir, device=device)
+    return loaded, TwoStageClassifier(loaded, device=device, cam_method=cfg.cam_method)
+
+
+def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveySummary:
+    """Run the whole survey pipeline (see the module docstring); returns its summary.
+
+    Raises InputNotFoundError (missing folder), OutputNotWritableError, ModelError
+    (before any photo is read) and CancelledError (after writing what was done).
+    """
+    started = time.perf_counter()
+    progress = progress or NullProgress()
+    for d in cfg.photo_dirs:
+        if not Path(d).expanduser().is_dir():
+            what = "is not a folder" if Path(d).exists() else "does not exist"
+            raise InputNotFoundError(f"photo folder {d} {what}; give a folder of photos")
+    out = ensure_writable(cfg.output)
+    for extra in (cfg.footprints, cfg.network, cfg.start if isinstance(cfg.start, Path) else None):
+        if extra is not None and not Path(extra).exists():
+            raise InputNotFoundError(f"vector file not found: {extra}")
+    progress.message("Loading the model")
+    loaded, clf = _load_classifier(cfg)
+    card = loaded.card
+    base, folder = out.parent, overlays_dir_for(out)
+    try:
+        files = find_photo_files(cfg.photo_dirs)
+        known_obs = {r["sha256"] for r in read_rows(out, OBSERVATIONS_LAYER, ["sha256"])}
+        known_invalid = {
+            (r["path"], r["sha256"]) for r in read_rows(out, INVALID_LAYER, ["path", "sha256"])
+        }
+        logger.info(
+            "%d file(s) found; %d observation(s) already in %s", len(files), len(known_obs), out
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        already = 0
+        with (
+            BatchWriter(out, observations_schema(), cfg.batch_size) as obs_writer,
+            BatchWriter(out, invalid_schema(), 10_000) as bad_writer,
+        ):
+            obs_writer.ensure_layer()
+            bad_writer.ensure_layer()
+            run = _Run(
+                cfg,
+                out,
+                base,
+                folder,
+                clf,
+                (card.model_id, card.version),
+                obs_writer,
+                bad_writer,
+                progress,
+                known_invalid,
+            )
+            seen: dict[str, str] = {}
+            progress.start("Classifying photos", total=len(files))
+            for path in files:
+                progress.check_cancelled()
+                status = _scan_one(run, path, known_obs, seen, cfg)
+                if status == "already_classified":
+                    already += 1
+                if len(run.pending) >= cfg.batch_size:
+                    run.process_pending()
+                progress.step(
+                    1, file=relative_path(path, base), status=status, written=obs_writer.written
+                )
+            run.process_pending()
+        totals = update_priority(out, cfg, card.threshold, progress)
+        if cfg.embed_overlays:
+            embed_overlays(out)
+        from .styles import write_default_styles
+
+        write_default_styles(out)
+    finally:
+        clf.close()
+    return SurveySummary(
+        output=str(out),
+        overlays_dir=str(folder),
+        model_id=card.model_id,
+        model_version=card.version,
+        inference_mode=cfg.inference_mode,
+        found=len(files),
+        classified=run.classified,
+        no_location=run.no_location,
+        flagged=run.flagged,
+        already_classified=already,
+        skipped=dict(run.skipped),
+        seconds=time.perf_counter() - started,
+        **totals,
+    )
+
+
+def _scan_one(
+    run: _Run, path: Path, known_obs: set[str], seen: dict[str, str], cfg: ClassifyConfig
+) -> str:
+    """Hash and inspect one file: queue it, skip it, or say it is already classified."""
+    rel = relative_path(path, run.base)
+    try:
+        size = path.stat().st_size
+        sha = sha256_file(path)
+    except OSError as exc:
+        msg = f"cannot read the file ({exc.strerror})"
+        return run.skip((path, str(SkipReason.UNREADABLE_IMAGE), msg, None))
+    if size > 0:
+        if sha in known_obs:
+            return "already_classified"
+        if sha in seen:
+            msg = f"same content as {seen[sha]} (same sha256)"
+            return run.skip((path, str(SkipReason.DUPLICATE), msg, sha))
+        seen[sha] = rel
+    result, why = inspect_for_survey(path, sha, cfg.max_pixels)
+    if isinstance(result, SkippedFile):
+        return run.skip(result)
+    run.pending.append((result, why))
+    return STATUS_NO_LOCATION if why else "queued"
+
+
+# ------------------------------------------------------------------ prioritise
+
+
+def _gpkg_envelope(blob: bytes | None) -> tuple[bool, tuple[float, float, float, float] | None]:
+    """(is_empty, (minx, maxx, miny, maxy)) of a GeoPackage geometry blob."""
+    import shapely
+
+    if blob is None or len(blob) < 8 or blob[:2] != b"GP":
+        return True, None
+    flags = blob[3]
+    if flags & 0x10:
+        return True, None
+    env = (flags >> 1) & 0x07
+    header = 8 + {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}.get(env, 0)
+    geom = shapely.from_wkb(bytes(blob[header:]))
+    if geom is None or geom.is_empty:
+        return True, None
+    minx, miny, maxx, maxy = geom.bounds
+    return False, (minx, maxx, miny, maxy)
+
+
+def connect_gpkg(path: str | Path) -> sqlite3.Connection:
+    """A sqlite3 connection to a GeoPackage with the ``ST_*`` functions its R-tree
+    triggers call (``ST_IsEmpty``, ``ST_MinX``...), so that UPDATEs can run without
+    SpatiaLite."""
+    con = sqlite3.connect(path)
+    con.create_function("ST_IsEmpty", 1, lambda b: int(_gpkg_envelope(b)[0]), deterministic=True)
+    for i, name in enumerate(("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY")):
+
+        def bound(b: bytes | None, i: int = i) -> float | None:
+            box = _gpkg_envelope(b)[1]
+            return None if box is None else box[i]
+
+        con.create_function(name, 1, bound, deterministic=True)
+    return con
+
+
+def _read_observations(out: Path) -> gpd.GeoDataFrame:
+    import pyogrio
+
+    cols = ["file_name", "flagged", "p_final", "defect_area_fraction"]
+    gdf = pyogrio.read_dataframe(out, layer=OBSERVATIONS_LAYER, columns=cols, fid_as_index=True)
+    gdf["flagged"] = gdf["flagged"].fillna(False).astype(bool)
+    gdf["obs_id"] = gdf.index.astype("int64")
+    return gdf
+
+
+def _multipolygons(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    import shapely
+    from shapely.geometry import MultiPolygon
+
+    def to_multi(g: Any) -> Any:
+        if g is None or g.is_empty:
+            return g
+        if g.geom_type == "Polygon":
+            return MultiPolygon([g])
+        if g.geom_type == "MultiPolygon":
+            return g
+        parts = [p for p in shapely.get_parts(g) if p.geom_type in {"Polygon", "MultiPolygon"}]
+        polys = [q for p in parts for q in shapely.get_parts(p)]
+        return MultiPolygon(polys) if polys else None
+
+    gdf = gdf.copy()
+    gdf.geometry = [to_multi(g) for g in gdf.geometry]
+    return gdf
+
+
+def _route(
+    buildings: gpd.GeoDataFrame,
+    start: tuple[float, float] | None,
+    network: gpd.GeoDataFrame | None,
+    by_priority: bool,
+) -> tuple[Any, gpd.GeoDataFrame, float]:
+    """(visit order per building, legs layer, total metres).
+
+    Without ``start`` the route begins at the highest-priority building (highest
+    score, then most urgent category, then lowest building_id); the rest of the
+    route is planned from that building's representative point.
+    """
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+
+    from .geo import metric_crs_for
+    from .priority import category_rank
+    from .route import START, plan_route
+
+    if start is not None or len(buildings) < 2:
+        res = plan_route(buildings, start=start, by_priority=by_priority, network_gdf=network)
+        return res.visit_order, res.legs, res.total_m
+    ranks = [category_rank(c) for c in buildings["priority_category"]]
+    key = sorted(
+        range(len(buildings)),
+        key=lambda i: (
+            -float(buildings["priority_score"].iloc[i]),
+            ranks[i],
+            int(buildings["building_id"].iloc[i]),
+        ),
+    )
+    top = key[0]
+    crs = metric_crs_for(buildings)
+    rep = buildings.geometry.iloc[[top]].to_crs(crs).representative_point().to_crs("EPSG:4326")
+    top_xy = (float(rep.iloc[0].x), float(rep.iloc[0].y))
+    rest_pos = [i for i in range(len(buildings)) if i != top]
+    rest = buildings.iloc[rest_pos]
+    res = plan_route(rest, start=top_xy, by_priority=by_priority, network_gdf=network)
+    visit = pd.Series(pd.NA, index=buildings.index, dtype="Int64", name="visit_order")
+    visit.iloc[top] = 1
+    for pos, v in zip(rest_pos, res.visit_order.to_numpy(), strict=True):
+        visit.iloc[pos] = int(v) + 1
+    legs = res.legs.copy()
+    pos_map = np.asarray(rest_pos, dtype=np.int64)
+    legs["to_stop"] = pos_map[legs["to_stop"].to_numpy()]
+    from_stop = legs["from_stop"].to_numpy()
+    legs["from_stop"] = np.where(from_stop == START, top, pos_map[np.maximum(from_stop, 0)])
+    top_id = str(buildings["building_id"].iloc[top])
+    legs["from_id"] = [top_id if f == "start" else f for f in legs["from_id"]]
+    return visit, gpd.GeoDataFrame(legs, geometry=legs.geometry, crs="EPSG:4326"), res.total_m
+
+
+def _empty_layer(columns: dict[str, str]) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+    import pandas as pd
+
+    data = {name: pd.Series([], dtype=dtype) for name, dtype in columns.items()}
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries([], crs="EPSG:4326"), crs="EPSG:4326")
+
+
+def update_priority(
+    out: Path,
+    cfg: ClassifyConfig,
+    threshold: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Group, score and route over every observation of ``out``; rewrite the layers.
+
+    Writes ``building_id``, ``n_flagged_on_building``, ``priority_score``,
+    ``priority_category`` and ``visit_order`` of every observation in one SQLite
+    transaction, then replaces the ``flagged_buildings`` and ``inspection_route``
+    layers. Returns the totals of :class:`SurveySummary` (``observations_total``,
+    ``flagged_total``, ``buildings``, ``route_m``, ``categories``, ``problems``).
+    """
+    import numpy as np
+    import pandas as pd
+    import pyogrio
+
+    from .buildings import BUILDING_COLUMNS, flagged_buildings
+    from .geo import read_vector
+    from .route import LEG_COLUMNS
+
+    progress = progress or NullProgress()
+    progress.start("Prioritising buildings", total=1)
+    prio = cfg.priority
+    if threshold is not None and 0.0 <= threshold < 1.0:
+        prio = dataclasses.replace(prio, confidence_floor=float(threshold))
+    problems: list[str] = []
+    footprints = network = None
+    if cfg.footprints is not None:
+        footprints = read_vector(cfg.footprints)
+        problems += list(footprints.attrs.get("problems", []))
+    if cfg.network is not None:
+        network = read_vector(cfg.network)
+        problems += list(network.attrs.get("problems", []))
+    start = _start_point(cfg.start)
+
+    obs = _read_observations(out)
+    if len(obs):
+        grouping = flagged_buildings(
+            obs,
+            footprints,
+            priority_cfg=prio,
+            max_distance_m=cfg.max_distance_m,
+            eps_m=cfg.cluster_eps_m,
+        )
+        problems += grouping.problems
+        scored = grouping.observations
+        buildings = grouping.buildings
+    else:
+        scored = obs.assign(
+            building_id=pd.Series([], dtype="Int64"),
+            n_flagged_on_building=pd.Series([], dtype="int64"),
+            priority_score=pd.Series([], dtype="float64"),
+            priority_category=pd.Series([], dtype="object"),
+        )
+        buildings = _empty_layer(
+            {c: "float64" if "score" in c else "int64" for c in BUILDING_COLUMNS[:1]}
+        )
+    if len(buildings):
+        visit, legs, total_m = _route(buildings, start, network, cfg.by_priority)
+        buildings = buildings.assign(visit_order=visit.astype("int64").to_numpy())
+    else:
+        legs = _empty_layer(
+            {c: "object" if c.endswith("_id") else "float64" if c.endswith("_m") else "int64"
+             for c in LEG_COLUMNS}
+        )  # fmt: skip
+        total_m = 0.0
+        buildings = buildings.assign(visit_order=pd.Series([], dtype="int64"))
+    visit_of_building = dict(
+        zip(buildings["building_id"].astype(int), buildings["visit_order"].astype(int), strict=True)
+    )
+
+    updates = []
+    for fid, bid, n, score, cat in zip(
+        scored.index,
+        scored["building_id"],
+        scored["n_flagged_on_building"],
+        scored["priority_score"],
+        scored["priority_category"],
+        strict=True,
+    ):
+        b = None if pd.isna(bid) else int(bid)
+        updates.append(
+            (b, int(n), float(score), str(cat), visit_of_building.get(b) if b else None, int(fid))
+        )
+    con = connect_gpkg(out)
+    with con:  # one transaction, committed on success
+        con.executemany(
+            f'UPDATE "{OBSERVATIONS_LAYER}" SET building_id = ?, n_flagged_on_building = ?, '
+            "priority_score = ?, priority_category = ?, visit_order = ? WHERE fid = ?",
+            updates,
+        )
+    con.close()
+
+    buildings = _multipolygons(buildings)
+    pyogrio.write_dataframe(
+        buildings, out, layer=BUILDINGS_LAYER, driver="GPKG", geometry_type="MultiPolygon"
+    )
+    pyogrio.write_dataframe(legs, out, layer=ROUTE_LAYER, driver="GPKG", geometry_type="LineString")
+    flagged = scored[scored["flagged"]]
+    cats = Counter(str(c) for c in flagged["priority_category"])
+    logger.info(
+        "%d observation(s), %d flagged, %d building(s), route %.0f m",
+        len(scored), len(flagged), len(buildings), total_m,
+    )  # fmt: skip
+    for p in problems:
+        progress.message(f"warning: {p}")
+    progress.step(1, buildings=len(buildings), route_m=round(float(total_m), 1))
+    return {
+        "observations_total": len(scored),
+        "flagged_total": len(flagged),
+        "buildings": len(buildings),
+        "route_m": float(np.round(total_m, 3)),
+        "categories": dict(cats),
+        "problems": problems,
+    }
+
+
+# ------------------------------------------------------------------ blobs
+
+
+def embed_overlays(out: Path) -> int:
+    """Copy the overlay/heat map/thumbnail files into BLOB columns of ``observations``.
+
+    Adds the columns ``overlay_png``, ``heatmap_png`` and ``thumbnail_jpg`` when
+    missing and fills every row where they are NULL and the file exists (so a run
+    interrupted before this step is completed by the next one). One transaction.
+    Returns the number of rows updated.
+    """
+    base = out.parent
+    con = connect_gpkg(out)
+    with con:
+        have = {r[1] for r in con.execute(f'PRAGMA table_info("{OBSERVATIONS_LAYER}")')}
+        for col in BLOB_COLUMNS:
+            if col not in have:
+                con.execute(f'ALTER TABLE "{OBSERVATIONS_LAYER}" ADD COLUMN "{col}" BLOB')
+        cols = ", ".join(f'"{c}"' for c in BLOB_COLUMNS.values())
+        where = " OR ".join(f'"{c}" IS NULL' for c in BLOB_COLUMNS)
+        rows = con.execute(f'SELECT fid, {cols} FROM "{OBSERVATIONS_LAYER}" WHERE {where}')
+        updates = []
+        for fid, *paths in rows.fetchall():
+            blobs = []
+            for rel in paths:
+                p = base / rel if rel else None
+                blobs.append(p.read_bytes() if p is not None and p.is_file() else None)
+            updates.append((*blobs, fid))
+        sets = ", ".join(f'"{c}" = ?' for c in BLOB_COLUMNS)
+        con.executemany(f'UPDATE "{OBSERVATIONS_LAYER}" SET {sets} WHERE fid = ?', updates)
+    con.close()
+    return len(updates)
+
+
+__all__ = [
+    "BUILDINGS_LAYER",
+    "OBSERVATIONS_LAYER",
+    "ROUTE_LAYER",
+    "ClassifyConfig",
+    "SurveySummary",
+    "embed_overlays",
+    "inspect_for_survey",
+    "load_survey_image",
+    "observations_schema",
+    "overlays_dir_for",
+    "parse_start",
+    "run_survey",
+    "update_priority",
+]

@@ -1,0 +1,204 @@
+"""Generate the default QGIS styles of a survey GeoPackage (resources/styles/*.qml).
+
+Run once with PyQGIS (QGIS 3.22) and commit the result:
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/make_styles.py
+
+The core (``heritage.styles``) only copies these QML texts into the GeoPackage's
+``layer_styles`` table; it never imports QGIS.
+
+* ``observations``: points categorised on ``priority_category`` (A dark red ... F
+  light grey, ``none`` small grey), map tip = ``resources/maptip.html`` (thumbnail
+  next to the Grad-CAM overlay);
+* ``flagged_buildings``: polygons filled by ``priority_category``, labelled with
+  ``visit_order``;
+* ``inspection_route``: a dark line with arrows along each leg, labelled with the leg
+  ``order``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "resources" / "styles"
+MAPTIP = ROOT / "resources" / "maptip.html"
+
+#: category -> (fill colour, legend label); matches heritage.priority.CATEGORY_LABELS
+CATEGORY_STYLE = {
+    "A": ("#67000d", "A - Immediate risk"),
+    "B": ("#c62828", "B - High risk"),
+    "C": ("#ef6c00", "C - Slow decay, widespread"),
+    "D": ("#f9a825", "D - Slow decay, localised"),
+    "E": ("#fff176", "E - Minor signs"),
+    "F": ("#cfcfcf", "F - Weak evidence"),
+    "none": ("#8c8c8c", "Not flagged"),
+}
+
+
+def _memory_layer(geometry: str, fields: dict[str, str], name: str):
+    from qgis.core import QgsVectorLayer
+
+    spec = "&".join(f"field={k}:{v}" for k, v in fields.items())
+    layer = QgsVectorLayer(f"{geometry}?crs=EPSG:4326&{spec}", name, "memory")
+    assert layer.isValid(), f"cannot build the memory layer {name}"
+    return layer
+
+
+def _labels(layer, expression: str, size: float = 9.0, placement=None) -> None:
+    from qgis.core import (
+        QgsPalLayerSettings,
+        QgsTextBufferSettings,
+        QgsTextFormat,
+        QgsVectorLayerSimpleLabeling,
+    )
+    from qgis.PyQt.QtGui import QColor
+
+    settings = QgsPalLayerSettings()
+    settings.fieldName = expression
+    settings.isExpression = True
+    if placement is not None:
+        settings.placement = placement
+    fmt = QgsTextFormat()
+    fmt.setSize(size)
+    fmt.setColor(QColor("black"))
+    buffer = QgsTextBufferSettings()
+    buffer.setEnabled(True)
+    buffer.setSize(1.0)
+    buffer.setColor(QColor("white"))
+    fmt.setBuffer(buffer)
+    settings.setFormat(fmt)
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+    layer.setLabelsEnabled(True)
+
+
+def observations_style():
+    from qgis.core import (
+        QgsCategorizedSymbolRenderer,
+        QgsMarkerSymbol,
+        QgsRendererCategory,
+    )
+
+    layer = _memory_layer(
+        "Point",
+        {
+            "file_name": "string",
+            "priority_category": "string",
+            "priority_score": "double",
+            "p_final": "double",
+            "thumbnail_path": "string",
+            "overlay_path": "string",
+        },
+        "observations",
+    )
+    cats = []
+    for code, (colour, label) in CATEGORY_STYLE.items():
+        size = "2.4" if code == "none" else "4.2"
+        symbol = QgsMarkerSymbol.createSimple(
+            {"name": "circle", "color": colour, "outline_color": "#222222",
+             "outline_width": "0.3", "size": size}
+        )  # fmt: skip
+        cats.append(QgsRendererCategory(code, symbol, label))
+    other = QgsMarkerSymbol.createSimple({"name": "circle", "color": "#ffffff", "size": "2"})
+    cats.append(QgsRendererCategory(None, other, "not prioritised yet"))
+    renderer = QgsCategorizedSymbolRenderer("priority_category", cats)
+    layer.setRenderer(renderer)
+    layer.setMapTipTemplate(MAPTIP.read_text(encoding="utf-8"))
+    layer.setDisplayExpression('"file_name"')
+    return layer
+
+
+def buildings_style():
+    from qgis.core import (
+        QgsCategorizedSymbolRenderer,
+        QgsFillSymbol,
+        QgsPalLayerSettings,
+        QgsRendererCategory,
+    )
+
+    layer = _memory_layer(
+        "MultiPolygon",
+        {"building_id": "integer", "priority_category": "string", "visit_order": "integer"},
+        "flagged_buildings",
+    )
+    cats = []
+    for code, (colour, label) in CATEGORY_STYLE.items():
+        symbol = QgsFillSymbol.createSimple(
+            {"color": colour, "outline_color": "#333333", "outline_width": "0.4",
+             "style": "solid"}
+        )  # fmt: skip
+        symbol.setOpacity(0.55)
+        cats.append(QgsRendererCategory(code, symbol, label))
+    layer.setRenderer(QgsCategorizedSymbolRenderer("priority_category", cats))
+    _labels(
+        layer,
+        "'#' || \"visit_order\" || ' (' || \"priority_category\" || ')'",
+        10.0,
+        QgsPalLayerSettings.OverPoint,
+    )
+    layer.setMapTipTemplate(
+        '<b>Building [% "building_id" %]</b> &mdash; visit [% "visit_order" %], '
+        'priority [% "priority_category" %] ([% round("priority_score", 0) %])<br/>'
+        '[% "n_flagged" %] of [% "n_photos" %] photo(s) flagged: '
+        '[% "flagged_file_names" %]'
+    )
+    return layer
+
+
+def route_style():
+    from qgis.core import (
+        QgsArrowSymbolLayer,
+        QgsLineSymbol,
+        QgsPalLayerSettings,
+        QgsSingleSymbolRenderer,
+    )
+    from qgis.PyQt.QtGui import QColor
+
+    layer = _memory_layer(
+        "LineString",
+        {"order": "integer", "leg_m": "double", "cumulative_m": "double"},
+        "inspection_route",
+    )
+    symbol = QgsLineSymbol()
+    arrow = QgsArrowSymbolLayer()
+    arrow.setIsCurved(False)
+    arrow.setIsRepeated(True)
+    arrow.setArrowWidth(0.6)
+    arrow.setArrowStartWidth(0.6)
+    arrow.setHeadLength(2.5)
+    arrow.setHeadThickness(1.8)
+    arrow.subSymbol().setColor(QColor("#1f3b73"))
+    symbol.changeSymbolLayer(0, arrow)
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    _labels(
+        layer,
+        "\"order\" || ': ' || round(\"cumulative_m\", 0) || ' m'",
+        8.0,
+        QgsPalLayerSettings.Line,
+    )
+    return layer
+
+
+def main() -> int:
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    try:
+        OUT.mkdir(parents=True, exist_ok=True)
+        for make in (observations_style, buildings_style, route_style):
+            layer = make()
+            path = OUT / f"{layer.name()}.qml"
+            message, ok = layer.saveNamedStyle(str(path))
+            if not ok:
+                print(f"cannot write {path}: {message}", file=sys.stderr)
+                return 1
+            print(f"wrote {path.relative_to(ROOT)}")
+    finally:
+        app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
