@@ -362,7 +362,7 @@ def _read_tile(
         rgb = rgb.copy()
         for c in range(3):
             rgb[c][~valid] = np.uint8(np.median(rgb[c][valid]))
-    im = Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)), mode="RGB")
+    im = Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)))
     if im.size != (size, size):
         im = im.resize((size, size), Image.Resampling.BILINEAR)
     tile.image = im
@@ -370,7 +370,7 @@ def _read_tile(
     if scale == 1 and valid.shape == (oh, ow):
         tile.valid = valid
     else:
-        m = Image.fromarray(valid.astype(np.float32), mode="F")
+        m = Image.fromarray(valid.astype(np.float32))
         tile.valid = np.asarray(m.resize((ow, oh), Image.Resampling.BOX)) >= 0.5
     return True
 
@@ -580,12 +580,14 @@ def classify_raster(
             output=out_path,
             width=out_w,
             height=out_h,
-            crs=src.crs.to_string() if src.crs else None,
+            crs=None,
             tile_size=tile,
             stride=stride,
         )
-        georef = not (src.transform.is_identity and not src.gcps[0])
-        if src.crs is None:
+        gcps, gcp_crs = src.gcps
+        crs = src.crs or (gcp_crs if gcps else None)
+        summary.crs = crs.to_string() if crs else None
+        if crs is None:
             msg = (
                 f"{input_path} has no CRS: the output is written without one "
                 "(assign one in QGIS or with gdal_edit.py -a_srs)"
@@ -635,14 +637,16 @@ def classify_raster(
         }
         if src.crs is not None:
             profile["crs"] = src.crs
-        if georef and not src.transform.is_identity:
+        if not src.transform.is_identity:
             profile["transform"] = src.transform @ Affine.scale(s)
         tmp = _temp_name(out_path)
         cache_mb = max(16, int(config.memory_mb / 4))
         done: dict[tuple[int, int], _VectorRow] = {}
         try:
             with (
-                rasterio.Env(GDAL_CACHEMAX=cache_mb, COMPRESS_OVERVIEW="DEFLATE"),
+                rasterio.Env(
+                    GDAL_CACHEMAX=cache_mb, COMPRESS_OVERVIEW="DEFLATE", PREDICTOR_OVERVIEW=3
+                ),
                 TwoStageClassifier(
                     loaded, device=config.device, cam_method=config.cam_method
                 ) as clf,
@@ -654,6 +658,8 @@ def classify_raster(
                         f"cannot create {tmp} ({exc}); choose another output folder"
                     ) from exc
                 with dst:
+                    if gcps and src.transform.is_identity:  # GCP-georeferenced input
+                        dst.gcps = (_scaled_gcps(gcps, s), gcp_crs)
                     for i, name in enumerate(BAND_DESCRIPTIONS, start=1):
                         dst.set_band_description(i, name)
                     dst.update_tags(
@@ -725,13 +731,25 @@ def classify_raster(
     return summary
 
 
+def _scaled_gcps(gcps: Sequence[Any], scale: int) -> list[Any]:
+    """Ground control points moved to the pixel grid of an output ``scale`` times coarser."""
+    from rasterio.control import GroundControlPoint
+
+    if scale == 1:
+        return list(gcps)
+    return [
+        GroundControlPoint(row=g.row / scale, col=g.col / scale, x=g.x, y=g.y, z=g.z, id=g.id)
+        for g in gcps
+    ]
+
+
 def _resize_cam(cam: np.ndarray, w: int, h: int) -> np.ndarray:
     """The model-input CAM (float32 S×S) resized bilinearly to the tile's output size."""
     from PIL import Image
 
     if cam.shape == (h, w):
         return np.asarray(cam, dtype=np.float32)
-    im = Image.fromarray(np.asarray(cam, dtype=np.float32), mode="F")
+    im = Image.fromarray(np.asarray(cam, dtype=np.float32))
     return np.asarray(im.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
