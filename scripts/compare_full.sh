@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The full backbone comparison (the paper's Table 1 on our data). Hours on a CPU;
+# resumable: re-run the same command and finished models are skipped.
+# Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${HERITAGE_SHARED_DATA:-../shared/data}
+OUT=${COMPARE_OUT:-runs/compare-full}
+
+.venv/bin/heritage compare \
+  "$DATA/brickwork-cracks" "$DATA/sdnet2018-walls" "$DATA/ozgenel-concrete-crack" \
+  "$DATA/saltspot-salt-damage" \
+  --extra-positives "$DATA/dais-masonry/images" \
+  -o "$OUT" \
+  --archs alexnet,googlenet,vgg16,inception_v3,mobilenet_v3_small,two_stage \
+  --epochs 15 --batch-size 32 --lr 1e-4 --patience 3 --pretrained none \
+  --device auto --resume "$@"
+
+cp "$OUT/comparison.csv" docs/comparison.csv
+# put the table between the markers of docs/comparison.md
+.venv/bin/python - "$OUT/comparison.md" docs/comparison.md <<'PY'
+import sys
+table, doc = open(sys.argv[1], encoding="utf-8").read(), open(sys.argv[2], encoding="utf-8").read()
+start, end = "<!-- full-table:start -->", "<!-- full-table:end -->"
+head, rest = doc.split(start, 1)
+_, tail = rest.split(end, 1)
+open(sys.argv[2], "w", encoding="utf-8").write(f"{head}{start}\n{table}{end}{tail}")
+PY
+echo "Table written to docs/comparison.md and docs/comparison.csv"

