@@ -291,14 +291,17 @@ def inspect_for_survey(
     return photo, f"{result.reason}: {result.message}"
 
 
-def load_survey_image(path: str | Path, min_side: int | None = None) -> Image.Image:
+def load_survey_image(
+    path: str | Path, min_side: int | None = None, min_long_side: int | None = None
+) -> Image.Image:
     """Open a photo as RGB with its EXIF orientation applied.
 
-    With ``min_side``, a JPEG is decoded in Pillow's draft mode at the smallest DCT
-    scale (1/2, 1/4, 1/8) whose result still has both sides at least ``min_side`` px
-    times the image's aspect (i.e. the shorter side >= ``min_side``): a 20-megapixel
-    JPEG then decodes in a fraction of the time and memory. Without it the full
-    resolution is decoded. Raises Pillow's errors for unreadable files.
+    With ``min_side``/``min_long_side``, a JPEG is decoded in Pillow's draft mode at
+    the smallest DCT scale (1/2, 1/4, 1/8) whose result keeps the shorter side at
+    least ``min_side`` px and the longer side at least ``min_long_side`` px (model
+    input and thumbnail): a 20-megapixel JPEG then decodes in a fraction of the time
+    and memory. Without them the full resolution is decoded. Raises Pillow's errors
+    for unreadable files.
     """
     from PIL import Image, ImageOps
 
@@ -306,9 +309,9 @@ def load_survey_image(path: str | Path, min_side: int | None = None) -> Image.Im
 
     _register_heif()
     with Image.open(path) as im:
-        if min_side and im.format in {"JPEG", "MPO"}:
+        if (min_side or min_long_side) and im.format in {"JPEG", "MPO"}:
             w, h = im.size
-            r = min_side / min(w, h)
+            r = max((min_side or 0) / min(w, h), (min_long_side or 0) / max(w, h))
             if r < 1.0:
                 im.draft("RGB", (math.ceil(w * r), math.ceil(h * r)))
         im.load()
@@ -550,10 +553,12 @@ class _Run:
             return
         batch, self.pending = self.pending, []
         loaded: list[tuple[Photo, str, Image.Image]] = []
-        min_side = None if self.cfg.tiles else self.clf.card.input_size
+        sides = (
+            (None, None) if self.cfg.tiles else (self.clf.card.input_size, self.cfg.thumbnail_px)
+        )
         for photo, message in batch:
             try:
-                loaded.append((photo, message, load_survey_image(photo.path, min_side)))
+                loaded.append((photo, message, load_survey_image(photo.path, *sides)))
             except Exception as exc:  # Pillow raises many types for broken data
                 logger.warning("cannot decode %s: %s", photo.path, exc)
                 self.skip(
@@ -612,7 +617,9 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
     base, folder = out.parent, overlays_dir_for(out)
     try:
         files = find_photo_files(cfg.photo_dirs)
-        known_obs = {r["sha256"] for r in read_rows(out, OBSERVATIONS_LAYER, ["sha256"])}
+        known_obs = {
+            r["sha256"]: r["path"] for r in read_rows(out, OBSERVATIONS_LAYER, ["sha256", "path"])
+        }
         known_invalid = {
             (r["path"], r["sha256"]) for r in read_rows(out, INVALID_LAYER, ["path", "sha256"])
         }
@@ -678,7 +685,7 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
 
 
 def _scan_one(
-    run: _Run, path: Path, known_obs: set[str], seen: dict[str, str], cfg: ClassifyConfig
+    run: _Run, path: Path, known_obs: dict[str, str], seen: dict[str, str], cfg: ClassifyConfig
 ) -> str:
     """Hash and inspect one file: queue it, skip it, or say it is already classified."""
     rel = relative_path(path, run.base)
@@ -690,7 +697,10 @@ def _scan_one(
         return run.skip((path, str(SkipReason.UNREADABLE_IMAGE), msg, None))
     if size > 0:
         if sha in known_obs:
-            return "already_classified"
+            if known_obs[sha] == rel:
+                return "already_classified"
+            msg = f"same content as {known_obs[sha]}, already in the GeoPackage"
+            return run.skip((path, str(SkipReason.DUPLICATE), msg, sha))
         if sha in seen:
             msg = f"same content as {seen[sha]} (same sha256)"
             return run.skip((path, str(SkipReason.DUPLICATE), msg, sha))
