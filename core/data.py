@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -124,6 +125,23 @@ def _manifest_groups(manifest: Path) -> dict[Path, str]:
         }
 
 
+#: Patch files cut from one photo named ``<photo>_<patch number>`` (e.g. Dais' ``a_12_7``).
+_PATCH_NAME = re.compile(r"^(?P<photo>.+)_(?P<patch>\d+)$")
+
+
+def patch_groups(paths: Sequence[Path]) -> dict[Path, str]:
+    """Group patches by their source photo when *every* file is named ``<photo>_<n>``.
+
+    Patches of one photo look alike, so they must not be split between training and
+    test (the Dais masonry set names ``a_12_7`` the 7th patch of photo ``a_12``). When
+    any file does not follow the pattern, no grouping is inferred (one group per file).
+    """
+    matches = [_PATCH_NAME.match(p.stem) for p in paths]
+    if not paths or not all(matches):
+        return {}
+    return {p.resolve(): f"photo:{m['photo']}" for p, m in zip(paths, matches, strict=True) if m}
+
+
 def _list_images(folder: Path) -> list[Path]:
     return sorted(
         p
@@ -154,6 +172,8 @@ def scan_image_folder(
     pairs: list[tuple[Path, str]] = []
     if force_class:
         pairs = [(p, force_class) for p in _list_images(data_dir)]
+        if not groups:
+            groups = patch_groups([p for p, _ in pairs])
     else:
         for cls_dir in sorted(d for d in data_dir.iterdir() if d.is_dir()):
             if cls_dir.name.startswith("."):

@@ -212,46 +212,25 @@ def make_overlays(
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1, ROC AUC (when both classes occur), 2x2 confusion."""
-    import numpy as np
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
+    """Binary metrics of ``p >= threshold`` (:func:`heritage.metrics.binary_metrics`)."""
+    from .metrics import binary_metrics as _binary_metrics
 
-    y = np.asarray(y).astype(int)
-    pred = (np.asarray(p) >= threshold).astype(int)
-    both = len(set(y.tolist())) == 2
-    return {
-        "n": len(y),
-        "positives": int(y.sum()),
-        "accuracy": float(accuracy_score(y, pred)) if len(y) else None,
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else None,
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
-    }
+    return _binary_metrics(y, p, threshold)
 
 
 def mcnemar(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:
-    """Paired counts and exact McNemar test of two decision rules on the same images.
+    """Paired counts and exact McNemar test of stage 1 (a) against stage 2 (b) on the same images.
 
-    ``b``: a right, b wrong; ``c``: a wrong, b right; two-sided exact binomial p-value.
+    ``b_stage1_only_right``: stage 1 right, stage 2 wrong; ``c_stage2_only_right``: the
+    reverse; two-sided exact binomial p-value (:func:`heritage.metrics.mcnemar`).
     """
     import numpy as np
-    from scipy.stats import binomtest
 
-    ra, rb = np.asarray(pred_a) == y, np.asarray(pred_b) == y
-    b, c = int((ra & ~rb).sum()), int((~ra & rb).sum())
-    p = float(binomtest(min(b, c), b + c, 0.5).pvalue) if b + c else 1.0
-    return {"b_stage1_only_right": b, "c_stage2_only_right": c, "p_value": p}
+    from .metrics import mcnemar as _mcnemar
+
+    y = np.asarray(y)
+    r = _mcnemar(np.asarray(pred_a) == y, np.asarray(pred_b) == y)
+    return {"b_stage1_only_right": r["b"], "c_stage2_only_right": r["c"], "p_value": r["p_value"]}
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:

@@ -171,3 +171,19 @@ def test_dataset_transforms_cache_and_exif(two_sets, tmp_path):
     with pytest.raises(DataError, match="cannot read image"):
         (tmp_path / "bad.png").write_bytes(b"not an image")
         D.open_rgb(tmp_path / "bad.png")
+
+
+def test_extra_positive_patches_are_grouped_by_source_photo(tmp_path):
+    """Dais-style patch names <photo>_<n> group patches of one photo (no train/test leak)."""
+    from heritage.data import patch_groups, scan_image_folder
+
+    folder = tmp_path / "patches" / "crack"
+    folder.mkdir(parents=True)
+    for name in ("a_12_1", "a_12_7", "a_3_1", "b_0_2"):
+        Image.new("RGB", (8, 8), (len(name) * 20, 0, 0)).save(folder / f"{name}.png")
+    items = scan_image_folder(tmp_path / "patches", force_class="crack")
+    groups = {it.path.stem: it.group for it in items}
+    assert groups["a_12_1"] == groups["a_12_7"] == "photo:a_12"
+    assert len(set(groups.values())) == 3
+    # one file off the pattern: no grouping inferred at all
+    assert patch_groups([folder / "a_12_1.png", folder / "scan.png"]) == {}
