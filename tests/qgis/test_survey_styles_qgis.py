@@ -1,0 +1,105 @@
+"""A survey GeoPackage opens in headless QGIS 3.22 with its default styles."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from heritage.modelcard import ModelCard, StageCard, save_model
+from heritage.modelzoo import build_model
+from heritage.survey import ClassifyConfig, run_survey
+
+pytestmark = pytest.mark.qgis
+
+CATEGORIES = {"A", "B", "C", "D", "E", "F", "none"}
+
+
+def _tiny_model(path: Path) -> Path:
+    torch.manual_seed(0)
+    card = ModelCard(
+        model_id="tiny-qgis",
+        version="0.0.1",
+        input_size=64,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        positive_labels=("crack",),
+        stage1=StageCard("mobilenet_v3_small", "", "", 3, ("crack", "no_crack", "salt")),
+        stage2=StageCard("resnet18", "", "", 1, ("conservation_needed",)),
+        cam_layer="features.12",
+        cam_method="gradcam",
+        threshold=0.0,  # every photo flagged: buildings and a route for sure
+        decision_stage="stage2",
+    )
+    save_model(path, card, build_model("mobilenet_v3_small", 3), build_model("resnet18", 1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("qgis_survey")
+    photos = tmp / "photos"
+    photos.mkdir()
+    for f in sorted((exif_gps / "gps").glob("DSCN*.jpg")):
+        shutil.copy(f, photos / f.name)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = ClassifyConfig((photos,), tmp / "survey.gpkg", model_dir=_tiny_model(tmp / "m"))
+        summary = run_survey(cfg)
+    finally:
+        torch.set_num_threads(before)
+    assert summary.classified == 9 and summary.buildings >= 2
+    return tmp / "survey.gpkg"
+
+
+def _layer(gpkg: Path, name: str):
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(f"{gpkg}|layername={name}", name, "ogr")
+    assert layer.isValid(), layer.error().summary()
+    return layer
+
+
+def test_observations_open_with_categorised_style_and_map_tip(
+    qgis_app, qgis_new_project, survey_gpkg: Path
+) -> None:
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsExpressionContextUtils
+
+    layer = _layer(survey_gpkg, "observations")
+    assert layer.featureCount() == 9
+    renderer = layer.renderer()
+    assert renderer.type() == "categorizedSymbol"
+    assert renderer.classAttribute() == "priority_category"
+    values = {c.value() for c in renderer.categories()}
+    assert values >= CATEGORIES
+    colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
+    assert colours["A"] == "#67000d" and colours["none"] == "#8c8c8c"
+    tip = layer.mapTipTemplate()
+    assert "thumbnail_path" in tip and "overlay_path" in tip
+    # the path expression of the map tip resolves to the thumbnail file of a feature
+    feature = next(layer.getFeatures())
+    ctx = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+    ctx.setFeature(feature)
+    expr = QgsExpression("file_path(layer_property(@layer,'path')) || '/' || \"thumbnail_path\"")
+    path = Path(expr.evaluate(ctx))
+    assert not expr.hasEvalError(), expr.evalErrorString()
+    assert path.is_file() and path.suffix == ".jpg"
+    html = QgsExpression.replaceExpressionText(tip, ctx)
+    assert str(path) in html and "_overlay.png" in html
+
+
+def test_buildings_and_route_open_styled(qgis_app, survey_gpkg: Path) -> None:
+    buildings = _layer(survey_gpkg, "flagged_buildings")
+    assert buildings.featureCount() >= 2
+    assert buildings.renderer().type() == "categorizedSymbol"
+    assert buildings.renderer().classAttribute() == "priority_category"
+    assert buildings.labelsEnabled()
+    route = _layer(survey_gpkg, "inspection_route")
+    assert route.featureCount() == buildings.featureCount() - 1
+    symbol_layer = route.renderer().symbol().symbolLayer(0)
+    assert symbol_layer.layerType() == "ArrowLine"
+    assert route.labelsEnabled()
+    assert {"order", "cumulative_m"} <= set(route.fields().names())
