@@ -12,7 +12,13 @@ two-stage model and writes a georeferenced GeoTIFF of two float32 bands:
    ``p_final``, overlapping tiles combined by max.
 
 Pixels that are nodata in the input (nodata value, alpha band or mask, and NaN/inf in
-float rasters) and pixels covered by no classified tile are :data:`NODATA` (-1).
+float rasters) and pixels covered by no classified tile are :data:`NODATA` (-1). Tiles
+with less than ``min_valid`` (default half) valid pixels are skipped; inside a
+classified tile the invalid pixels are filled with the median of its valid ones before
+the tile goes to the model. Each window is resized straight to the model's input size
+(bilinear, antialiased): the images handed to ``TwoStageClassifier.classify`` are
+already square at that size, so its resize + centre crop changes nothing. With
+``scale`` > 1 a tile's footprint is rounded outwards to whole output pixels.
 
 Memory stays bounded whatever the raster's size:
 

@@ -445,3 +445,34 @@ def test_cli_writes_the_output_and_reports_errors(tmp_path, model_dir):
     assert isinstance(res.exception, InputNotFoundError)
     res = runner.invoke(cli, [*args, "--bands", "1,2"])
     assert res.exit_code != 0 and isinstance(res.exception, DataError)
+
+
+def test_alpha_band_and_internal_mask_mean_nodata(tmp_path, loaded):
+    rgb = np.full((3, 150, 200), 170, np.uint8)
+    alpha = np.full((150, 200), 255, np.uint8)
+    alpha[:, :30] = 0
+    path = tmp_path / "rgba.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": 200,
+        "height": 150,
+        "count": 4,
+        "dtype": "uint8",
+        "crs": "EPSG:32632",
+        "transform": TRANSFORM,
+        "photometric": "RGB",
+        "alpha": "YES",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.concatenate([rgb, alpha[None]]))
+    masked = tmp_path / "masked.tif"
+    profile.update(count=3, alpha="NO")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(masked, "w", **profile) as dst:
+        dst.write(rgb)
+        dst.write_mask(alpha)
+    for src_path in (path, masked):
+        out = classify_raster(src_path, tmp_path / "o.tif", config=small_config(), loaded=loaded)
+        with rasterio.open(out.output) as o:
+            a = o.read(1)
+        assert (a[:, :30] == NODATA).all(), src_path.name
+        assert ((a[:, 30:] >= 0) & (a[:, 30:] <= 1)).all(), src_path.name
