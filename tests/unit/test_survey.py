@@ -433,3 +433,15 @@ def test_config_is_frozen_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         ClassifyConfig((tmp_path,), tmp_path / "o.gpkg", batch_size=0)
     assert cfg.inference_mode == "whole"
+
+
+def test_survey_map_png(survey, tmp_path: Path) -> None:
+    from heritage.mapplot import plot_survey
+
+    out, _, _ = survey
+    png = plot_survey(out, tmp_path / "map.png", dpi=60)
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+        assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 10
+    with pytest.raises(InputNotFoundError):
+        plot_survey(tmp_path / "missing.gpkg", tmp_path / "m.png")

@@ -1,0 +1,172 @@
+"""A static PNG map of a survey GeoPackage (matplotlib, no basemap).
+
+Drawn in the metric CRS of the survey area (so that distances look right):
+building polygons filled by priority category, the inspection route with its visit
+numbers at the buildings, and every located observation as a point coloured by its
+priority category (A dark red ... F light grey, not flagged small grey). For reports
+and the demo; the GeoPackage's QGIS styles use the same colours.
+
+matplotlib (Agg backend) and geopandas are imported inside :func:`plot_survey`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .errors import DataError, InputNotFoundError
+from .priority import CATEGORIES, CATEGORY_LABELS
+
+logger = logging.getLogger(__name__)
+
+#: colour of each priority category (same as resources/styles/*.qml)
+CATEGORY_COLOURS: dict[str, str] = {
+    "A": "#67000d",
+    "B": "#c62828",
+    "C": "#ef6c00",
+    "D": "#f9a825",
+    "E": "#fff176",
+    "F": "#cfcfcf",
+    "none": "#8c8c8c",
+}
+
+
+def _read(gpkg: Path, layer: str, layers: set[str]):
+    import pyogrio
+
+    if layer not in layers:
+        return None
+    gdf = pyogrio.read_dataframe(gpkg, layer=layer)
+    gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)]
+    return gdf if len(gdf) else None
+
+
+def _zoom(ax, obs, buildings, route, pad: float = 0.15, min_span_m: float = 200.0) -> int:
+    """Frame the buildings and route (else all points); returns the points left outside."""
+    import numpy as np
+
+    frames = [g for g in (buildings, route) if g is not None]
+    if not frames:
+        return 0
+    bounds = np.array([f.total_bounds for f in frames])
+    x0, y0 = bounds[:, 0].min(), bounds[:, 1].min()
+    x1, y1 = bounds[:, 2].max(), bounds[:, 3].max()
+    span = max(x1 - x0, y1 - y0, min_span_m)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = span * (0.5 + pad)
+    ax.set_xlim(cx - half, cx + half)
+    ax.set_ylim(cy - half, cy + half)
+    x, y = obs.geometry.x.to_numpy(), obs.geometry.y.to_numpy()
+    inside = (abs(x - cx) <= half) & (abs(y - cy) <= half)
+    return int((~inside).sum())
+
+
+def plot_survey(
+    gpkg: str | Path,
+    png: str | Path,
+    *,
+    title: str | None = None,
+    dpi: int = 150,
+    size_in: tuple[float, float] = (9.0, 8.0),
+) -> Path:
+    """Render the survey ``gpkg`` (observations, flagged_buildings, inspection_route) to ``png``.
+
+    Raises InputNotFoundError for a missing file and DataError when the GeoPackage
+    has no located observation. Returns the PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyogrio
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from .geo import metric_crs_for
+
+    gpkg, png = Path(gpkg), Path(png)
+    if not gpkg.is_file():
+        raise InputNotFoundError(f"survey GeoPackage not found: {gpkg}")
+    layers = {str(n) for n, _ in pyogrio.list_layers(gpkg)}
+    obs = _read(gpkg, "observations", layers)
+    if obs is None:
+        raise DataError(f"{gpkg} has no located observations to map; run heritage classify")
+    buildings = _read(gpkg, "flagged_buildings", layers)
+    route = _read(gpkg, "inspection_route", layers)
+    crs = metric_crs_for(obs)
+    obs = obs.to_crs(crs)
+    cats = obs["priority_category"].fillna("none").astype(str)
+
+    fig, ax = plt.subplots(figsize=size_in)
+    if buildings is not None:
+        buildings = buildings.to_crs(crs)
+        colours = [CATEGORY_COLOURS.get(str(c), "#ffffff") for c in buildings["priority_category"]]
+        buildings.plot(ax=ax, color=colours, alpha=0.45, edgecolor="#333333", linewidth=0.8)
+    if route is not None:
+        route = route.to_crs(crs)
+        route.plot(ax=ax, color="#1f3b73", linewidth=1.6, zorder=3)
+        if "from_id" in route.columns and str(route["from_id"].iloc[0]) == "start":
+            x, y = route.geometry.iloc[0].coords[0]
+            ax.plot([x], [y], marker="*", markersize=14, color="#1f3b73", zorder=6)
+        for geom in route.geometry:
+            (x0, y0), (x1, y1) = geom.coords[-2], geom.coords[-1]
+            ax.annotate(
+                "",
+                xy=(x1, y1),
+                xytext=(x0 + 0.8 * (x1 - x0), y0 + 0.8 * (y1 - y0)),
+                arrowprops={"arrowstyle": "-|>", "color": "#1f3b73", "lw": 1.2},
+                zorder=4,
+            )
+    for code in reversed(CATEGORIES):  # most urgent drawn last, on top
+        sel = obs[cats == code]
+        if len(sel):
+            sel.plot(
+                ax=ax,
+                color=CATEGORY_COLOURS[code],
+                markersize=18 if code == "none" else 55,
+                edgecolor="#222222",
+                linewidth=0.5,
+                zorder=5,
+            )
+    if buildings is not None and "visit_order" in buildings.columns:
+        for geom, visit in zip(buildings.geometry, buildings["visit_order"], strict=True):
+            p = geom.representative_point()
+            ax.annotate(
+                str(int(visit)),
+                (p.x, p.y),
+                xytext=(12, 12),
+                textcoords="offset points",
+                ha="center",
+                va="center",
+                fontsize=10,
+                fontweight="bold",
+                zorder=6,
+                bbox={"boxstyle": "circle,pad=0.25", "fc": "white", "ec": "#1f3b73"},
+            )
+    present = [c for c in CATEGORIES if (cats == c).any()]
+    handles = [
+        Patch(
+            facecolor=CATEGORY_COLOURS[c], edgecolor="#222222", label=f"{c}: {CATEGORY_LABELS[c]}"
+        )
+        for c in present
+    ]
+    if route is not None:
+        total = float(route["cumulative_m"].max())
+        handles.append(Line2D([], [], color="#1f3b73", label=f"inspection route ({total:.0f} m)"))
+    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
+    n_flagged = int(obs["flagged"].fillna(False).astype(bool).sum()) if "flagged" in obs else 0
+    outside = _zoom(ax, obs, buildings, route)
+    note = f" ({outside} outside the view)" if outside else ""
+    ax.set_title(title or f"{gpkg.name}: {len(obs)} located photos{note}, {n_flagged} flagged")
+    crs_name = crs.name if crs.name and crs.name != "unknown" else "local equidistant"
+    ax.set_xlabel(f"easting (m, {crs_name})", fontsize=8)
+    ax.set_ylabel("northing (m)", fontsize=8)
+    ax.set_aspect("equal")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=dpi)
+    plt.close(fig)
+    logger.info("survey map written to %s", png)
+    return png
