@@ -445,3 +445,26 @@ def test_survey_map_png(survey, tmp_path: Path) -> None:
         assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 10
     with pytest.raises(InputNotFoundError):
         plot_survey(tmp_path / "missing.gpkg", tmp_path / "m.png")
+
+
+def test_start_from_points_file_and_by_priority(survey, tmp_path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from heritage.priority import category_rank
+    from heritage.survey import update_priority
+
+    src, _, cfg = survey
+    out = tmp_path / "copy.gpkg"
+    shutil.copy(src, out)
+    start = tmp_path / "start.geojson"
+    gpd.GeoDataFrame(geometry=[Point(11.8790, 43.4640)], crs=4326).to_crs(3857).to_file(start)
+    cfg = dataclasses.replace(cfg, output=out, start=start, by_priority=True)
+    totals = update_priority(out, cfg, threshold=0.5)
+    route = read(out, "inspection_route")
+    b = read(out, "flagged_buildings").sort_values("visit_order")
+    assert totals["buildings"] == len(b) == len(route)  # a leg from the start to each
+    assert route["from_id"].iloc[0] == "start"
+    assert route.geometry.iloc[0].coords[0] == pytest.approx((11.8790, 43.4640), abs=1e-6)
+    ranks = [category_rank(c) for c in b["priority_category"]]
+    assert ranks == sorted(ranks)  # most urgent categories first
