@@ -1,8 +1,24 @@
-"""Processing algorithms of the Heritage provider (filled as the backend grows)."""
+"""Processing algorithms of the Heritage provider."""
 
 from __future__ import annotations
 
 
 def all_algorithms() -> list:
     """Fresh instances of every Heritage algorithm."""
-    return []
+    from .alg_raster import ClassifyRasterAlgorithm
+    from .alg_survey import (
+        ClassifySurveyAlgorithm,
+        GroupBuildingsAlgorithm,
+        ImportPhotosAlgorithm,
+        PlanRouteAlgorithm,
+    )
+    from .alg_train import TrainModelAlgorithm
+
+    return [
+        ImportPhotosAlgorithm(),
+        ClassifySurveyAlgorithm(),
+        ClassifyRasterAlgorithm(),
+        GroupBuildingsAlgorithm(),
+        PlanRouteAlgorithm(),
+        TrainModelAlgorithm(),
+    ]

@@ -1,0 +1,168 @@
+"""Base class of the Heritage Processing algorithms: validation, backend run, outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from . import backend
+
+#: keeps post-processors alive until Processing has used them (it holds C++ pointers)
+_POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
+
+
+class FeedbackListener:
+    """Backend runner events -> QgsProcessingFeedback (thread-safe calls only)."""
+
+    def __init__(self, feedback: QgsProcessingFeedback | None) -> None:
+        self.feedback = feedback or QgsProcessingFeedback()
+
+    def progress(self, percent: float) -> None:
+        self.feedback.setProgress(percent)
+
+    def stage(self, text: str) -> None:
+        self.feedback.setProgressText(text)
+        self.feedback.pushInfo(text)
+
+    def message(self, text: str) -> None:
+        if text.lower().startswith("warning"):
+            self.feedback.reportError(text, fatalError=False)
+        else:
+            self.feedback.pushInfo(text)
+
+    def log(self, text: str) -> None:
+        self.feedback.pushDebugInfo(text)
+
+    def is_canceled(self) -> bool:
+        return self.feedback.isCanceled()
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Configures a loaded survey layer (forms with image widgets, names)."""
+
+    def __init__(self, gpkg: str, layer_name: str) -> None:
+        super().__init__()
+        self.gpkg = gpkg
+        self.layer_name = layer_name
+
+    def postProcessLayer(self, layer, context, feedback) -> None:
+        from .layers import configure_layer
+
+        if isinstance(layer, QgsVectorLayer):
+            configure_layer(layer, self.layer_name, self.gpkg)
+
+
+class HeritageAlgorithm(QgsProcessingAlgorithm):
+    """Common behaviour: tr(), groups, parameter checks, the backend run."""
+
+    #: algorithm id (without the provider prefix)
+    ALG_ID = ""
+    #: the backend sub-command this algorithm runs
+    COMMAND = ""
+    GROUP_ID = "survey"
+    GROUP = "Survey"
+    DISPLAY = ""
+    HELP = ""
+
+    def tr(self, text: str) -> str:
+        """Translate ``text`` (context "Heritage")."""
+        return QCoreApplication.translate("Heritage", text)
+
+    def createInstance(self):
+        return type(self)()
+
+    def name(self) -> str:
+        return self.ALG_ID
+
+    def displayName(self) -> str:
+        return self.tr(self.DISPLAY)
+
+    def group(self) -> str:
+        return self.tr(self.GROUP)
+
+    def groupId(self) -> str:
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:
+        return self.tr(self.HELP)
+
+    def helpUrl(self) -> str:
+        return "https://example.org/heritage"
+
+    # ----------------------------------------------------------- validation
+
+    def check_values(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """Problems with the parameter values (messages for the user); [] when fine."""
+        return []
+
+    def checkParameterValues(self, parameters, context):
+        """Parameters first (clear messages), then QGIS' own checks, then the backend."""
+        try:
+            problems = self.check_values(parameters, context)
+        except QgsProcessingException as exc:
+            problems = [str(exc)]
+        if problems:
+            return False, "\n".join(problems)
+        ok, msg = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, msg
+        problem = self.check_backend()
+        return (False, problem) if problem else (True, "")
+
+    def check_backend(self) -> str | None:
+        """A message when the backend or its sub-command is missing, else None."""
+        try:
+            exe = backend.find_backend()
+        except backend.BackendNotFoundError as exc:
+            return str(exc)
+        if self.COMMAND and not backend.has_command(self.COMMAND, exe):
+            return self.tr(
+                "The heritage backend at {exe} has no working `heritage {cmd}` command yet: "
+                "update the project (git pull) and run `make setup` in the project folder."
+            ).format(exe=exe, cmd=self.COMMAND)
+        return None
+
+    # ----------------------------------------------------------- running
+
+    def build_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """The backend command line (without the executable)."""
+        raise NotImplementedError
+
+    def run_backend(
+        self, args: list[str], feedback: QgsProcessingFeedback | None
+    ) -> backend.RunResult:
+        """Run the backend; failures become QgsProcessingException with the reason."""
+        try:
+            return backend.run_backend(args, FeedbackListener(feedback))
+        except backend.BackendCancelled as exc:
+            raise QgsProcessingException(self.tr("Cancelled: {0}").format(exc)) from exc
+        except backend.BackendError as exc:
+            raise QgsProcessingException(
+                self.tr("heritage {cmd} failed: {reason}").format(cmd=self.COMMAND, reason=exc)
+            ) from exc
+
+    def load_on_completion(
+        self,
+        context: QgsProcessingContext,
+        gpkg: str,
+        layer_name: str,
+        display_name: str,
+        output_name: str,
+    ) -> str:
+        """Ask Processing to add ``gpkg|layername=layer_name`` to the project when done."""
+        uri = f"{gpkg}|layername={layer_name}"
+        details = QgsProcessingContext.LayerDetails(display_name, context.project(), output_name)
+        post = _StylePostProcessor(gpkg, layer_name)
+        _POST_PROCESSORS.append(post)
+        details.setPostProcessor(post)
+        context.addLayerToLoadOnCompletion(uri, details)
+        return uri

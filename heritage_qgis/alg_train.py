@@ -1,0 +1,147 @@
+"""Train a two-stage model from labelled image folders: heritage train."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+)
+
+from .alg_base import HeritageAlgorithm
+from .alg_survey import DEVICES
+from .params import check_folder
+
+ARCHS = ("mobilenet_v3_small", "mobilenet_v3_large")
+STAGE2_ARCHS = ("resnet18", "resnet50")
+
+
+def _folder(name: str, description: str, optional: bool = False) -> QgsProcessingParameterFile:
+    return QgsProcessingParameterFile(
+        name, description, behavior=QgsProcessingParameterFile.Behavior.Folder, optional=optional
+    )
+
+
+def _int(name: str, description: str, default: int | None, minimum: int, optional: bool = False):
+    return QgsProcessingParameterNumber(
+        name,
+        description,
+        type=QgsProcessingParameterNumber.Type.Integer,
+        defaultValue=default,
+        minValue=minimum,
+        optional=optional,
+    )
+
+
+class TrainModelAlgorithm(HeritageAlgorithm):
+    """heritage train DATA_DIR... -o MODEL_DIR."""
+
+    ALG_ID = "trainmodel"
+    COMMAND = "train"
+    GROUP_ID = "model"
+    GROUP = "Model"
+    DISPLAY = "Train a model from folders"
+    HELP = (
+        "Trains the two-stage classifier on labelled image folders (one sub-folder per class, "
+        "e.g. crack/, no_crack/, salt_damage/; 'crack' and 'salt_damage' mean conservation "
+        "needed). A second data folder and a folder whose images are all positives (e.g. "
+        "defect patches) can be added. Writes a model folder (model.json + weights) that the "
+        "classify algorithms take as their model. Training on a CPU takes a while: start "
+        "with few epochs or a maximum number of images per class."
+    )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(_folder("INPUT", self.tr("Training images (class sub-folders)")))
+        self.addParameter(_folder("INPUT2", self.tr("More training images"), optional=True))
+        self.addParameter(
+            _folder("EXTRA_POSITIVES", self.tr("Folder of defect images only"), optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "ARCH", self.tr("Stage-1 backbone"), options=list(ARCHS), defaultValue=0
+            )
+        )
+        self.addParameter(_int("EPOCHS", self.tr("Stage-1 epochs"), 15, 1))
+        self.addParameter(_int("STAGE2_EPOCHS", self.tr("Stage-2 epochs"), 10, 1))
+        self.addParameter(
+            _int("MAX_PER_CLASS", self.tr("At most N images per class"), None, 1, optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "SKIP_STAGE2", self.tr("Train stage 1 only"), defaultValue=False
+            )
+        )
+        advanced = [
+            QgsProcessingParameterEnum(
+                "STAGE2_ARCH",
+                self.tr("Stage-2 backbone"),
+                options=list(STAGE2_ARCHS),
+                defaultValue=0,
+            ),
+            _int("IMAGE_SIZE", self.tr("Image size (px)"), 224, 32),
+            QgsProcessingParameterEnum(
+                "DEVICE", self.tr("Device"), options=list(DEVICES), defaultValue=0
+            ),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(param)
+        self.addParameter(
+            QgsProcessingParameterFolderDestination("OUTPUT", self.tr("Model folder"))
+        )
+
+    def check_values(self, parameters, context):
+        problems = []
+        for name, what in (
+            ("INPUT", self.tr("Training images")),
+            ("INPUT2", self.tr("More training images")),
+            ("EXTRA_POSITIVES", self.tr("Folder of defect images")),
+        ):
+            path = self.parameterAsFile(parameters, name, context)
+            if name == "INPUT" or path:
+                msg = check_folder(path, what)
+                if msg:
+                    problems.append(msg)
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        if out and os.path.isfile(out):
+            problems.append(self.tr("Model folder {0} is a file: choose a folder.").format(out))
+        return problems
+
+    def build_args(self, parameters, context):
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        args = ["train", self.parameterAsFile(parameters, "INPUT", context)]
+        more = self.parameterAsFile(parameters, "INPUT2", context)
+        if more:
+            args.append(more)
+        args += ["-o", out]
+        extra = self.parameterAsFile(parameters, "EXTRA_POSITIVES", context)
+        if extra:
+            args += ["--extra-positives", extra]
+        args += ["--arch", ARCHS[self.parameterAsEnum(parameters, "ARCH", context)]]
+        args += [
+            "--stage2-arch",
+            STAGE2_ARCHS[self.parameterAsEnum(parameters, "STAGE2_ARCH", context)],
+        ]
+        args += ["--epochs", str(self.parameterAsInt(parameters, "EPOCHS", context))]
+        args += ["--stage2-epochs", str(self.parameterAsInt(parameters, "STAGE2_EPOCHS", context))]
+        args += ["--image-size", str(self.parameterAsInt(parameters, "IMAGE_SIZE", context))]
+        if parameters.get("MAX_PER_CLASS") not in (None, ""):
+            args += [
+                "--max-per-class",
+                str(self.parameterAsInt(parameters, "MAX_PER_CLASS", context)),
+            ]
+        if self.parameterAsBoolean(parameters, "SKIP_STAGE2", context):
+            args.append("--skip-stage2")
+        args += ["--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]]
+        return [*args, "--json-progress"]
+
+    def processAlgorithm(self, parameters, context, feedback):
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        os.makedirs(out, exist_ok=True)
+        self.run_backend(self.build_args(parameters, context), feedback)
+        return {"OUTPUT": out}

@@ -1,0 +1,246 @@
+"""Survey GeoPackage layers in a QGIS project: names with counts, styles, image forms."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+from qgis.core import (
+    QgsAttributeEditorContainer,
+    QgsAttributeEditorField,
+    QgsEditFormConfig,
+    QgsEditorWidgetSetup,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+#: survey layers, top of the layer tree first
+SURVEY_LAYERS = ("inspection_route", "observations", "flagged_buildings", "invalid_photos")
+#: image columns of the observations (paths relative to the GeoPackage's folder)
+IMAGE_FIELDS = ("thumbnail_path", "overlay_path", "heatmap_path")
+SCORE_FIELDS = (
+    "file_name",
+    "priority_category",
+    "priority_score",
+    "p_final",
+    "p_stage1",
+    "p_stage2",
+    "stage1_label",
+    "decision",
+    "cam_method",
+    "building_id",
+    "visit_order",
+    "model_id",
+    "model_version",
+    "status",
+    "message",
+)
+
+
+def tr(text: str) -> str:
+    """Translate ``text`` (context "Heritage")."""
+    return QCoreApplication.translate("Heritage", text)
+
+
+def _connect(gpkg: str | Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{Path(gpkg).as_posix()}?mode=ro", uri=True)
+
+
+def existing_layers(gpkg: str | Path) -> dict[str, str]:
+    """``{table: data_type}`` of the GeoPackage's contents ({} when it is unreadable)."""
+    if not Path(gpkg).is_file():
+        return {}
+    try:
+        con = _connect(gpkg)
+        try:
+            rows = con.execute("SELECT table_name, data_type FROM gpkg_contents").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {}
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def _query(gpkg: str | Path, sql: str) -> list[tuple]:
+    try:
+        con = _connect(gpkg)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def skipped_reasons(gpkg: str | Path) -> Counter:
+    """How many files ``invalid_photos`` lists per reason."""
+    if "invalid_photos" not in existing_layers(gpkg):
+        return Counter()
+    rows = _query(gpkg, 'SELECT reason, COUNT(*) FROM "invalid_photos" GROUP BY reason')
+    return Counter({str(r): int(n) for r, n in rows})
+
+
+def skipped_label(reasons: Counter) -> str:
+    """``"Skipped photos (4): no_gps 3, unreadable 1"``."""
+    total = sum(reasons.values())
+    label = tr("Skipped photos ({0})").format(total)
+    if total:
+        label += ": " + ", ".join(f"{r} {n}" for r, n in reasons.most_common())
+    return label
+
+
+def display_names(gpkg: str | Path) -> dict[str, str]:
+    """Layer-tree names with counts for every survey layer of ``gpkg``."""
+    present = existing_layers(gpkg)
+    names = {
+        "observations": tr("Observations"),
+        "flagged_buildings": tr("Flagged buildings"),
+        "inspection_route": tr("Inspection route"),
+        "photos": tr("Photos"),
+        "invalid_photos": skipped_label(skipped_reasons(gpkg)),
+    }
+    if "observations" in present:
+        rows = _query(
+            gpkg,
+            "SELECT COUNT(*), COALESCE(SUM(flagged), 0), "
+            "COALESCE(SUM(status = 'no_location'), 0) FROM \"observations\"",
+        )
+        if rows:
+            n, flagged, no_loc = rows[0]
+            label = tr("Observations ({0} photos, {1} flagged)").format(n, flagged)
+            if no_loc:
+                label += tr(", {0} without position").format(no_loc)
+            names["observations"] = label
+    if "flagged_buildings" in present:
+        rows = _query(gpkg, 'SELECT COUNT(*) FROM "flagged_buildings"')
+        if rows:
+            names["flagged_buildings"] = tr("Flagged buildings ({0})").format(rows[0][0])
+    if "inspection_route" in present:
+        rows = _query(gpkg, 'SELECT COALESCE(MAX(cumulative_m), 0) FROM "inspection_route"')
+        if rows and rows[0][0] is not None:
+            names["inspection_route"] = tr("Inspection route ({0:.0f} m)").format(float(rows[0][0]))
+    if "photos" in present:
+        rows = _query(gpkg, 'SELECT COUNT(*) FROM "photos"')
+        if rows:
+            names["photos"] = tr("Photos ({0})").format(rows[0][0])
+    return names
+
+
+def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
+    """Image widgets (relative to the GeoPackage's folder) and a two-column form:
+    photo next to the Grad-CAM overlay, then scores, priority and model version."""
+    root_dir = str(Path(gpkg).resolve().parent)
+    fields = layer.fields()
+    for name in IMAGE_FIELDS:
+        idx = fields.indexOf(name)
+        if idx < 0:
+            continue
+        layer.setEditorWidgetSetup(
+            idx,
+            QgsEditorWidgetSetup(
+                "ExternalResource",
+                {
+                    "DocumentViewer": 1,  # image
+                    "DocumentViewerHeight": 0,
+                    "DocumentViewerWidth": 320,
+                    "FileWidget": True,
+                    "FileWidgetButton": False,
+                    "RelativeStorage": 2,  # relative to DefaultRoot
+                    "DefaultRoot": root_dir,
+                    "StorageMode": 0,
+                    "UseLink": False,
+                    "FullUrl": False,
+                },
+            ),
+        )
+    for name, alias in (
+        ("thumbnail_path", tr("Photo")),
+        ("overlay_path", tr("Grad-CAM overlay")),
+        ("heatmap_path", tr("Grad-CAM heat map")),
+        ("p_final", tr("P(conservation needed)")),
+        ("priority_category", tr("Priority")),
+    ):
+        idx = fields.indexOf(name)
+        if idx >= 0:
+            layer.setFieldAlias(idx, alias)
+    config = layer.editFormConfig()
+    config.setLayout(QgsEditFormConfig.EditorLayout.TabLayout)
+    root = config.invisibleRootContainer()
+    root.clear()
+    images = QgsAttributeEditorContainer(tr("Photo and Grad-CAM"), root)
+    images.setIsGroupBox(True)
+    images.setColumnCount(2)
+    for name in ("thumbnail_path", "overlay_path"):
+        idx = fields.indexOf(name)
+        if idx >= 0:
+            images.addChildElement(QgsAttributeEditorField(name, idx, images))
+    root.addChildElement(images)
+    scores = QgsAttributeEditorContainer(tr("Scores, priority and model"), root)
+    scores.setIsGroupBox(True)
+    scores.setColumnCount(2)
+    for name in SCORE_FIELDS:
+        idx = fields.indexOf(name)
+        if idx >= 0:
+            scores.addChildElement(QgsAttributeEditorField(name, idx, scores))
+    root.addChildElement(scores)
+    others = QgsAttributeEditorContainer(tr("All attributes"), root)
+    shown = {"thumbnail_path", "overlay_path", *SCORE_FIELDS}
+    for idx, f in enumerate(fields):
+        if f.name() not in shown:
+            others.addChildElement(QgsAttributeEditorField(f.name(), idx, others))
+    root.addChildElement(others)
+    layer.setEditFormConfig(config)
+    layer.setDisplayExpression('"file_name"')
+
+
+def configure_layer(layer: QgsVectorLayer, layer_name: str, gpkg: str | Path) -> None:
+    """Everything the stored default style cannot hold (forms need the GeoPackage folder)."""
+    if layer_name == "observations":
+        configure_observations(layer, gpkg)
+
+
+def open_layer(gpkg: str | Path, layer_name: str, display_name: str) -> QgsVectorLayer:
+    """``gpkg|layername=layer_name`` as an OGR layer; its default style (``layer_styles``)
+    is applied by QGIS when the layer opens."""
+    layer = QgsVectorLayer(f"{gpkg}|layername={layer_name}", display_name, "ogr")
+    if layer.isValid():
+        # the stored default style; explicit so a project setting cannot skip it
+        with contextlib.suppress(Exception):
+            layer.loadDefaultStyle()
+        configure_layer(layer, layer_name, gpkg)
+    return layer
+
+
+def load_survey(
+    gpkg: str | Path, project: QgsProject | None = None, group_name: str | None = None
+) -> dict[str, QgsVectorLayer]:
+    """Add the survey layers of ``gpkg`` to ``project`` in a group at the top of the
+    layer tree (named after the GeoPackage); returns ``{layer name: layer}``.
+
+    A group of the same name is replaced, so loading a re-run does not duplicate layers.
+    """
+    project = project or QgsProject.instance()
+    present = existing_layers(gpkg)
+    names = display_names(gpkg)
+    group_name = group_name or tr("Heritage survey: {0}").format(Path(gpkg).stem)
+    tree = project.layerTreeRoot()
+    old = tree.findGroup(group_name)
+    if old is not None:
+        project.removeMapLayers(old.findLayerIds())
+        tree.removeChildNode(old)
+    group: QgsLayerTreeGroup = tree.insertGroup(0, group_name)
+    loaded: dict[str, QgsVectorLayer] = {}
+    for name in SURVEY_LAYERS:
+        if name not in present:
+            continue
+        layer = open_layer(gpkg, name, names[name])
+        if not layer.isValid():
+            continue
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
+        loaded[name] = layer
+    return loaded
