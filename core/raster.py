@@ -658,7 +658,9 @@ def classify_raster(
                 ) as clf,
             ):
                 try:
-                    dst = rasterio.open(tmp, "w", **profile)
+                    with warnings.catch_warnings():  # no CRS/transform: warned above
+                        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                        dst = rasterio.open(tmp, "w", **profile)
                 except rasterio.errors.RasterioIOError as exc:
                     raise OutputNotWritableError(
                         f"cannot create {tmp} ({exc}); choose another output folder"

@@ -350,6 +350,7 @@ def test_single_band_is_read_as_greyscale(tmp_path, loaded):
     assert ((a >= 0) & (a <= 1)).all()
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_raster_without_crs_warns_and_writes_without_crs(tmp_path, loaded, caplog):
     path = make_raster(tmp_path / "nocrs.tif", 200, 150, crs=None, border=(0, 0))
     with caplog.at_level(logging.WARNING, logger="heritage.raster"):
@@ -476,3 +477,18 @@ def test_alpha_band_and_internal_mask_mean_nodata(tmp_path, loaded):
             a = o.read(1)
         assert (a[:, :30] == NODATA).all(), src_path.name
         assert ((a[:, 30:] >= 0) & (a[:, 30:] <= 1)).all(), src_path.name
+
+
+def test_raster_smaller_than_a_tile_and_all_nodata_raster(tmp_path, loaded):
+    tiny = make_raster(tmp_path / "tiny.tif", 50, 40, border=(0, 0))
+    summary = classify_raster(tiny, tmp_path / "a.tif", config=RasterConfig(), loaded=loaded)
+    assert summary.tiles == summary.classified == 1
+    with rasterio.open(summary.output) as out:
+        a = out.read()
+        assert (out.width, out.height) == (50, 40) and out.overviews(1) == []
+    assert ((a >= 0) & (a <= 1)).all()
+    empty = make_raster(tmp_path / "empty.tif", 200, 150, border=(200, 0))
+    summary = classify_raster(empty, tmp_path / "b.tif", config=small_config(), loaded=loaded)
+    assert summary.classified == 0 and summary.skipped == summary.tiles
+    with rasterio.open(summary.output) as out:
+        assert (out.read() == NODATA).all()
