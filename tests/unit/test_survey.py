@@ -468,3 +468,30 @@ def test_start_from_points_file_and_by_priority(survey, tmp_path: Path) -> None:
     assert route.geometry.iloc[0].coords[0] == pytest.approx((11.8790, 43.4640), abs=1e-6)
     ranks = [category_rank(c) for c in b["priority_category"]]
     assert ranks == sorted(ranks)  # most urgent categories first
+
+
+def test_route_along_a_street_network(exif_gps: Path, flag_all_model: Path, tmp_path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    photos = gps_subset(exif_gps, tmp_path / "p", names=AREZZO)
+    # a street grid every 40 m around the Arezzo photos, written in EPSG:3857
+    pts = pyogrio.read_dataframe(exif_gps / "expected_gps_points.geojson", columns=["file"])
+    x0, y0, x1, y1 = pts[pts["file"].str.endswith(AREZZO)].to_crs(3857).total_bounds
+    xs = np.arange(x0 - 100, x1 + 140, 40.0)
+    ys = np.arange(y0 - 100, y1 + 140, 40.0)
+    lines = [LineString([(x, ys[0]), (x, ys[-1])]) for x in xs]
+    lines += [LineString([(xs[0], y), (xs[-1], y)]) for y in ys]
+    network = tmp_path / "streets.gpkg"
+    gpd.GeoDataFrame(geometry=lines, crs=3857).to_file(network, driver="GPKG")
+    straight = run_survey(
+        ClassifyConfig((photos,), tmp_path / "s.gpkg", model_dir=flag_all_model, device="cpu")
+    )
+    cfg = ClassifyConfig(
+        (photos,), tmp_path / "n.gpkg", model_dir=flag_all_model, device="cpu", network=network
+    )
+    along = run_survey(cfg)
+    assert along.buildings == straight.buildings >= 2
+    assert along.route_m > straight.route_m  # streets are longer than straight lines
+    legs = read(tmp_path / "n.gpkg", "inspection_route")
+    assert max(len(g.coords) for g in legs.geometry) > 2  # legs follow the streets
