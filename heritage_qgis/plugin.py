@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import Qgis, QgsApplication, QgsMessageLog
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
 
 LOG_TAG = "Heritage"
+PLUGIN_DIR = Path(__file__).resolve().parent
 
 
 def log(message: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info) -> None:
@@ -12,27 +18,88 @@ def log(message: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info) -> None
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 
 
+def icon_path() -> str:
+    """The plugin icon: ``icon.svg`` in the installed plugin, else the source tree's."""
+    for path in (
+        PLUGIN_DIR / "icon.svg",
+        PLUGIN_DIR.parent / "resources" / "icons" / "heritage.svg",
+    ):
+        if path.is_file():
+            return str(path)
+    return ""
+
+
 class HeritagePlugin:
     """Plugin entry point (initGui/unload are called by QGIS)."""
+
+    MENU = "&Heritage"
 
     def __init__(self, iface) -> None:
         self.iface = iface
         self.provider = None
+        self.action: QAction | None = None
+        self.toolbar = None
+        self.dialog = None
+
+    @staticmethod
+    def tr(text: str) -> str:
+        """Translate ``text`` (context "Heritage")."""
+        return QCoreApplication.translate("Heritage", text)
 
     def initProcessing(self) -> None:
         """Register the Heritage Processing provider (also used by qgis_process)."""
         from .provider import HeritageProvider
 
-        self.provider = HeritageProvider()
-        QgsApplication.processingRegistry().addProvider(self.provider)
+        if self.provider is None:
+            self.provider = HeritageProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:
         """Create GUI elements; QGIS calls this once after loading the plugin."""
         self.initProcessing()
+        self.action = QAction(
+            QIcon(icon_path()), self.tr("Classify a photo survey..."), self.iface.mainWindow()
+        )
+        self.action.setObjectName("heritageSurveyAction")
+        self.action.setToolTip(
+            self.tr("Heritage: classify survey photos and map the buildings that need conservation")
+        )
+        self.action.triggered.connect(self.show_dialog)
+        self.toolbar = self.iface.addToolBar(self.tr("Heritage"))
+        self.toolbar.setObjectName("HeritageToolbar")
+        self.toolbar.addAction(self.action)
+        self.iface.addPluginToMenu(self.MENU, self.action)
         log("Heritage plugin loaded")
+
+    def show_dialog(self) -> None:
+        """Open (or raise) the survey dialog."""
+        from .dialog import SurveyDialog
+
+        if self.dialog is None:
+            self.dialog = SurveyDialog(self.iface, self.iface.mainWindow())
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
 
     def unload(self) -> None:
         """Remove everything the plugin added."""
+        if self.action is not None:
+            self.iface.removePluginMenu(self.MENU, self.action)
+            if self.toolbar is not None:
+                self.toolbar.removeAction(self.action)
+            self.action.deleteLater()
+            self.action = None
+        if self.toolbar is not None:
+            self.toolbar.hide()
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.dialog is not None:
+            if self.dialog.task is not None:
+                self.dialog.task.cancel()
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
