@@ -133,30 +133,7 @@ def display_names(gpkg: str | Path) -> dict[str, str]:
 def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
     """Image widgets (relative to the GeoPackage's folder) and a two-column form:
     photo next to the Grad-CAM overlay, then scores, priority and model version."""
-    root_dir = str(Path(gpkg).resolve().parent)
     fields = layer.fields()
-    for name in IMAGE_FIELDS:
-        idx = fields.indexOf(name)
-        if idx < 0:
-            continue
-        layer.setEditorWidgetSetup(
-            idx,
-            QgsEditorWidgetSetup(
-                "ExternalResource",
-                {
-                    "DocumentViewer": 1,  # image
-                    "DocumentViewerHeight": 0,
-                    "DocumentViewerWidth": 320,
-                    "FileWidget": True,
-                    "FileWidgetButton": False,
-                    "RelativeStorage": 2,  # relative to DefaultRoot
-                    "DefaultRoot": root_dir,
-                    "StorageMode": 0,
-                    "UseLink": False,
-                    "FullUrl": False,
-                },
-            ),
-        )
     for name, alias in (
         ("thumbnail_path", tr("Photo")),
         ("overlay_path", tr("Grad-CAM overlay")),
@@ -194,6 +171,30 @@ def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
             others.addChildElement(QgsAttributeEditorField(f.name(), idx, others))
     root.addChildElement(others)
     layer.setEditFormConfig(config)
+    # after setEditFormConfig, which would reset the widgets set before it
+    root_dir = str(Path(gpkg).resolve().parent)
+    for name in IMAGE_FIELDS:
+        idx = fields.indexOf(name)
+        if idx < 0:
+            continue
+        layer.setEditorWidgetSetup(
+            idx,
+            QgsEditorWidgetSetup(
+                "ExternalResource",
+                {
+                    "DocumentViewer": 1,  # image
+                    "DocumentViewerHeight": 0,
+                    "DocumentViewerWidth": 320,
+                    "FileWidget": True,
+                    "FileWidgetButton": False,
+                    "RelativeStorage": 2,  # relative to DefaultRoot
+                    "DefaultRoot": root_dir,
+                    "StorageMode": 0,
+                    "UseLink": False,
+                    "FullUrl": False,
+                },
+            ),
+        )
     layer.setDisplayExpression('"file_name"')
 
 
