@@ -210,10 +210,25 @@ def open_layer(gpkg: str | Path, layer_name: str, display_name: str) -> QgsVecto
     layer = QgsVectorLayer(f"{gpkg}|layername={layer_name}", display_name, "ogr")
     if layer.isValid():
         # the stored default style; explicit so a project setting cannot skip it
+        ok = False
         with contextlib.suppress(Exception):
-            layer.loadDefaultStyle()
+            _, ok = layer.loadDefaultStyle()
+        fallback = style_file(layer_name)
+        if not ok and fallback is not None:  # a GeoPackage from before styles were stored
+            layer.loadNamedStyle(str(fallback))
         configure_layer(layer, layer_name, gpkg)
     return layer
+
+
+def style_file(layer_name: str) -> Path | None:
+    """The plugin's copy of a layer's default style (``resources/styles/<layer>.qml``):
+    inside the installed plugin, else in the source tree."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "resources" / "styles", here.parent / "resources" / "styles"):
+        path = folder / f"{layer_name}.qml"
+        if path.is_file():
+            return path
+    return None
 
 
 def load_survey(

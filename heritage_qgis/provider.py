@@ -17,6 +17,13 @@ class HeritageProvider(QgsProcessingProvider):
     def longName(self) -> str:
         return "Heritage: defects on cultural-heritage buildings"
 
+    def icon(self):
+        from qgis.PyQt.QtGui import QIcon
+
+        from .plugin import icon_path
+
+        return QIcon(icon_path())
+
     def loadAlgorithms(self) -> None:
         from .algorithms import all_algorithms
 
