@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from heritage_qgis import backend  # noqa: E402 (after the path set-up)
 
 pytestmark = pytest.mark.qgis
 
@@ -24,6 +23,10 @@ RENDER_OUT = ROOT / "build" / "test-output" / "plugin_render.png"
 
 
 def _has(command: str) -> bool:
+    # imported here: qgis.utils.unloadPlugin (other tests) drops heritage_qgis.* from
+    # sys.modules, so a module-level import could hold classes of a stale copy
+    from heritage_qgis import backend
+
     try:
         return backend.has_command(command)
     except backend.BackendNotFoundError:
@@ -254,6 +257,7 @@ def test_task_reports_progress_and_cancel_stops_the_backend(
 ) -> None:
     from qgis.core import QgsApplication, QgsVectorLayer
 
+    from heritage_qgis import backend
     from heritage_qgis.task import BackendTask
 
     photos = tmp_path / "many"
