@@ -3,6 +3,7 @@ the survey dialog validates its input and turns a map click into lon,lat."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from unittest.mock import MagicMock
@@ -98,3 +99,72 @@ def test_dialog_start_picked_on_the_map_becomes_lon_lat(qgis_app, qgis_iface) ->
     assert lon == pytest.approx(11.885, abs=1e-3)
     assert lat == pytest.approx(43.467, abs=1e-3)
     assert canvas.mapTool() is not dialog._map_tool
+
+
+FAILING_BACKEND = """#!{python}
+import json, sys
+if "--help" in sys.argv:
+    print("Usage: heritage", sys.argv[1])
+    sys.exit(0)
+print(json.dumps({{"event": "start", "stage": "Classifying photos", "total": 2}}), flush=True)
+print(json.dumps({{"event": "step", "stage": "Classifying photos", "done": 1, "total": 2,
+                  "percent": 50.0}}), flush=True)
+print("Error: the model folder is corrupt (sha256 mismatch): re-train or re-download it",
+      file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def test_dialog_shows_the_backend_reason_in_the_message_bar(
+    qgis_app, qgis_iface, tmp_path, monkeypatch
+) -> None:
+    _on_path()
+    from qgis.core import Qgis
+    from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+    from heritage_qgis import backend
+    from heritage_qgis.dialog import SurveyDialog
+
+    exe = tmp_path / "heritage"
+    exe.write_text(FAILING_BACKEND.format(python=sys.executable))
+    exe.chmod(0o755)
+    monkeypatch.setenv(backend.ENV_VAR, str(exe))
+    qgis_iface.messageBar().clear_messages()
+    dialog = SurveyDialog(qgis_iface)
+    dialog.photos.setFilePath(str(tmp_path))
+    dialog.start.setText("11.8851,43.4674")
+    dialog.output.setFilePath(str(tmp_path / "survey.gpkg"))
+    task = dialog.start_run()
+    assert task is not None
+    assert task.args[:4] == ["classify", str(tmp_path), "-o", str(tmp_path / "survey.gpkg")]
+    assert "--start" in task.args and "11.8851000,43.4674000" in task.args
+    assert not dialog.run_button.isEnabled() and dialog.cancel_button.isEnabled()
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.timeout.connect(lambda: loop.quit() if dialog.run_button.isEnabled() else None)
+    poll.start(20)
+    QTimer.singleShot(20000, loop.quit)
+    loop.exec()
+    poll.stop()
+    assert dialog.run_button.isEnabled(), "the task did not finish"
+    reason = "the model folder is corrupt (sha256 mismatch): re-train or re-download it"
+    assert reason in dialog.status.text()
+    critical = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
+    assert any(reason in m for m in critical)
+
+
+def test_plugin_modules_never_import_the_backend_or_torch() -> None:
+    import subprocess
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "import heritage_qgis.plugin, heritage_qgis.algorithms, heritage_qgis.dialog\n"
+        "heritage_qgis.algorithms.all_algorithms()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('heritage', 'torch'))\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
