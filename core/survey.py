@@ -23,7 +23,10 @@ Steps of :func:`run_survey`:
      only**, at the model's input size. Large JPEGs are decoded with Pillow's draft
      mode (DCT scaling) to about the size needed (model input, thumbnail).
    * Tiled mode (``tiles=True``, :mod:`heritage.tiling`): full-resolution overlapping
-     windows; the heat map and overlay cover the whole photo at full size.
+     windows; the heat map is stitched at the photo's full size (the defect area
+     fraction is measured on it) and the overlay and heat-map PNGs cover the whole
+     photo, at full size up to ``overlay_max_px`` (default 2048) on the longer side
+     (an 8-megapixel overlay PNG would weigh about 8 MB).
 
 3. **Write observations** in batches: each batch is one SQLite transaction, so a
    crash or kill keeps every earlier batch (a consistent prefix of the photos in
@@ -132,6 +135,8 @@ OBSERVATION_FIELDS: tuple[Field, ...] = (
     Field("message"),
     Field("classified_at"),
 )
+#: heat-map level counted as defect by ``defect_area_fraction`` (priority.py's default)
+AREA_THRESHOLD = 0.5
 #: ``decision`` values
 DECISION_FLAGGED = "conservation_needed"
 DECISION_NOT_FLAGGED = "not_flagged"
@@ -148,7 +153,9 @@ class ClassifyConfig:
 
     ``start``: ``(lon, lat)`` in WGS84 or a vector file whose first feature is the
     start; ``None`` starts at the highest-priority building. ``model_dir`` ``None``
-    uses :func:`heritage.modelcard.default_model_dir`. ``priority.confidence_floor``
+    uses :func:`heritage.modelcard.default_model_dir`. ``overlay_max_px`` caps the
+    longer side of tiled-mode overlay/heat-map PNGs (``None``: full size).
+    ``priority.confidence_floor``
     is replaced by the model's decision threshold (the score's zero).
     """
 
@@ -169,6 +176,7 @@ class ClassifyConfig:
     network: Path | None = None
     by_priority: bool = False
     thumbnail_px: int = 480
+    overlay_max_px: int | None = 2048
     max_pixels: int | None = None
     priority: PriorityConfig = DEFAULT_CONFIG
 
@@ -366,9 +374,12 @@ class _Answer:
     heatmap: np.ndarray
     overlay: np.ndarray
     n_tiles: int
+    area_fraction: float
 
 
 def _answers_whole(clf: TwoStageClassifier, images: list[Image.Image]) -> list[_Answer]:
+    from .priority import defect_area_fraction
+
     return [
         _Answer(
             r.stage1.label,
@@ -383,6 +394,7 @@ def _answers_whole(clf: TwoStageClassifier, images: list[Image.Image]) -> list[_
             r.cam,
             r.overlay,
             1,
+            defect_area_fraction(r.cam, AREA_THRESHOLD),
         )
         for r in clf.classify(images)
     ]
@@ -390,12 +402,22 @@ def _answers_whole(clf: TwoStageClassifier, images: list[Image.Image]) -> list[_
 
 def _answer_tiled(clf: TwoStageClassifier, image: Image.Image, cfg: ClassifyConfig) -> _Answer:
     import numpy as np
+    from PIL import Image
 
     from .explain import overlay
-    from .tiling import TileConfig, classify_tiled
+    from .priority import defect_area_fraction
+    from .tiling import TileConfig, classify_tiled, resize_map
 
     t = classify_tiled(clf, image, TileConfig(cfg.tile_size, cfg.tile_overlap, cfg.batch_size))
-    rgb = np.asarray(image, dtype=np.uint8)
+    area = defect_area_fraction(t.heatmap, AREA_THRESHOLD)  # at full resolution
+    heat, shown = t.heatmap, image
+    width, height = image.size
+    if cfg.overlay_max_px and max(width, height) > cfg.overlay_max_px:
+        scale = cfg.overlay_max_px / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        shown = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        heat = resize_map(t.heatmap, *size)
+    rgb = np.asarray(shown, dtype=np.uint8)
     return _Answer(
         t.best.stage1.label,
         t.best.stage1.score,
@@ -406,9 +428,10 @@ def _answer_tiled(clf: TwoStageClassifier, image: Image.Image, cfg: ClassifyConf
         t.best.cam_method,
         t.best.cam_layer,
         t.cam_empty,
-        t.heatmap,
-        overlay(rgb, t.heatmap, clf.card.stage2_cam_alpha),
+        heat,
+        overlay(rgb, heat, clf.card.stage2_cam_alpha),
         t.n_tiles,
+        area,
     )
 
 
@@ -460,10 +483,8 @@ def _observation_row(
     card_id: tuple[str, str],
     mode: str,
     message: str,
-    area_threshold: float = 0.5,
 ) -> dict[str, Any]:
     from .photos import photo_row
-    from .priority import defect_area_fraction
 
     row = photo_row(photo, base)
     row.update(
@@ -477,7 +498,7 @@ def _observation_row(
         cam_method=answer.cam_method,
         cam_layer=answer.cam_layer,
         cam_empty=answer.cam_empty,
-        defect_area_fraction=defect_area_fraction(answer.heatmap, area_threshold),
+        defect_area_fraction=answer.area_fraction,
         priority_score=None,
         priority_category=None,
         building_id=None,

@@ -113,7 +113,8 @@ def tile_windows(
     return [(x, y, x + tw, y + th) for y in ys for x in xs]
 
 
-def _resize_map(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_map(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A float heat map resized (bilinear) to ``width`` × ``height``, float32."""
     from PIL import Image
 
     cam = np.asarray(cam, dtype=np.float32)
@@ -137,7 +138,7 @@ def stitch(
     """
     out = np.zeros((height, width), dtype=np.float32)
     for (left, top, right, bottom), cam, w in zip(windows, cams, weights, strict=True):
-        tile = _resize_map(cam, right - left, bottom - top) * np.float32(w)
+        tile = resize_map(cam, right - left, bottom - top) * np.float32(w)
         region = out[top:bottom, left:right]
         np.maximum(region, tile, out=region)
     return np.clip(out, 0.0, 1.0, out=out)

@@ -128,3 +128,23 @@ def test_tiled_survey_of_a_large_photo(exif_gps: Path, tmp_path: Path, one_threa
             assert im.size == (640, 480)  # full size, not the model's 64 px
     assert 0 <= row["defect_area_fraction"] <= 1
     assert row["flagged"] == (row["p_final"] >= 0.5)
+
+
+def test_tiled_overlay_png_is_capped_but_area_uses_full_map(
+    exif_gps: Path, tmp_path: Path, one_thread
+) -> None:
+    model = make_tiny_model(tmp_path / "model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(exif_gps / "gps" / "DSCN0012.jpg", photos / "p.jpg")  # 640x480
+    out = tmp_path / "capped.gpkg"
+    cfg = ClassifyConfig(
+        (photos,), out, model_dir=model, device="cpu", tiles=True, tile_size=320,
+        tile_overlap=0.0, overlay_max_px=200,
+    )  # fmt: skip
+    run_survey(cfg)
+    row = pyogrio.read_dataframe(out, layer="observations").iloc[0]
+    assert row["n_tiles"] == 4
+    for col in ("heatmap_path", "overlay_path"):
+        with Image.open(out.parent / row[col]) as im:
+            assert im.size == (200, 150)
