@@ -689,6 +689,16 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
             f"MobileNetV3 beats {len(beaten)} of the {len(big)} larger CNNs "
             f"({', '.join(DISPLAY[a] for a in beaten) or 'none'}); the paper reports all four."
         )
+    conf = [r["test"].get("confusion") for r in rows if r["test"].get("confusion")]
+    if acc and conf:
+        (tn, fp), (fn, tp) = conf[0]
+        n_all = tn + fp + fn + tp
+        majority = round(100 * max(tn + fp, fn + tp) / max(1, n_all), 1)
+        if max(acc.values()) <= majority + 5:
+            parts.append(
+                f"No model is more than 5 points above always answering the majority class "
+                f"({majority} %): this run is too short to rank the models."
+            )
     if len({f["test_images"] for f in flat.values()}) == 1 and flat:
         n = next(iter(flat.values()))["test_images"]
         parts.append(

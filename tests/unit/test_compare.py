@@ -54,9 +54,10 @@ def _slim_fc_heads(monkeypatch: pytest.MonkeyPatch) -> None:
         model = real(arch, num_classes, pretrained)
         if arch in ("alexnet", "vgg16"):
             c = model.classifier
-            c[1] = torch.nn.Linear(c[1].in_features, 16)
-            c[4] = torch.nn.Linear(16, 16)
-            c[6] = torch.nn.Linear(16, num_classes)
+            first, mid, last = [i for i, m in enumerate(c) if isinstance(m, torch.nn.Linear)]
+            c[first] = torch.nn.Linear(c[first].in_features, 16)
+            c[mid] = torch.nn.Linear(16, 16)
+            c[last] = torch.nn.Linear(16, num_classes)
         return model
 
     monkeypatch.setattr(mz, "build_model", build)
