@@ -94,3 +94,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted: everything written so far is kept.", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

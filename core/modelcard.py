@@ -331,7 +331,9 @@ def _check_arch(stage: StageCard, which: str) -> None:
         )
 
 
-def _build(stage: StageCard, data: bytes, which: str, path: Path) -> torch.nn.Module:
+def _build(
+    stage: StageCard, data: bytes, which: str, path: Path, pruned: bool = False
+) -> torch.nn.Module:
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -342,7 +344,13 @@ def _build(stage: StageCard, data: bytes, which: str, path: Path) -> torch.nn.Mo
         state = load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} is not a readable safetensors file ({exc})") from exc
-    model = modelzoo.build_model(stage.arch, stage.num_outputs, pretrained=None)
+    if pruned:  # non-standard channel counts: rebuild the network from the weights' shapes
+        from .prune import rebuild_pruned
+
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        model = rebuild_pruned(stage.arch, shapes, stage.num_outputs)
+    else:
+        model = modelzoo.build_model(stage.arch, stage.num_outputs, pretrained=None)
     target = model.state_dict()
     state = {
         k: (v.to(target[k].dtype) if k in target and v.is_floating_point() else v)
@@ -371,11 +379,13 @@ def load_model(model_dir: str | Path | None = None, device: str = "cpu") -> Load
     _check_arch(card.stage1, "stage1")
     if card.stage2 is not None:
         _check_arch(card.stage2, "stage2")
+    pruned = isinstance(card.training.get("pruning"), dict)
     s1 = _build(
         card.stage1,
         _verified_bytes(model_dir, card.stage1, "stage1"),
         "stage1",
         model_dir / card.stage1.weights,
+        pruned=pruned,
     )
     s2 = None
     if card.stage2 is not None:

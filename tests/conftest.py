@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# One compute thread per process: the suite runs several processes at once (CLI
+# subprocesses, QGIS), and on a 2-core machine torch's default of one thread per core
+# oversubscribes the CPU (measured 7x slower). Set before torch is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]

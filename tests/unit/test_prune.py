@@ -139,6 +139,12 @@ def test_pruned_model_folder_round_trip_without_pickle(pruned, tmp_path, monkeyp
     with torch.inference_mode():
         assert torch.equal(loaded.stage1(x), model(x))
         assert torch.equal(loaded.stage2(x), stage2(x))
+    # the ordinary loader (used by classify/evaluate) recognises the pruned card too
+    from heritage.modelcard import load_model
+
+    plain = load_model(tmp_path / "m")
+    with torch.inference_mode():
+        assert torch.equal(plain.stage1(x), model(x))
     # a tampered weights file is refused before parsing
     w = tmp_path / "m" / "stage1.safetensors"
     w.write_bytes(w.read_bytes()[:-8])
