@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("commands_prune:prune", "Prune the stage-1 model and fine-tune it."),
     "compare": ("commands_compare:compare", "Compare backbones on the same split (Table 1)."),
     "classify": ("commands_classify:classify", "Classify a photo survey into a GeoPackage."),
+    "group": ("commands_group:group", "Re-group a classified survey per building (in place)."),
+    "route": ("commands_route:route", "Re-plan the inspection route of a classified survey."),
     "classify-raster": (
         "commands_raster:classify_raster",
         "Classify a georeferenced raster tile by tile.",

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError, InputNotFoundError
-from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, read_rows
+from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, list_layers, read_rows
 from .photos import (
     INVALID_LAYER,
     PHOTO_FIELDS,
@@ -1029,3 +1029,104 @@ __all__ = [
     "run_survey",
     "update_priority",
 ]
+
+
+# ------------------------------------------------------------------ regroup / reroute
+
+
+def regroup_survey(
+    out: str | Path,
+    *,
+    footprints: Path | None = None,
+    max_distance_m: float = 25.0,
+    cluster_eps_m: float = 30.0,
+    start: tuple[float, float] | Path | None = None,
+    network: Path | None = None,
+    by_priority: bool = False,
+    threshold: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Re-group an existing survey GeoPackage per building and re-plan its route.
+
+    The observations are not re-classified: only ``building_id``, the priority
+    fields, ``flagged_buildings``, ``visit_order`` and ``inspection_route`` are
+    rewritten (:func:`update_priority`). ``threshold`` is the model's decision
+    threshold (the priority score's zero); ``None`` keeps the default floor.
+    """
+    out = Path(out)
+    if not out.is_file():
+        raise InputNotFoundError(f"survey GeoPackage not found: {out}")
+    if OBSERVATIONS_LAYER not in list_layers(out):
+        raise DataError(f"{out} has no '{OBSERVATIONS_LAYER}' layer; run 'heritage classify' first")
+    cfg = ClassifyConfig(
+        photo_dirs=(out.parent,),  # not read: nothing is classified again
+        output=out,
+        footprints=footprints,
+        max_distance_m=max_distance_m,
+        cluster_eps_m=cluster_eps_m,
+        start=start,
+        network=network,
+        by_priority=by_priority,
+    )
+    return update_priority(out, cfg, threshold, progress)
+
+
+def replan_route(
+    out: str | Path,
+    *,
+    start: tuple[float, float] | Path | None = None,
+    network: Path | None = None,
+    by_priority: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Re-plan the inspection route of a survey, keeping its building grouping.
+
+    Reads ``flagged_buildings`` as it is, plans the route (:mod:`heritage.route`),
+    rewrites ``inspection_route`` and the ``visit_order`` of buildings and
+    observations (one SQLite transaction for the observations).
+    """
+    import pyogrio
+
+    from .geo import read_vector
+    from .route import LEG_COLUMNS
+
+    out = Path(out)
+    if not out.is_file():
+        raise InputNotFoundError(f"survey GeoPackage not found: {out}")
+    layers = list_layers(out)
+    if BUILDINGS_LAYER not in layers:
+        raise DataError(
+            f"{out} has no '{BUILDINGS_LAYER}' layer; run 'heritage classify' or 'heritage group'"
+        )
+    progress = progress or NullProgress()
+    progress.start("Planning the inspection route", total=1)
+    buildings = pyogrio.read_dataframe(out, layer=BUILDINGS_LAYER)
+    net = read_vector(network) if network is not None else None
+    if len(buildings):
+        visit, legs, total_m = _route(buildings, _start_point(start), net, by_priority)
+        buildings = buildings.assign(visit_order=visit.astype("int64").to_numpy())
+    else:
+        legs = _empty_layer(
+            {c: "object" if c.endswith("_id") else "float64" if c.endswith("_m") else "int64"
+             for c in LEG_COLUMNS}
+        )  # fmt: skip
+        total_m = 0.0
+    visit_of_building: dict[int, int] = {}
+    if len(buildings):
+        pairs = zip(buildings["building_id"], buildings["visit_order"], strict=True)
+        visit_of_building = {int(b): int(v) for b, v in pairs}
+    con = connect_gpkg(out)
+    with con:
+        con.execute(f'UPDATE "{OBSERVATIONS_LAYER}" SET visit_order = NULL')
+        con.executemany(
+            f'UPDATE "{OBSERVATIONS_LAYER}" SET visit_order = ? WHERE building_id = ?',
+            [(v, b) for b, v in visit_of_building.items()],
+        )
+    con.close()
+    pyogrio.write_dataframe(
+        _multipolygons(buildings), out, layer=BUILDINGS_LAYER, driver="GPKG",
+        geometry_type="MultiPolygon",
+    )  # fmt: skip
+    pyogrio.write_dataframe(legs, out, layer=ROUTE_LAYER, driver="GPKG", geometry_type="LineString")
+    progress.step(1, route_m=round(float(total_m), 1))
+    return {"buildings": len(buildings), "route_m": float(round(total_m, 3))}

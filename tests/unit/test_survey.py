@@ -495,3 +495,49 @@ def test_route_along_a_street_network(exif_gps: Path, flag_all_model: Path, tmp_
     assert along.route_m > straight.route_m  # streets are longer than straight lines
     legs = read(tmp_path / "n.gpkg", "inspection_route")
     assert max(len(g.coords) for g in legs.geometry) > 2  # legs follow the streets
+
+
+def test_group_and_route_commands_rework_a_survey_in_place(
+    exif_gps: Path, flag_all_model: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from heritage.cli import cli
+
+    photos = gps_subset(exif_gps, tmp_path / "photos")
+    out = tmp_path / "g.gpkg"
+    run_survey(ClassifyConfig((photos,), out, model_dir=flag_all_model, device="cpu"))
+    before = read(out, "flagged_buildings")
+    n_obs = len(read(out, "observations"))
+
+    # 2 km clusters: all Arezzo photos become one building (Madrid, Helsinki stay alone)
+    r = CliRunner().invoke(cli, ["group", str(out), "--cluster-eps", "2000", "--json-progress"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["event"] == "summary" and summary["buildings"] == 3 < len(before)
+    obs = read(out, "observations")
+    assert len(obs) == n_obs  # nothing re-classified or duplicated
+    grouped_ids = sorted(read(out, "flagged_buildings")["building_id"])
+    arezzo = obs[obs["file_name"].str.startswith("DSCN")]
+    assert arezzo["building_id"].nunique() == 1
+    assert (arezzo["n_flagged_on_building"] == len(arezzo)).all()
+
+    # re-plan from a start in Arezzo: same buildings, route begins at the start
+    r = CliRunner().invoke(cli, ["route", str(out), "--start", "11.8790,43.4640"])
+    assert r.exit_code == 0, r.output
+    b = read(out, "flagged_buildings")
+    assert sorted(b["building_id"]) == grouped_ids
+    assert sorted(b["visit_order"]) == [1, 2, 3]
+    legs = read(out, "inspection_route").sort_values("order")
+    assert len(legs) == 3
+    x0, y0 = legs.geometry.iloc[0].coords[0]
+    assert abs(x0 - 11.8790) < 1e-6 and abs(y0 - 43.4640) < 1e-6
+    assert (legs["cumulative_m"].diff().dropna() > 0).all()
+    obs = read(out, "observations")
+    visit = dict(zip(b["building_id"], b["visit_order"], strict=True))
+    assert all(
+        visit[bid] == v for bid, v in zip(obs["building_id"], obs["visit_order"], strict=True)
+    )
+
+    bad = CliRunner().invoke(cli, ["route", str(tmp_path / "missing.gpkg")])
+    assert bad.exit_code != 0

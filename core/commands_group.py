@@ -1,0 +1,106 @@
+"""``heritage group SURVEY.gpkg``: re-group a classified survey per building and re-plan its route.
+
+Works in place on a GeoPackage written by ``heritage classify``; nothing is
+classified again. Heavy modules are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .commands_classify import _start_option
+from .progress import JsonLinesProgress, TqdmProgress
+
+
+def _model_threshold(model_dir: Path | None) -> float | None:
+    """The decision threshold of the model card (``None`` when no card can be read)."""
+    from .errors import ModelError
+    from .modelcard import default_model_dir, read_card
+
+    try:
+        return float(read_card(model_dir or default_model_dir()).threshold)
+    except ModelError:
+        return None
+
+
+@click.command("group")
+@click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--footprints",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Building footprint polygons (any CRS); default: cluster the flagged photos.",
+)
+@click.option(
+    "--max-distance",
+    type=click.FloatRange(min=0.0),
+    default=25.0,
+    show_default=True,
+    help="Metres from a photo to its footprint.",
+)
+@click.option(
+    "--cluster-eps",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Metres between flagged photos of one building.",
+)
+@click.option(
+    "--start",
+    callback=_start_option,
+    default=None,
+    help="Route start: LON,LAT or a points file (default: the top-priority building).",
+)
+@click.option(
+    "--network",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Street/path lines to route along (any CRS).",
+)
+@click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Model whose decision threshold anchors the priority score.",
+)
+@click.option("--json-progress", is_flag=True, help="Progress and summary as JSON lines.")
+def group(
+    survey: Path,
+    footprints: Path | None,
+    max_distance: float,
+    cluster_eps: float,
+    start: object,
+    network: Path | None,
+    by_priority: bool,
+    model_dir: Path | None,
+    json_progress: bool,
+) -> None:
+    """Group the flagged photos of SURVEY per building, re-score them and re-plan the route."""
+    from .survey import regroup_survey
+
+    progress = JsonLinesProgress() if json_progress else TqdmProgress()
+    totals = regroup_survey(
+        survey,
+        footprints=footprints,
+        max_distance_m=max_distance,
+        cluster_eps_m=cluster_eps,
+        start=start,  # type: ignore[arg-type]
+        network=network,
+        by_priority=by_priority,
+        threshold=_model_threshold(model_dir),
+        progress=progress,
+    )
+    if json_progress:
+        click.echo(json.dumps({"event": "summary", **totals}, default=str))
+    else:
+        click.echo(
+            f"{totals['flagged_total']} flagged photo(s) on {totals['buildings']} building(s); "
+            f"route {totals['route_m']:.0f} m -> {survey}"
+        )
+        for p in totals["problems"]:
+            click.echo(f"warning: {p}", err=True)

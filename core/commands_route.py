@@ -1,0 +1,47 @@
+"""``heritage route SURVEY.gpkg``: re-plan the inspection route of a survey, same buildings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .commands_classify import _start_option
+from .progress import JsonLinesProgress, TqdmProgress
+
+
+@click.command("route")
+@click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--start",
+    callback=_start_option,
+    default=None,
+    help="Route start: LON,LAT or a points file (default: the top-priority building).",
+)
+@click.option(
+    "--network",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Street/path lines to route along (any CRS).",
+)
+@click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
+@click.option("--json-progress", is_flag=True, help="Progress and summary as JSON lines.")
+def route(
+    survey: Path, start: object, network: Path | None, by_priority: bool, json_progress: bool
+) -> None:
+    """Plan the visiting order of SURVEY's flagged buildings (layer inspection_route)."""
+    from .survey import replan_route
+
+    progress = JsonLinesProgress() if json_progress else TqdmProgress()
+    totals = replan_route(
+        survey,
+        start=start,
+        network=network,
+        by_priority=by_priority,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    if json_progress:
+        click.echo(json.dumps({"event": "summary", **totals}))
+    else:
+        click.echo(f"route over {totals['buildings']} building(s): {totals['route_m']:.0f} m")
