@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -144,6 +145,26 @@ def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
 )
 @click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
 @click.option(
+    "--decode-workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Threads decoding the next photos while the model works (default: min(2, CPUs); "
+    "0: decode in turn).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Classify on an existing dask.distributed cluster (e.g. tcp://host:8786); photos, "
+    "model and output folder must be on storage the workers share.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Classify on a local Dask cluster of N processes (one thread each).",
+)
+@click.option(
     "--json-progress",
     is_flag=True,
     help="Progress and the summary as JSON lines on stdout (for the QGIS plugin).",
@@ -165,6 +186,9 @@ def classify(
     start: Any,
     network: Path | None,
     by_priority: bool,
+    decode_workers: int | None,
+    scheduler: str | None,
+    workers: int | None,
     json_progress: bool,
 ) -> None:
     """Classify the photos in PHOTO_DIRS (recursively) into the GeoPackage OUTPUT.
@@ -178,6 +202,10 @@ def classify(
     from .errors import CancelledError
     from .survey import ClassifyConfig, run_survey
 
+    if scheduler and workers:
+        raise click.UsageError("give --scheduler or --workers, not both")
+    if decode_workers is None:
+        decode_workers = min(2, os.cpu_count() or 1)
     config = ClassifyConfig(
         photo_dirs=tuple(photo_dirs),
         output=output,
@@ -195,6 +223,9 @@ def classify(
         start=start,
         network=network,
         by_priority=by_priority,
+        decode_workers=decode_workers,
+        scheduler=scheduler,
+        workers=workers or 0,
     )
     progress: NullProgress = JsonLinesProgress() if json_progress else TqdmProgress()
     previous = _install_signal_handlers(progress)

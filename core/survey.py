@@ -55,13 +55,13 @@ import logging
 import math
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import DataError, InputNotFoundError
+from .errors import CancelledError, DataError, InputNotFoundError
 from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, list_layers, read_rows
 from .photos import (
     INVALID_LAYER,
@@ -157,6 +157,11 @@ class ClassifyConfig:
     longer side of tiled-mode overlay/heat-map PNGs (``None``: full size).
     ``priority.confidence_floor``
     is replaced by the model's decision threshold (the score's zero).
+    ``decode_workers``: threads that decode the next batch while the model works on
+    this one (0: decode in turn, the default). ``scheduler`` (a dask.distributed
+    address) or ``workers`` (> 0: a local Dask cluster of that many processes)
+    classify on Dask workers instead (:mod:`heritage.distributed`); the GeoPackage is
+    still written here, in input order.
     """
 
     photo_dirs: tuple[Path, ...]
@@ -179,10 +184,17 @@ class ClassifyConfig:
     overlay_max_px: int | None = 2048
     max_pixels: int | None = None
     priority: PriorityConfig = DEFAULT_CONFIG
+    decode_workers: int = 0
+    scheduler: str | None = None
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not self.photo_dirs:
             raise ValueError("give at least one photo folder")
+        if self.decode_workers < 0 or self.workers < 0:
+            raise ValueError("decode_workers and workers must be >= 0")
+        if self.scheduler and self.workers:
+            raise ValueError("give either a scheduler address or a number of local workers")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.thumbnail_px < 16:
@@ -371,8 +383,8 @@ class _Answer:
     cam_method: str
     cam_layer: str
     cam_empty: bool
-    heatmap: np.ndarray
-    overlay: np.ndarray
+    heatmap: np.ndarray | None  # None once sent back from a worker (PhotoOutcome)
+    overlay: np.ndarray | None
     n_tiles: int
     area_fraction: float
 
@@ -568,43 +580,169 @@ class _Run:
         self.bad.add(row)
         return str(row["reason"])
 
+    in_flight: deque[tuple[list[tuple[Photo, str]], Any]] = field(default_factory=deque)
+    executor: BatchExecutor | None = None
+
     def process_pending(self) -> None:
-        """Load, classify and write the pending photos: one transaction per table."""
+        """Hand the pending photos to the executor; write the batches it has finished.
+
+        With a synchronous executor (``depth`` 0) the batch is classified and written
+        at once, one transaction per table; otherwise up to ``depth`` batches are in
+        flight and are written in the order they were queued.
+        """
         if not self.pending:
             return
+        assert self.executor is not None
         batch, self.pending = self.pending, []
-        loaded: list[tuple[Photo, str, Image.Image]] = []
-        sides = (
-            (None, None) if self.cfg.tiles else (self.clf.card.input_size, self.cfg.thumbnail_px)
-        )
-        for photo, message in batch:
-            try:
-                loaded.append((photo, message, load_survey_image(photo.path, *sides)))
-            except Exception as exc:  # Pillow raises many types for broken data
-                logger.warning("cannot decode %s: %s", photo.path, exc)
-                self.skip(
-                    (
-                        Path(photo.path),
-                        str(SkipReason.UNREADABLE_IMAGE),
-                        f"the image cannot be decoded ({exc})",
-                        photo.sha256,
-                    )
-                )
-        answers = _classify_images(self.clf, [im for _, _, im in loaded], self.cfg)
-        for (photo, message, image), answer in zip(loaded, answers, strict=True):
-            if isinstance(answer, str):
-                self.skip((Path(photo.path), CLASSIFICATION_FAILED, answer, photo.sha256))
+        self.in_flight.append((batch, self.executor.submit([p for p, _ in batch])))
+        while len(self.in_flight) > self.executor.depth:
+            self._record(*self.in_flight.popleft())
+
+    def drain(self) -> None:
+        """Write every batch still in flight, in order."""
+        while self.in_flight:
+            self._record(*self.in_flight.popleft())
+
+    def _record(self, batch: list[tuple[Photo, str]], handle: Any) -> None:
+        assert self.executor is not None
+        outcomes = self.executor.result(handle)
+        for (photo, message), outcome in zip(batch, outcomes, strict=True):
+            if outcome.answer is None or outcome.paths is None:
+                self.skip((Path(photo.path), outcome.reason, outcome.message, photo.sha256))
                 continue
-            paths = _write_outputs(image, answer, photo.sha256, self.folder, self.cfg.thumbnail_px)
             row = _observation_row(
-                photo, answer, paths, self.base, self.card_id, self.cfg.inference_mode, message
+                photo,
+                outcome.answer,
+                outcome.paths,
+                self.base,
+                self.card_id,
+                self.cfg.inference_mode,
+                message,
             )
             self.obs.add(row, _point(photo))
             self.classified += 1
             self.no_location += photo.position is None
-            self.flagged += answer.decision
+            self.flagged += outcome.answer.decision
         self.obs.flush()
         self.bad.flush()
+
+
+# ------------------------------------------------------------------ one batch, anywhere
+
+
+@dataclass(frozen=True, eq=False)
+class PhotoOutcome:
+    """What classifying one queued photo gave (small enough to send between processes).
+
+    ``answer`` (its heat map and overlay arrays dropped) and the written ``paths``
+    (overlay, heat map, thumbnail), or ``None`` and the ``reason``/``message`` of its
+    ``invalid_photos`` row.
+    """
+
+    answer: _Answer | None
+    paths: tuple[Path, Path, Path] | None
+    reason: str = ""
+    message: str = ""
+
+
+def decode_sides(cfg: ClassifyConfig, input_size: int) -> tuple[int | None, int | None]:
+    """``(min_side, min_long_side)`` for :func:`load_survey_image` (full size when tiled)."""
+    return (None, None) if cfg.tiles else (input_size, cfg.thumbnail_px)
+
+
+def decode_photo(path: str | Path, sides: tuple[int | None, int | None]) -> Image.Image | str:
+    """The decoded photo, or the ``invalid_photos`` message when it cannot be decoded."""
+    try:
+        return load_survey_image(path, *sides)
+    except Exception as exc:  # Pillow raises many types for broken data
+        logger.warning("cannot decode %s: %s", path, exc)
+        return f"the image cannot be decoded ({exc})"
+
+
+def classify_batch(
+    clf: TwoStageClassifier,
+    photos: list[Photo],
+    cfg: ClassifyConfig,
+    folder: Path,
+    images: list[Image.Image | str] | None = None,
+) -> list[PhotoOutcome]:
+    """Decode (unless ``images`` are given), classify and write the overlay, heat map
+    and thumbnail of each photo into ``folder``: one outcome per photo, in order.
+
+    The per-photo step of ``heritage classify``, run in this process or on a Dask
+    worker (:mod:`heritage.distributed`); it never touches the GeoPackage.
+    """
+    if images is None:
+        sides = decode_sides(cfg, clf.card.input_size)
+        images = [decode_photo(p.path, sides) for p in photos]
+    unreadable = str(SkipReason.UNREADABLE_IMAGE)
+    outcomes: list[PhotoOutcome | None] = [
+        PhotoOutcome(None, None, unreadable, im) if isinstance(im, str) else None for im in images
+    ]
+    ok = [i for i, im in enumerate(images) if not isinstance(im, str)]
+    decoded: list[Image.Image] = [images[i] for i in ok]  # type: ignore[misc]
+    answers = _classify_images(clf, decoded, cfg)
+    for i, image, answer in zip(ok, decoded, answers, strict=True):
+        if isinstance(answer, str):
+            outcomes[i] = PhotoOutcome(None, None, CLASSIFICATION_FAILED, answer)
+            continue
+        paths = _write_outputs(image, answer, photos[i].sha256, folder, cfg.thumbnail_px)
+        light = dataclasses.replace(answer, heatmap=None, overlay=None)
+        outcomes[i] = PhotoOutcome(light, paths)
+    return [o for o in outcomes if o is not None]
+
+
+class BatchExecutor(Protocol):
+    """Classifies batches of photos for :func:`run_survey`.
+
+    ``submit`` starts a batch and returns a handle; ``result`` waits for it and gives
+    one :class:`PhotoOutcome` per photo. ``depth`` batches may be in flight before the
+    oldest is waited for (0: synchronous).
+    """
+
+    depth: int
+
+    def submit(self, photos: list[Photo]) -> Any: ...
+
+    def result(self, handle: Any) -> list[PhotoOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Classify in this process; ``decode_workers`` threads decode the next batch
+    (JPEG decoding releases the GIL) while the model works on the current one."""
+
+    def __init__(
+        self, clf: TwoStageClassifier, cfg: ClassifyConfig, folder: Path, decode_workers: int = 0
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.clf, self.cfg, self.folder = clf, cfg, folder
+        self.sides = decode_sides(cfg, clf.card.input_size)
+        self.pool = (
+            ThreadPoolExecutor(decode_workers, thread_name_prefix="heritage-decode")
+            if decode_workers > 0
+            else None
+        )
+        self.depth = 1 if self.pool is not None else 0
+
+    def submit(self, photos: list[Photo]) -> Any:
+        """Start decoding ``photos`` (in the pool; at :meth:`result` without one)."""
+        if self.pool is None:
+            return photos, None
+        return photos, [self.pool.submit(decode_photo, p.path, self.sides) for p in photos]
+
+    def result(self, handle: Any) -> list[PhotoOutcome]:
+        """Classify the decoded batch here."""
+        photos, futures = handle
+        images = None if futures is None else [f.result() for f in futures]
+        return classify_batch(self.clf, photos, self.cfg, self.folder, images)
+
+    def close(self) -> None:
+        """Stop the decoding threads."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _load_classifier(cfg: ClassifyConfig) -> tuple[LoadedModel, TwoStageClassifier]:
@@ -614,6 +752,14 @@ def _load_classifier(cfg: ClassifyConfig) -> tuple[LoadedModel, TwoStageClassifi
     device = resolve_device(cfg.device)
     loaded = load_model(cfg.model_dir, device=device)
     return loaded, TwoStageClassifier(loaded, device=device, cam_method=cfg.cam_method)
+
+
+def _make_executor(cfg: ClassifyConfig, clf: TwoStageClassifier, folder: Path) -> BatchExecutor:
+    if cfg.scheduler or cfg.workers:
+        from .distributed import DaskExecutor
+
+        return DaskExecutor(cfg, folder)
+    return LocalExecutor(clf, cfg, folder, cfg.decode_workers)
 
 
 def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveySummary:
@@ -667,19 +813,27 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
                 progress,
                 known_invalid,
             )
+            run.executor = _make_executor(cfg, clf, folder)
             seen: dict[str, str] = {}
             progress.start("Classifying photos", total=len(files))
-            for path in files:
-                progress.check_cancelled()
-                status = _scan_one(run, path, known_obs, seen, cfg)
-                if status == "already_classified":
-                    already += 1
-                if len(run.pending) >= cfg.batch_size:
-                    run.process_pending()
-                progress.step(
-                    1, file=relative_path(path, base), status=status, written=obs_writer.written
-                )
-            run.process_pending()
+            try:
+                for path in files:
+                    progress.check_cancelled()
+                    status = _scan_one(run, path, known_obs, seen, cfg)
+                    if status == "already_classified":
+                        already += 1
+                    if len(run.pending) >= cfg.batch_size:
+                        run.process_pending()
+                    progress.step(
+                        1, file=relative_path(path, base), status=status, written=obs_writer.written
+                    )
+                run.process_pending()
+                run.drain()
+            except CancelledError:
+                run.drain()  # batches already handed out are written, as before
+                raise
+            finally:
+                run.executor.close()
         totals = update_priority(out, cfg, card.threshold, progress)
         if cfg.embed_overlays:
             embed_overlays(out)
@@ -1018,8 +1172,14 @@ __all__ = [
     "BUILDINGS_LAYER",
     "OBSERVATIONS_LAYER",
     "ROUTE_LAYER",
+    "BatchExecutor",
     "ClassifyConfig",
+    "LocalExecutor",
+    "PhotoOutcome",
     "SurveySummary",
+    "classify_batch",
+    "decode_photo",
+    "decode_sides",
     "embed_overlays",
     "inspect_for_survey",
     "load_survey_image",

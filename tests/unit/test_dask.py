@@ -1,0 +1,95 @@
+"""``heritage classify --workers 2`` (a local Dask cluster) gives what the local path gives.
+
+The 11 photos of exif-gps ``gps/`` (9 Arezzo photos and two large phone photos) are
+classified once in this process and once on a 2-process LocalCluster (one thread, one
+torch thread per worker) with a tiny 64-px model; both GeoPackages must hold the same
+rows in the same order with the same scores and decisions, and every overlay must exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyogrio
+import pytest
+import torch
+from test_survey import make_tiny_model
+
+from heritage.survey import ClassifyConfig, run_survey
+
+pytest.importorskip("distributed")
+
+COLUMNS = ["sha256", "file_name", "decision", "flagged", "stage1_label", "cam_method"]
+SCORES = ["stage1_score", "p_stage1", "p_stage2", "p_final", "defect_area_fraction"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("dask_model") / "tiny", threshold=0.5)
+
+
+@pytest.fixture(scope="module")
+def both(exif_gps: Path, tiny_model: Path, tmp_path_factory) -> dict[str, tuple[Path, object]]:
+    """The same survey run locally and on two Dask worker processes."""
+    out_dir = tmp_path_factory.mktemp("dask_out")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {}
+        for name, extra in {"local": {}, "dask": {"workers": 2}}.items():
+            out = out_dir / f"{name}.gpkg"
+            cfg = ClassifyConfig(
+                (exif_gps / "gps",), out, model_dir=tiny_model, device="cpu", batch_size=4, **extra
+            )
+            runs[name] = (out, run_survey(cfg))
+    finally:
+        torch.set_num_threads(before)
+    return runs
+
+
+def _obs(out: Path):
+    return pyogrio.read_dataframe(out, layer="observations", fid_as_index=True).sort_index()
+
+
+def test_dask_matches_the_local_path(both) -> None:
+    local, dask = _obs(both["local"][0]), _obs(both["dask"][0])
+    assert len(local) == 11 and both["dask"][1].classified == 11
+    assert list(dask["sha256"]) == list(local["sha256"])  # same rows in input order
+    joined = local.merge(dask, on="sha256", suffixes=("_l", "_d"))
+    assert len(joined) == 11
+    for col in COLUMNS[1:]:
+        assert (joined[f"{col}_l"] == joined[f"{col}_d"]).all(), col
+    for col in SCORES:
+        diff = (joined[f"{col}_l"] - joined[f"{col}_d"]).abs().max()
+        assert diff <= 1e-5, (col, diff)
+    assert list(dask["priority_category"]) == list(local["priority_category"])
+
+
+def test_dask_workers_write_the_overlays(both) -> None:
+    out = both["dask"][0]
+    obs = _obs(out)
+    for col in ("overlay_path", "heatmap_path", "thumbnail_path"):
+        for rel in obs[col]:
+            assert rel.startswith("dask_overlays/")
+            assert (out.parent / rel).is_file() and (out.parent / rel).stat().st_size > 0
+
+
+def test_worker_loads_model_once_and_checks_weights(tiny_model: Path, tmp_path: Path) -> None:
+    from heritage.distributed import _CLASSIFIERS, model_key, worker_classifier
+    from heritage.errors import ModelError
+
+    folder, sha = model_key(tiny_model)
+    try:
+        first = worker_classifier(folder, sha, "cpu")
+        assert worker_classifier(folder, sha, "cpu") is first
+        with pytest.raises(ModelError, match="same model folder"):
+            worker_classifier(folder, "0" * 64, "cpu")
+    finally:
+        for clf in _CLASSIFIERS.values():
+            clf.close()
+        _CLASSIFIERS.clear()
+
+
+def test_scheduler_and_workers_are_exclusive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="either"):
+        ClassifyConfig((tmp_path,), tmp_path / "o.gpkg", scheduler="tcp://x:8786", workers=2)
