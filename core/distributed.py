@@ -69,7 +69,8 @@ def worker_classifier(
     import torch
 
     from .modelcard import load_model
-    from .predict import TwoStageClassifier, resolve_device
+    from .predict import resolve_device
+    from .survey import make_classifier
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -83,9 +84,7 @@ def worker_classifier(
                 "than the client's; give every worker the same model folder (shared storage)"
             )
         dev = resolve_device(device)
-        clf = TwoStageClassifier(
-            load_model(model_dir, device=dev), device=dev, cam_method=cam_method
-        )
+        clf = make_classifier(load_model(model_dir, device=dev), dev, cam_method)
         _CLASSIFIERS[key] = clf
         logger.info("worker %d loaded model %s", os.getpid(), model_dir)
     return clf
