@@ -21,6 +21,9 @@ lint: setup
 	@$(PY) -m ruff check core heritage_qgis tests scripts
 	@$(PY) -m ruff format --check core heritage_qgis tests scripts
 
+bench: setup
+	@$(PY) bench/throughput.py
+
 plugin: setup
 	@$(PY) scripts/build_plugin.py
 
