@@ -93,3 +93,38 @@ def test_worker_loads_model_once_and_checks_weights(tiny_model: Path, tmp_path: 
 def test_scheduler_and_workers_are_exclusive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="either"):
         ClassifyConfig((tmp_path,), tmp_path / "o.gpkg", scheduler="tcp://x:8786", workers=2)
+
+
+def test_cli_refuses_scheduler_with_workers(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from heritage.commands_classify import classify
+
+    res = CliRunner().invoke(
+        classify, [str(tmp_path), "-o", str(tmp_path / "o.gpkg"), "--workers", "2",
+                   "--scheduler", "tcp://127.0.0.1:1"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "not both" in res.output
+
+
+def test_survey_classifier_levers_keep_the_answers(tiny_model: Path) -> None:
+    """CAM backward cut at the CAM layer + channels-last stage 2: same maps and scores."""
+    import numpy as np
+    from PIL import Image
+
+    from heritage.modelcard import load_model
+    from heritage.predict import TwoStageClassifier
+    from heritage.survey import make_classifier
+
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)) for _ in range(5)]
+    with TwoStageClassifier(load_model(tiny_model), device="cpu") as plain:
+        want = plain.classify(images)
+    with make_classifier(load_model(tiny_model), "cpu") as fast:
+        assert not any(p.requires_grad for p in fast.stage1.parameters())
+        got = fast.classify(images)
+    for w, g in zip(want, got, strict=True):
+        assert g.stage1.label == w.stage1.label and g.cam_method == w.cam_method
+        assert abs(g.p_stage2 - w.p_stage2) <= 1e-5 and abs(g.p_stage1 - w.p_stage1) <= 1e-6
+        assert np.abs(g.cam - w.cam).max() <= 1e-5
+        assert g.cam.max() > 0  # a real map, not an empty one on both sides
