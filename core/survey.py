@@ -54,8 +54,10 @@ import dataclasses
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -559,6 +561,13 @@ class _Run:
     no_location: int = 0
     flagged: int = 0
     pending: list[tuple[Photo, str]] = field(default_factory=list)
+    in_flight: deque[tuple[list[tuple[Photo, str]], Any]] = field(default_factory=deque)
+    executor: BatchExecutor | None = None
+    #: with an asynchronous executor, one thread writes the GeoPackage (SQLite's fsync at
+    #: each commit) while the next batch is classified; batches stay in order
+    write_pool: ThreadPoolExecutor | None = None
+    last_write: Future | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def skip(self, item: SkippedFile | tuple[Path, str, str, str | None]) -> str:
         if isinstance(item, SkippedFile):
@@ -577,11 +586,9 @@ class _Run:
         if key in self.known_invalid:
             return f"{row['reason']} (already listed)"
         self.known_invalid.add(key)
-        self.bad.add(row)
+        with self.lock:
+            self.bad.add(row)
         return str(row["reason"])
-
-    in_flight: deque[tuple[list[tuple[Photo, str]], Any]] = field(default_factory=deque)
-    executor: BatchExecutor | None = None
 
     def process_pending(self) -> None:
         """Hand the pending photos to the executor; write the batches it has finished.
@@ -599,13 +606,28 @@ class _Run:
             self._record(*self.in_flight.popleft())
 
     def drain(self) -> None:
-        """Write every batch still in flight, in order."""
+        """Write every batch still in flight, in order, and wait for the writes."""
         while self.in_flight:
             self._record(*self.in_flight.popleft())
+        self.wait_writes()
+
+    def wait_writes(self) -> None:
+        """Wait for the GeoPackage write in progress (its error is raised here)."""
+        if self.last_write is not None:
+            done, self.last_write = self.last_write, None
+            done.result()
+
+    def close(self) -> None:
+        """Stop the executor and the writer thread (after its last write)."""
+        if self.executor is not None:
+            self.executor.close()
+        if self.write_pool is not None:
+            self.write_pool.shutdown(wait=True)
 
     def _record(self, batch: list[tuple[Photo, str]], handle: Any) -> None:
         assert self.executor is not None
         outcomes = self.executor.result(handle)
+        rows = []
         for (photo, message), outcome in zip(batch, outcomes, strict=True):
             if outcome.answer is None or outcome.paths is None:
                 self.skip((Path(photo.path), outcome.reason, outcome.message, photo.sha256))
@@ -619,12 +641,23 @@ class _Run:
                 self.cfg.inference_mode,
                 message,
             )
-            self.obs.add(row, _point(photo))
+            rows.append((row, _point(photo)))
             self.classified += 1
             self.no_location += photo.position is None
             self.flagged += outcome.answer.decision
-        self.obs.flush()
-        self.bad.flush()
+
+        def write() -> None:  # one transaction per table
+            with self.lock:
+                self.obs.extend(rows)
+                self.obs.flush()
+                if self.bad.pending:
+                    self.bad.flush()
+
+        if self.write_pool is None:
+            write()
+        else:
+            self.wait_writes()  # at most one write in flight: the file stays a prefix
+            self.last_write = self.write_pool.submit(write)
 
 
 # ------------------------------------------------------------------ one batch, anywhere
@@ -874,6 +907,8 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
                 known_invalid,
             )
             run.executor = _make_executor(cfg, clf, folder)
+            if run.executor.depth > 0:
+                run.write_pool = ThreadPoolExecutor(1, thread_name_prefix="heritage-gpkg")
             seen: dict[str, str] = {}
             progress.start("Classifying photos", total=len(files))
             try:
@@ -893,7 +928,7 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
                 run.drain()  # batches already handed out are written, as before
                 raise
             finally:
-                run.executor.close()
+                run.close()
         totals = update_priority(out, cfg, card.threshold, progress)
         if cfg.embed_overlays:
             embed_overlays(out)

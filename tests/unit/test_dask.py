@@ -1,5 +1,8 @@
 """``heritage classify --workers 2`` (a local Dask cluster) gives what the local path gives.
 
+Also: decode prefetch threads with background GeoPackage writes (the CLI default) give
+bit-identical rows, and the survey classifier's speed levers keep the answers.
+
 The 11 photos of exif-gps ``gps/`` (9 Arezzo photos and two large phone photos) are
 classified once in this process and once on a 2-process LocalCluster (one thread, one
 torch thread per worker) with a tiny 64-px model; both GeoPackages must hold the same
@@ -36,7 +39,8 @@ def both(exif_gps: Path, tiny_model: Path, tmp_path_factory) -> dict[str, tuple[
     torch.set_num_threads(1)
     try:
         runs = {}
-        for name, extra in {"local": {}, "dask": {"workers": 2}}.items():
+        variants = {"local": {}, "prefetch": {"decode_workers": 2}, "dask": {"workers": 2}}
+        for name, extra in variants.items():
             out = out_dir / f"{name}.gpkg"
             cfg = ClassifyConfig(
                 (exif_gps / "gps",), out, model_dir=tiny_model, device="cpu", batch_size=4, **extra
@@ -63,6 +67,13 @@ def test_dask_matches_the_local_path(both) -> None:
         diff = (joined[f"{col}_l"] - joined[f"{col}_d"]).abs().max()
         assert diff <= 1e-5, (col, diff)
     assert list(dask["priority_category"]) == list(local["priority_category"])
+
+
+def test_decode_prefetch_and_background_writes_match_the_local_path(both) -> None:
+    local, pre = _obs(both["local"][0]), _obs(both["prefetch"][0])
+    assert list(pre["sha256"]) == list(local["sha256"])
+    for col in COLUMNS[1:] + SCORES:
+        assert (pre[col] == local[col]).all(), col  # same process, same batches: bit-equal
 
 
 def test_dask_workers_write_the_overlays(both) -> None:
