@@ -30,7 +30,11 @@ Steps of :func:`run_survey`:
 
 3. **Write observations** in batches: each batch is one SQLite transaction, so a
    crash or kill keeps every earlier batch (a consistent prefix of the photos in
-   sorted order). A re-run adds only photos whose sha256 is not yet in
+   sorted order). With ``decode_workers`` > 0 the next batch is decoded by threads
+   while the model works, and one writer thread commits a batch while the next is
+   classified (at most one write in flight); with ``scheduler``/``workers`` the
+   batches are classified on Dask workers (:mod:`heritage.distributed`) and written
+   here in the same order. A re-run adds only photos whose sha256 is not yet in
    ``observations`` (files already listed in ``invalid_photos`` are not listed twice).
 4. **Prioritise** (:func:`update_priority`) once all photos are in: grouping by
    building (footprints or DBSCAN clusters, :func:`heritage.buildings.flagged_buildings`)
