@@ -180,6 +180,7 @@ class DaskExecutor:
         client = getattr(self, "client", None)
         if client is not None:
             client.close()
+            self.client = None
         if self._cluster_cm is not None:
             self._cluster_cm.__exit__(None, None, None)
             self._cluster_cm = None

@@ -879,7 +879,9 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
     loaded, clf = _load_classifier(cfg)
     card = loaded.card
     base, folder = out.parent, overlays_dir_for(out)
+    executor: BatchExecutor | None = None
     try:
+        executor = _make_executor(cfg, clf, folder)  # a Dask scheduler is reached here
         files = find_photo_files(cfg.photo_dirs)
         known_obs = {
             r["sha256"]: r["path"] for r in read_rows(out, OBSERVATIONS_LAYER, ["sha256", "path"])
@@ -910,7 +912,7 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
                 progress,
                 known_invalid,
             )
-            run.executor = _make_executor(cfg, clf, folder)
+            run.executor = executor
             if run.executor.depth > 0:
                 run.write_pool = ThreadPoolExecutor(1, thread_name_prefix="heritage-gpkg")
             seen: dict[str, str] = {}
@@ -940,6 +942,8 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
 
         write_default_styles(out)
     finally:
+        if executor is not None:
+            executor.close()
         clf.close()
     return SurveySummary(
         output=str(out),
