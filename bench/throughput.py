@@ -283,6 +283,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (300/100/40)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--no-levers", action="store_true", help="skip the lever runs")
+    ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # checks the script
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -292,6 +293,10 @@ def main() -> None:
     n_small = min(100, n_large)
     n_naive = 40 if a.quick else 100
     n_lever = 40 if a.quick else 100
+    n_models = 96 if a.quick else 256
+    if a.smoke:
+        n_large = n_small = n_naive = n_lever = min(a.n_photos, 8)
+        n_models = 8
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="heritage-bench-"))
     try:
@@ -311,7 +316,7 @@ def main() -> None:
 
         dw = min(2, os.cpu_count() or 1)
         r: dict[str, dict] = {}
-        r["models"] = run_child("models", {"model": str(model), "n": 256 if not a.quick else 96})
+        r["models"] = run_child("models", {"model": str(model), "n": n_models})
         r["naive"] = run_child(
             "naive", {"photos": str(naive_dir), "out": str(tmp / "naive.gpkg"), "model": str(model)}
         )
@@ -335,7 +340,7 @@ def main() -> None:
             levers["pipeline, local Dask cluster --workers 2 (1 torch thread each)"] = pipe(
                 lever, "dask2", workers=2
             )
-            m = {"model": str(model), "n": 96 if a.quick else 192}
+            m = {"model": str(model), "n": min(n_models, 192)}
             levers["models alone, as the survey runs them (both levers below on)"] = run_child(
                 "models", m
             )
