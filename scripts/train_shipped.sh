@@ -15,7 +15,7 @@ exec .venv/bin/heritage train \
   -o "$OUT" --run-dir "$RUN" \
   --arch mobilenet_v3_small --stage2-arch resnet18 \
   --epochs 15 --lr 1e-3 --batch-size 32 --patience 4 \
-  --stage2-epochs 3 --stage2-batch-size 16 --stage2-lr 5e-5 \
+  --stage2-epochs 2 --stage2-batch-size 16 --stage2-lr 5e-5 \
   --threshold auto --cache-images --workers 1 --threads 2 \
   --model-id heritage-default --model-version 0.1.0 \
   --resume "$@"
