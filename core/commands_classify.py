@@ -39,6 +39,59 @@ def _start_option(ctx: click.Context, param: click.Parameter, value: str | None)
     return start
 
 
+def _compose(*decorators: Any) -> Any:
+    """Apply click option decorators in the order they are listed (top to bottom)."""
+
+    def apply(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+#: --footprints, --max-distance, --cluster-eps (shared by classify and group).
+grouping_options = _compose(
+    click.option(
+        "--footprints",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Building footprint polygons (any CRS); default: cluster the flagged photos.",
+    ),
+    click.option(
+        "--max-distance",
+        type=click.FloatRange(min=0.0),
+        default=25.0,
+        show_default=True,
+        help="Metres from a photo to its footprint.",
+    ),
+    click.option(
+        "--cluster-eps",
+        type=click.FloatRange(min=0.0, min_open=True),
+        default=30.0,
+        show_default=True,
+        help="Metres between flagged photos of one building (without footprints).",
+    ),
+)
+
+#: --start, --network, --by-priority (shared by classify, group and route).
+route_options = _compose(
+    click.option(
+        "--start",
+        callback=_start_option,
+        default=None,
+        help="Route start: LON,LAT or a points file (default: the highest-priority building).",
+    ),
+    click.option(
+        "--network",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Street/path lines to route along (any CRS); default: straight lines.",
+    ),
+    click.option("--by-priority", is_flag=True, help="Visit category A first, then B..."),
+)
+
+
 def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
     """First Ctrl-C/SIGTERM asks the run to stop after the current photo; a second one
     interrupts at once (KeyboardInterrupt)."""
@@ -111,39 +164,8 @@ def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
     is_flag=True,
     help="Also store overlay, heat map and thumbnail as BLOBs in the observations layer.",
 )
-@click.option(
-    "--footprints",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Building footprint polygons (any CRS); default: cluster the flagged photos.",
-)
-@click.option(
-    "--max-distance",
-    type=click.FloatRange(min=0.0),
-    default=25.0,
-    show_default=True,
-    help="Metres from a photo to its footprint.",
-)
-@click.option(
-    "--cluster-eps",
-    type=click.FloatRange(min=0.0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Metres between flagged photos of one building (without footprints).",
-)
-@click.option(
-    "--start",
-    callback=_start_option,
-    default=None,
-    help="Route start: LON,LAT or a points file (default: the highest-priority building).",
-)
-@click.option(
-    "--network",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Street/path lines to route along (any CRS); default: straight lines.",
-)
-@click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
+@grouping_options
+@route_options
 @click.option(
     "--decode-workers",
     type=click.IntRange(min=0),

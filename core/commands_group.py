@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .commands_classify import _start_option
+from .commands_classify import grouping_options, route_options
 from .progress import JsonLinesProgress, TqdmProgress
 
 
@@ -28,39 +28,8 @@ def _model_threshold(model_dir: Path | None) -> float | None:
 
 @click.command("group")
 @click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--footprints",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Building footprint polygons (any CRS); default: cluster the flagged photos.",
-)
-@click.option(
-    "--max-distance",
-    type=click.FloatRange(min=0.0),
-    default=25.0,
-    show_default=True,
-    help="Metres from a photo to its footprint.",
-)
-@click.option(
-    "--cluster-eps",
-    type=click.FloatRange(min=0.0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Metres between flagged photos of one building.",
-)
-@click.option(
-    "--start",
-    callback=_start_option,
-    default=None,
-    help="Route start: LON,LAT or a points file (default: the top-priority building).",
-)
-@click.option(
-    "--network",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Street/path lines to route along (any CRS).",
-)
-@click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
+@grouping_options
+@route_options
 @click.option(
     "--model",
     "model_dir",

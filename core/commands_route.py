@@ -7,25 +7,13 @@ from pathlib import Path
 
 import click
 
-from .commands_classify import _start_option
+from .commands_classify import route_options
 from .progress import JsonLinesProgress, TqdmProgress
 
 
 @click.command("route")
 @click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--start",
-    callback=_start_option,
-    default=None,
-    help="Route start: LON,LAT or a points file (default: the top-priority building).",
-)
-@click.option(
-    "--network",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Street/path lines to route along (any CRS).",
-)
-@click.option("--by-priority", is_flag=True, help="Visit category A first, then B...")
+@route_options
 @click.option("--json-progress", is_flag=True, help="Progress and summary as JSON lines.")
 def route(
     survey: Path, start: object, network: Path | None, by_priority: bool, json_progress: bool
