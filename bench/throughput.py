@@ -298,6 +298,7 @@ def main() -> None:
         n_large = n_small = n_naive = n_lever = min(a.n_photos, 8)
         n_models = 8
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="heritage-bench-"))
     try:
         model, model_text = model_dir(tmp)
@@ -356,8 +357,9 @@ def main() -> None:
             levers["models alone, 1 torch thread"] = run_child("models", {**m, "threads": 1})
             levers["models alone, batch 16"] = run_child("models", {**m, "batch_size": 16})
         total = time.perf_counter() - started
+        load = (load_before, os.getloadavg()[0])
         write_report(a, r, levers, machine(), model_text, n_large, n_small, n_naive, n_lever, mb,
-                     total)  # fmt: skip
+                     total, load)  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -374,6 +376,7 @@ def write_report(
     n_lever: int,
     mb: float,
     total: float,
+    load: tuple[float, float],
 ) -> None:
     """Write the Markdown report."""
     pipe, naive, models = r["pipe_large"]["rate"], r["naive"]["rate"], r["models"]["rate"]
@@ -393,6 +396,8 @@ def write_report(
         "",
         f"- CPU: {mach['cpu']}, {mach['cores']} core(s) visible (shared with other users "
         "of the machine); device: " + mach["device"],
+        f"- 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
+        "(other processes on the machine compete for the cores; figures vary between runs)",
         f"- torch {mach['torch']} with {mach['threads']} thread(s); Python {mach['python']}; "
         f"{mach['os']}",
         f"- model: {model_text}",
