@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError, ModelError
+from .fileio import write_json
 from .progress import NullProgress, Progress
 
 if TYPE_CHECKING:
@@ -323,13 +324,6 @@ def _load_result(path: Path, cfg: CompareConfig) -> dict[str, Any] | None:
     return row
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _fit_cfg(cfg: CompareConfig, device: str) -> Any:
     from .fit import FitConfig
 
@@ -582,7 +576,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
                 row = _run_cnn(arch, cfg, data, device)
             row["wall_seconds"] = round(time.monotonic() - t, 1)
             row["budget"] = cfg.budget()
-            _write_json(res_path, row)
+            write_json(res_path, row)
             ckpt = out / arch / "model_checkpoint.pt"
             # a finished row is skipped on resume, so its checkpoint (weights + Adam
             # state + best weights) is dead weight; the MobileNet one seeds the two-stage row
@@ -606,7 +600,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
         "rows": rows,
         "seconds": round(time.monotonic() - t0, 1),
     }
-    _write_json(out / "results.json", summary)
+    write_json(out / "results.json", summary)
     write_csv(rows, out / "comparison.csv")
     (out / "comparison.md").write_text(table_markdown(summary), encoding="utf-8")
     progress.message(f"comparison written to {out / 'comparison.md'}")

@@ -17,13 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError, OutputNotWritableError
+from .fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -206,17 +206,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _state_bytes(model: torch.nn.Module, fp16: bool) -> bytes:
     import torch
     from safetensors.torch import save
@@ -252,13 +241,13 @@ def save_model(
         model_dir.mkdir(parents=True, exist_ok=True)
         s1_name = "stage1.safetensors"
         s1_bytes = _state_bytes(stage1_model, fp16)
-        _atomic_write(model_dir / s1_name, s1_bytes)
+        atomic_write_bytes(model_dir / s1_name, s1_bytes)
         stage1 = dataclasses.replace(card.stage1, weights=s1_name, sha256=sha256_bytes(s1_bytes))
         stage2 = None
         if stage2_model is not None:
             s2_name = "stage2.safetensors"
             s2_bytes = _state_bytes(stage2_model, fp16)
-            _atomic_write(model_dir / s2_name, s2_bytes)
+            atomic_write_bytes(model_dir / s2_name, s2_bytes)
             stage2 = dataclasses.replace(
                 card.stage2, weights=s2_name, sha256=sha256_bytes(s2_bytes)
             )
@@ -271,7 +260,7 @@ def save_model(
             created=card.created or datetime.now(UTC).isoformat(timespec="seconds"),
         )
         out.validate()
-        _atomic_write(model_dir / CARD_FILE, out.to_json().encode("utf-8"))
+        atomic_write_bytes(model_dir / CARD_FILE, out.to_json().encode("utf-8"))
     except OSError as exc:
         raise OutputNotWritableError(
             f"cannot write the model to {model_dir}: {exc}; choose a writable folder"

@@ -27,9 +27,7 @@ JSON/Markdown report.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +39,7 @@ from torch import nn
 
 from .compare import param_count
 from .errors import DataError, ModelError
+from .fileio import write_json
 from .progress import NullProgress, Progress
 
 if TYPE_CHECKING:
@@ -469,13 +468,6 @@ def _stored_fp16(model_dir: Path, weights: str) -> bool:
     return False
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Prune stage 1 of ``cfg.model_dir``, fine-tune, evaluate, write ``cfg.out_dir``.
 
@@ -670,7 +662,7 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
             f"parameters and {report['file_bytes']['reduction']:.1%} on disk; "
             f"need {cfg.min_reduction:.0%}"
         )
-    _write_json(work_dir / "pruning.json", report)
+    write_json(work_dir / "pruning.json", report)
     (work_dir / "pruning.md").write_text(report_markdown(report), encoding="utf-8")
     progress.message(f"pruned model written to {out_dir}; report in {work_dir / 'pruning.md'}")
     return report

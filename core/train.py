@@ -15,7 +15,6 @@ it looks *intact*, and stage 2 would have to learn two opposite meanings of red.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
+from .fileio import write_json
 from .progress import NullProgress, Progress
 
 if TYPE_CHECKING:
@@ -90,12 +90,6 @@ class TrainConfig:
             return Path(self.run_dir)
         m = Path(self.model_dir)
         return m.parent / f"{m.name}-run"
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _fit_config(cfg: TrainConfig, stage: int, device: str) -> Any:
@@ -294,7 +288,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     run_dir = cfg.resolved_run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     device = str(resolve_device(cfg.device))
-    _write_json(run_dir / "config.json", {**asdict(cfg), "resolved_device": device})
+    write_json(run_dir / "config.json", {**asdict(cfg), "resolved_device": device})
 
     # 1. split -------------------------------------------------------------------
     progress.message("indexing and splitting the data")
@@ -532,7 +526,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         notes=cfg.notes,
     )
     card = save_model(cfg.model_dir, card, stage1, stage2)
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     progress.message(
         f"model written to {cfg.model_dir} (decision: {decision}); run folder {run_dir}"
     )
