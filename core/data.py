@@ -481,6 +481,17 @@ def eval_transform(image_size: int) -> Any:
     )
 
 
+def cache_size_for(split: str, image_size: int) -> int:
+    """Edge of the cached square images of ``split``.
+
+    Training caches at ``CACHE_SCALE`` x the input size, leaving room for random crops.
+    Validation and test cache at the input size itself, so the evaluation transform's
+    resize is a no-op and the model sees exactly the pixels ``heritage evaluate`` and
+    ``classify`` give it (a second resize would change a few predictions).
+    """
+    return round(image_size * CACHE_SCALE) if split == "train" else image_size
+
+
 def _square(im: Image.Image, size: int) -> Image.Image:
     from torchvision import transforms as T
 

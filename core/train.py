@@ -48,6 +48,7 @@ class TrainConfig:
     model_dir: str
     run_dir: str | None = None  # None: <model_dir>-run next to the model folder
     arch: str = "mobilenet_v3_small"
+    freeze: int = 0  # leading stage-1 trunk modules kept frozen (modelzoo.freeze_leading)
     stage2_arch: str = "resnet18"
     pretrained: str | None = None  # None, "imagenet" or a state-dict path (stage 1)
     stage2_pretrained: str | None = None  # None, "imagenet" or a path (stage 2)
@@ -279,7 +280,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     from . import data as D
     from .fit import fit, resolve_device
     from .modelcard import ModelCard, StageCard, save_model
-    from .modelzoo import build_model, cam_target_layer
+    from .modelzoo import build_model, cam_target_layer, freeze_leading
     from .plots import plot_confusion, plot_curves
 
     progress = progress or NullProgress()
@@ -313,13 +314,12 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
 
     # 2. stage 1 -----------------------------------------------------------------
     t = time.monotonic()
-    cache = round(cfg.image_size * D.CACHE_SCALE) if cfg.cache_images else None
     ds = {
         s: D.stage1_dataset(
             by_split[s],
             classes,
             D.train_transform(cfg.image_size) if s == "train" else D.eval_transform(cfg.image_size),
-            cache,
+            D.cache_size_for(s, cfg.image_size) if cfg.cache_images else None,
             progress,
         )
         for s in D.SPLITS
@@ -336,6 +336,9 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         for s in D.SPLITS
     }
     stage1 = build_model(cfg.arch, len(classes), cfg.pretrained)
+    if cfg.freeze:
+        frozen = freeze_leading(stage1, cfg.arch, cfg.freeze)
+        log.info("stage 1: %d leading modules frozen (up to %s)", len(frozen), frozen[-1])
     r1 = fit(
         stage1,
         loaders["train"],

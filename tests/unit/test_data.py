@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from heritage import data as D
@@ -187,3 +188,21 @@ def test_extra_positive_patches_are_grouped_by_source_photo(tmp_path):
     assert len(set(groups.values())) == 3
     # one file off the pattern: no grouping inferred at all
     assert patch_groups([folder / "a_12_1.png", folder / "scan.png"]) == {}
+
+
+def test_cached_eval_split_gives_exactly_the_inference_pixels(two_sets):
+    """Val/test caches at the input size, so training-time test metrics use the very
+    tensors ``heritage evaluate``/``classify`` build from the file (no second resize)."""
+    from heritage.predict import eval_transform as inference_transform
+    from heritage.predict import load_image
+
+    a, _ = two_sets
+    items = D.scan_image_folder(a)[:3]
+    classes = D.class_names(items)
+    assert D.cache_size_for("train", 32) > 32
+    for split in ("val", "test"):
+        size = D.cache_size_for(split, 32)
+        cached = D.stage1_dataset(items, classes, D.eval_transform(32), cache_size=size)
+        for i, it in enumerate(items):
+            want = inference_transform(32)(load_image(it.path))
+            assert torch.equal(cached[i][0], want), (split, it.path)

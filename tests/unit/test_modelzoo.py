@@ -112,3 +112,56 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"model": Path("x")}, path)  # not loadable with weights_only=True
     with pytest.raises(ModelError, match="cannot read weights"):
         build_model("resnet18", 2, str(path))
+
+
+def test_efficientnet_lite0_imagenet_weights_come_from_the_wheel_offline(monkeypatch):
+    monkeypatch.setattr(modelzoo, "_download", lambda *a: pytest.fail("must not download"))
+    ref = modelzoo.load_state_dict_file(modelzoo._efficientnet_weights_file())
+    model = build_model("efficientnet_lite0", 4, "imagenet")
+    assert torch.equal(model._conv_stem.weight, ref["_conv_stem.weight"])
+    key = "_blocks.15._project_conv.weight"
+    assert torch.equal(model.get_parameter(key), ref[key])
+    assert model._fc.out_features == 4  # the 1000-class head is not loaded
+    fresh = build_model("efficientnet_lite0", 4)
+    assert not torch.equal(fresh._conv_stem.weight, ref["_conv_stem.weight"])
+
+
+def test_efficientnet_without_its_packages_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a),
+    )
+    ok, why = modelzoo.efficientnet_available()
+    assert not ok and "pip install efficientnet-lite-pytorch" in why
+    with pytest.raises(ModelError, match="pip install"):
+        build_model("efficientnet_lite0", 2)
+
+
+def test_freeze_leading_keeps_frozen_weights_and_batchnorm_statistics(tmp_path):
+    from heritage.fit import FitConfig, fit
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", 2)
+    frozen = modelzoo.freeze_leading(model, "mobilenet_v3_small", 4)
+    assert frozen == [f"features.{i}" for i in range(4)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(16, 3, 64, 64)
+    y = torch.randint(0, 2, (16,))
+    loader = torch.utils.data.DataLoader(list(zip(x, y, strict=True)), batch_size=8)
+    fit(model, loader, None, FitConfig(epochs=1, lr=1e-2, scheduler="none"), tmp_path, "s")
+    after = model.state_dict()
+    for k, v in before.items():
+        if k.startswith(tuple(f"{f}." for f in frozen)):
+            assert torch.equal(after[k], v), f"{k} changed although frozen"
+    # trainable layers did move, their batch norms too
+    assert not torch.equal(after["classifier.3.weight"], before["classifier.3.weight"])
+    assert not torch.equal(after["features.6.block.0.1.running_mean"],
+                           before["features.6.block.0.1.running_mean"])  # fmt: skip
+    with pytest.raises(ModelError, match=r"--freeze must lie in 0\.\.13"):
+        modelzoo.freeze_leading(model, "mobilenet_v3_small", 14)
+    with pytest.raises(ModelError, match="not supported"):
+        modelzoo.freeze_leading(build_model("alexnet", 2), "alexnet", 1)
