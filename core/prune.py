@@ -137,17 +137,15 @@ def _resized(mod: nn.Module, shape: tuple[int, ...], name: str) -> nn.Module:
             f"{name}: grouped convolution with {mod.groups} groups changed shape; only "
             "ordinary and depthwise convolutions can be rebuilt"
         )
-    return nn.Conv2d(
-        in_per_group * groups,
-        out_c,
-        mod.kernel_size,
-        stride=mod.stride,
-        padding=mod.padding,
-        dilation=mod.dilation,
-        groups=groups,
-        bias=mod.bias is not None,
-        padding_mode=mod.padding_mode,
-    )
+    # a copy keeps the layer's own class and forward (e.g. EfficientNet's static "same"
+    # padding, a Conv2d subclass); only the channel counts and the tensors change
+    conv = copy.deepcopy(mod)
+    conv.in_channels, conv.out_channels, conv.groups = in_per_group * groups, out_c, groups
+    conv.weight = nn.Parameter(torch.empty(shape, dtype=mod.weight.dtype))
+    if mod.bias is not None:
+        conv.bias = nn.Parameter(torch.empty(out_c, dtype=mod.bias.dtype))
+    conv.reset_parameters()
+    return conv
 
 
 def layer_widths(model: nn.Module) -> dict[str, list[int]]:

@@ -221,3 +221,21 @@ def test_prune_model_rejects_bad_ratio(tiny):
     with pytest.raises(ValueError, match="ratio"):
         prune_model(tiny, "mobilenet_v3_small", 1.0, SIZE)
     assert PruneConfig("a", "b").resolved_work_dir == Path("b-run")
+
+
+def test_efficientnet_lite0_prunes_and_rebuilds_with_its_own_padding_layers():
+    """EfficientNet's convolutions are a Conv2d subclass with static 'same' padding; the
+    rebuilt layers must keep it, or the pruned net computes something else."""
+    torch.manual_seed(0)
+    net = build_model("efficientnet_lite0", 3).eval()
+    small = prune_model(net, "efficientnet_lite0", 0.2, SIZE)
+    assert param_count(small) <= 0.8 * param_count(net)
+    state = small.state_dict()
+    again = rebuild_pruned("efficientnet_lite0", {k: v.shape for k, v in state.items()}, 3)
+    again.load_state_dict(state, strict=True)
+    again.eval()
+    strided = again.get_submodule("_blocks.3._depthwise_conv")
+    assert type(strided) is type(net.get_submodule("_blocks.3._depthwise_conv"))
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        assert torch.allclose(again(x), small(x), atol=1e-5)
