@@ -300,3 +300,29 @@ def test_import_photos_runs_the_real_backend(provider, exif_gps: Path, tmp_path:
     assert invalid.isValid() and invalid.featureCount() == 19
     assert feedback.seen and max(feedback.seen) == 100.0
     assert os.path.isfile(out)
+
+
+def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
+    provider, tmp_path: Path
+) -> None:
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProject
+
+    from heritage_qgis.alg_train import ARCHS
+
+    (tmp_path / "data" / "crack").mkdir(parents=True)
+    alg = QgsApplication.processingRegistry().createAlgorithmById("heritage:trainmodel")
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    params = {
+        "INPUT": str(tmp_path / "data"),
+        "ARCH": ARCHS.index("efficientnet_lite0"),
+        "EPOCHS": 3,
+        "STAGE2_EPOCHS": 1,
+        "OUTPUT": str(tmp_path / "model"),
+    }
+    args = alg.build_args(params, context)
+    at = args.index("--arch")
+    assert args[at + 1 : at + 4] == ["efficientnet_lite0", "--pretrained", "imagenet"]
+    assert "--freeze" in args and "--stage2-pretrained" in args
+    params["ARCH"] = ARCHS.index("mobilenet_v3_small")
+    assert "--pretrained" not in alg.build_args(params, context)  # scratch stays scratch
