@@ -174,6 +174,12 @@ def _threshold(value: str) -> float | None:
     show_default=True,
     help="Also checkpoint every N batches (0 = only at epoch ends).",
 )
+@click.option(
+    "--fp16",
+    is_flag=True,
+    help="Store the weights as float16 (half the size); the card's metrics are measured "
+    "on the float16-rounded networks.",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run folder.")
 @click.option("--model-id", default="heritage-two-stage", show_default=True)
 @click.option("--model-version", default="0.1.0", show_default=True)
@@ -182,8 +188,8 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
           scheduler, image_size, device, seed, val_fraction, test_fraction, positives,
           extra_positives, max_per_class, skip_stage2, workers, threads, cache_images, threshold,
-          cam_method, cam_target,
-          checkpoint_every, resume, model_id, model_version, json_progress) -> None:  # fmt: skip
+          cam_method, cam_target, checkpoint_every, fp16, resume, model_id, model_version,
+          json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
     from .progress import JsonLinesProgress, TqdmProgress
     from .train import DEFAULT_POSITIVES, TrainConfig, train_two_stage
@@ -230,6 +236,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         cam_target=cam_target,
         threshold=_threshold(threshold),
         checkpoint_every=checkpoint_every,
+        fp16=fp16,
         model_id=model_id,
         version=model_version,
         command_line=shlex.join(["heritage", *sys.argv[1:]]),

@@ -206,6 +206,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def round_to_fp16(model: torch.nn.Module) -> torch.nn.Module:
+    """Round every floating-point weight and buffer of ``model`` to float16 precision, in
+    place (the tensors stay float32).
+
+    Afterwards the model computes exactly what it will compute once saved with
+    ``save_model(..., fp16=True)`` and loaded back, so metrics measured on it are the
+    metrics of the float16 files.
+    """
+    import torch
+
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.to(torch.float16).to(t.dtype))
+    return model
+
+
 def _state_bytes(model: torch.nn.Module, fp16: bool) -> bytes:
     import torch
     from safetensors.torch import save

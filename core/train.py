@@ -83,6 +83,7 @@ class TrainConfig:
     notes: str = ""
     command_line: str = ""
     licences: dict[str, str] = field(default_factory=dict)  # dataset -> licence override
+    fp16: bool = False  # store float16 weights; every metric is measured on them
 
     @property
     def resolved_run_dir(self) -> Path:
@@ -279,7 +280,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
 
     from . import data as D
     from .fit import fit, resolve_device
-    from .modelcard import ModelCard, StageCard, save_model
+    from .modelcard import ModelCard, StageCard, round_to_fp16, save_model
     from .modelzoo import build_model, cam_target_layer, freeze_leading
     from .plots import plot_confusion, plot_curves
 
@@ -351,6 +352,8 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     )
     durations["stage1_s"] = round(time.monotonic() - t, 2)
     plot_curves(r1.history, run_dir / "stage1_curves.png", f"stage 1 ({cfg.arch})")
+    if cfg.fp16:
+        round_to_fp16(stage1)  # everything below sees the weights as they will be stored
 
     # stage-1 probabilities on val and test
     p1: dict[str, Any] = {}
@@ -416,6 +419,8 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         )
         durations["stage2_s"] = round(time.monotonic() - t, 2)
         plot_curves(r2.history, run_dir / "stage2_curves.png", f"stage 2 ({cfg.stage2_arch})")
+        if cfg.fp16:
+            round_to_fp16(stage2)
         from .fit import predict_proba
 
         for s in ("val", "test"):
@@ -528,7 +533,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         metrics=metrics,
         notes=cfg.notes,
     )
-    card = save_model(cfg.model_dir, card, stage1, stage2)
+    card = save_model(cfg.model_dir, card, stage1, stage2, fp16=cfg.fp16)
     write_json(run_dir / "metrics.json", metrics)
     progress.message(
         f"model written to {cfg.model_dir} (decision: {decision}); run folder {run_dir}"

@@ -12,6 +12,7 @@
 # cosine schedule over a fixed 8 epochs (15 do not fit a 3-hour session on 2 cores).
 # The stem and the first 9 blocks stay frozen (--freeze 11): their ImageNet filters are
 # generic, and not back-propagating through the high-resolution layers halves the time.
+# --fp16 stores float16 weights (half the size); the card's metrics are measured on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
@@ -25,6 +26,6 @@ exec .venv/bin/heritage train \
   --stage2-arch resnet18 --stage2-pretrained none \
   --epochs 8 --lr 1e-4 --batch-size 32 --scheduler cosine --patience 3 \
   --stage2-epochs 2 --stage2-batch-size 16 --stage2-lr 5e-5 \
-  --threshold auto --cache-images --workers 1 --threads 2 \
+  --threshold auto --cache-images --workers 1 --threads 2 --fp16 \
   --model-id heritage-default --model-version 0.2.0 \
   --resume "$@"

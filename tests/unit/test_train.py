@@ -215,3 +215,36 @@ def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
     assert tuple(card.training["stage1_fit"]["resumed_from"]) == (1, 6 - per_epoch)
     assert len(card.training["stage1_fit"]) and card.training["stage1_fit"]["epochs_run"] == 2
     assert load_model(tmp_path / "m").stage2 is None
+
+
+def test_fp16_weights_compute_what_the_metrics_were_measured_on(tiny_data, tmp_path):
+    from safetensors import safe_open
+
+    from heritage.modelcard import load_model, round_to_fp16
+    from heritage.modelzoo import build_model
+
+    torch.manual_seed(0)
+    net = build_model("mobilenet_v3_small", 2).eval()
+    x = torch.randn(2, 3, 48, 48)
+    with torch.inference_mode():
+        before = net(x)
+        after = round_to_fp16(net)(x)
+    assert not torch.equal(before, after) and torch.allclose(before, after, atol=1e-2)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+    a, b = tiny_data
+    cfg = TrainConfig(
+        data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
+        image_size=48, epochs=1, batch_size=8, workers=0, device="cpu", skip_stage2=True,
+        fp16=True,
+    )  # fmt: skip
+    card = train_two_stage(cfg)
+    with safe_open(str(tmp_path / "m" / "stage1.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 (no __iter__)
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    # the loaded float16 file gives exactly the rounded network's test probabilities
+    loaded = load_model(tmp_path / "m")
+    rounded = round_to_fp16(loaded.stage1)  # already fp16-exact: rounding changes nothing
+    ref = {k: v.clone() for k, v in loaded.stage1.state_dict().items()}
+    assert all(torch.equal(rounded.state_dict()[k], v) for k, v in ref.items())
+    assert card.metrics["test"]["all"]["stage1"]["n"] > 0
