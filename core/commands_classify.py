@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from .cli_options import device_option, json_progress_option, model_option
 from .progress import JsonLinesProgress, NullProgress, TqdmProgress
 
 EXIT_CANCELLED = 130
@@ -122,20 +123,8 @@ def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
     type=click.Path(path_type=Path, dir_okay=False),
     help="GeoPackage to create or add to (observations, flagged_buildings, inspection_route).",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model folder (default: $HERITAGE_MODEL_DIR or models/heritage-default).",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the model runs.",
-)
+@model_option(help="Model folder (default: $HERITAGE_MODEL_DIR or models/heritage-default).")
+@device_option(help="Where the model runs.")
 @click.option(
     "--cam-method",
     default=None,
@@ -186,11 +175,7 @@ def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
     default=None,
     help="Classify on a local Dask cluster of N processes (one thread each).",
 )
-@click.option(
-    "--json-progress",
-    is_flag=True,
-    help="Progress and the summary as JSON lines on stdout (for the QGIS plugin).",
-)
+@json_progress_option()
 def classify(
     photo_dirs: tuple[Path, ...],
     output: Path,

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from .cli_options import device_option, json_progress_option
+
 
 def _archs(value: str) -> tuple[str, ...]:
     from .compare import CNN_ARCHS, EFFICIENTNET, TWO_STAGE
@@ -64,9 +66,7 @@ def _archs(value: str) -> tuple[str, ...]:
 @click.option("--positive", "positives", multiple=True, metavar="NAME", help="Positive class.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option()
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--no-cache", is_flag=True, help="Decode images every epoch (less memory).")
@@ -77,7 +77,7 @@ def _archs(value: str) -> tuple[str, ...]:
 @click.option(
     "--keep-checkpoints", is_flag=True, help="Keep the fit checkpoints of finished models."
 )
-@click.option("--json-progress", is_flag=True, help="Progress as JSON lines on stdout.")
+@json_progress_option()
 def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patience, pretrained,
             max_per_class, extra_positives, positives, seed, threshold, device, workers, threads,
             no_cache, resume, no_efficientnet, bench_batch_size, bench_batches,

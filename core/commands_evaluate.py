@@ -7,19 +7,13 @@ from pathlib import Path
 
 import click
 
+from .cli_options import device_option, json_progress_option, model_option
 from .evaluate import DEFAULT_POSITIVE, EvalConfig
 
 
 @click.command("evaluate")
 @click.argument("data_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model folder (model.json + weights). Default: the shipped model "
-    "(models/heritage-default, or $HERITAGE_MODEL_DIR).",
-)
+@model_option()
 @click.option(
     "--masks",
     "masks_dir",
@@ -55,12 +49,7 @@ from .evaluate import DEFAULT_POSITIVE, EvalConfig
     help="Pointing-game tolerance in pixels of the model input (default 15 px at 224, scaled).",
 )
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-)
+@device_option()
 @click.option(
     "--json",
     "json_out",
@@ -75,11 +64,7 @@ from .evaluate import DEFAULT_POSITIVE, EvalConfig
     default=None,
     help="Also write one CSV row per image (probabilities, decision, CAM scores).",
 )
-@click.option(
-    "--json-progress",
-    is_flag=True,
-    help="Progress as JSON lines on stdout (for the QGIS plugin) instead of a bar.",
-)
+@json_progress_option()
 def evaluate(
     data_dirs: tuple[Path, ...],
     model_dir: Path | None,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .cli_options import json_progress_option, model_option
 from .commands_classify import grouping_options, route_options
 from .progress import JsonLinesProgress, TqdmProgress
 
@@ -30,14 +31,8 @@ def _model_threshold(model_dir: Path | None) -> float | None:
 @click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
 @grouping_options
 @route_options
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model whose decision threshold anchors the priority score.",
-)
-@click.option("--json-progress", is_flag=True, help="Progress and summary as JSON lines.")
+@model_option(help="Model whose decision threshold anchors the priority score.")
+@json_progress_option()
 def group(
     survey: Path,
     footprints: Path | None,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .cli_options import json_progress_option
 from .photos import ImportConfig, import_photos
 from .progress import JsonLinesProgress, TqdmProgress
 
@@ -33,11 +34,7 @@ from .progress import JsonLinesProgress, TqdmProgress
     default=None,
     help="Refuse larger images (default: Pillow's limit, about 89 megapixels).",
 )
-@click.option(
-    "--json-progress",
-    is_flag=True,
-    help="Progress and the summary as JSON lines on stdout (for the QGIS plugin).",
-)
+@json_progress_option()
 def photos(
     dirs: tuple[Path, ...],
     output: Path,

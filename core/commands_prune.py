@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from .cli_options import device_option, json_progress_option
+
 
 @click.command(name="prune")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
@@ -67,9 +69,7 @@ import click
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option()
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--cache-images", is_flag=True, help="Decode the images once into memory.")
@@ -82,7 +82,7 @@ import click
     default=None,
     help="Also write the report here as Markdown (and a .json beside it).",
 )
-@click.option("--json-progress", is_flag=True, help="Progress as JSON lines on stdout.")
+@json_progress_option()
 def prune(model_dir, out_dir, data_dirs, run_dir, work_dir, ratio, min_reduction, max_ratio,
           importance, round_to, epochs, lr, batch_size, patience, device, workers, threads,
           cache_images, resume, bench_batch_size, bench_batches, report,

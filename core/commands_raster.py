@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .cli_options import device_option, json_progress_option, model_option
 from .raster import COMBINE_METHODS, RasterConfig
 
 _DEFAULTS = RasterConfig()
@@ -41,14 +42,7 @@ def _float_pair(value: str) -> tuple[float, float]:
     type=click.Path(path_type=Path, dir_okay=False),
     help="GeoTIFF to write: band 1 defect_probability, band 2 gradcam (float32, nodata -1).",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Model folder (model.json + weights). Default: the shipped model "
-    "(models/heritage-default, or $HERITAGE_MODEL_DIR).",
-)
+@model_option()
 @click.option(
     "--tile-size",
     type=click.IntRange(min=8),
@@ -112,12 +106,7 @@ def _float_pair(value: str) -> tuple[float, float]:
 @click.option(
     "--batch-size", default=_DEFAULTS.batch_size, show_default=True, type=click.IntRange(min=1)
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-)
+@device_option()
 @click.option(
     "--cam-method",
     default=None,
@@ -137,11 +126,7 @@ def _float_pair(value: str) -> tuple[float, float]:
     default=None,
     help="Threshold on p_final for --vector (default: the model card's).",
 )
-@click.option(
-    "--json-progress",
-    is_flag=True,
-    help="Progress and the summary as JSON lines on stdout (for the QGIS plugin).",
-)
+@json_progress_option()
 def classify_raster(
     input_path: Path,
     output: Path,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .cli_options import json_progress_option
 from .commands_classify import route_options
 from .progress import JsonLinesProgress, TqdmProgress
 
@@ -14,7 +15,7 @@ from .progress import JsonLinesProgress, TqdmProgress
 @click.command("route")
 @click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
 @route_options
-@click.option("--json-progress", is_flag=True, help="Progress and summary as JSON lines.")
+@json_progress_option()
 def route(
     survey: Path, start: object, network: Path | None, by_priority: bool, json_progress: bool
 ) -> None:

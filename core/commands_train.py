@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from .cli_options import device_option, json_progress_option
+
 
 def _pretrained(value: str | None) -> str | None:
     if value in (None, "", "none", "scratch"):
@@ -107,9 +109,7 @@ def _threshold(value: str) -> float | None:
     "stalls) or cosine over --epochs.",
 )
 @click.option("--image-size", type=click.IntRange(32), default=224, show_default=True)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option()
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
@@ -183,7 +183,7 @@ def _threshold(value: str) -> float | None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run folder.")
 @click.option("--model-id", default="heritage-two-stage", show_default=True)
 @click.option("--model-version", default="0.1.0", show_default=True)
-@click.option("--json-progress", is_flag=True, help="Progress as JSON lines on stdout.")
+@json_progress_option()
 def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage2_pretrained,
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
           scheduler, image_size, device, seed, val_fraction, test_fraction, positives,
