@@ -62,11 +62,14 @@ class CamResult:
     ``maps`` is float32 N×H×W in [0, 1] (H, W of the input batch); ``methods[i]`` is the
     CAM method whose map was kept for image i (the fallback's name when the first map was
     empty); ``empty[i]`` is True when every method gave an empty map (then ``maps[i]`` is 0).
+    ``logits`` is the model's float32 N×K output from the CAM's own forward pass, so a
+    caller that needs the scores as well does not run the network a second time.
     """
 
     maps: np.ndarray
     methods: list[str]
     empty: list[bool]
+    logits: np.ndarray | None = None
 
 
 class PositiveClassTarget:
@@ -180,23 +183,28 @@ class CamExplainer:
         self.close()
 
     # -- work ------------------------------------------------------------------------
-    def _run(self, name: str, batch: torch.Tensor, targets: list | None) -> np.ndarray:
+    def _run(
+        self, name: str, batch: torch.Tensor, targets: list | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Heat maps and the model's logits (from the same forward pass) of one method."""
         cam = self._cam(name)
         with torch.inference_mode(False), torch.enable_grad():
             # a clone made outside inference mode is an ordinary tensor; requiring its
             # gradient makes the graph exist even when every parameter is frozen
             x = batch.detach().clone().to(self.device).requires_grad_(True)
             maps = cam(input_tensor=x, targets=targets)
+            logits = cam.outputs.detach().float().cpu().numpy().reshape(len(x), -1)
+            cam.outputs = None  # do not keep the graph alive until the next batch
             cam.activations_and_grads.clear()
         self.model.zero_grad(set_to_none=True)
-        return np.asarray(maps, dtype=np.float32)
+        return np.asarray(maps, dtype=np.float32), logits
 
     def explain(self, batch: torch.Tensor, targets: Sequence[Target] | None = None) -> CamResult:
         """Heat maps for a normalised N×3×H×W batch.
 
         ``targets``: one per image, a class index (``ClassifierOutputTarget``) or a callable
         on the model output such as :class:`PositiveClassTarget`; None explains each
-        image's highest-scoring class.
+        image's highest-scoring class. The result carries the logits of that forward pass.
         """
         if batch.ndim != 4:
             raise ValueError(f"expected an N×C×H×W batch, got shape {tuple(batch.shape)}")
@@ -211,19 +219,21 @@ class CamExplainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            maps = self._run(self.method, batch, cam_targets)
+            maps, logits = self._run(self.method, batch, cam_targets)
+            if cam_targets is None:  # the fallback explains the same (winning) classes
+                cam_targets = [ClassifierOutputTarget(int(c)) for c in logits.argmax(axis=1)]
             empty = _empty_mask(maps)
             methods = [self.method] * n
             if empty.any() and self.fallback is not None:
                 idx = np.flatnonzero(empty)
-                sub_targets = None if cam_targets is None else [cam_targets[i] for i in idx]
+                sub_targets = [cam_targets[i] for i in idx]
                 log.info(
                     "%s gave %d empty heat map(s); retrying with %s",
                     self.method,
                     len(idx),
                     self.fallback,
                 )
-                fb_maps = self._run(self.fallback, batch[torch.as_tensor(idx)], sub_targets)
+                fb_maps, _ = self._run(self.fallback, batch[torch.as_tensor(idx)], sub_targets)
                 fb_empty = _empty_mask(fb_maps)
                 for j, i in enumerate(idx):
                     maps[i] = fb_maps[j]
@@ -233,7 +243,9 @@ class CamExplainer:
             self.model.train(was_training)
         maps[empty] = 0.0
         maps = np.clip(np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-        return CamResult(maps=maps.astype(np.float32), methods=methods, empty=empty.tolist())
+        return CamResult(
+            maps=maps.astype(np.float32), methods=methods, empty=empty.tolist(), logits=logits
+        )
 
 
 def _is_index(t: object) -> bool:

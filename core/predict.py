@@ -10,14 +10,14 @@ Pipeline for a batch of photos (:meth:`TwoStageClassifier.classify`):
 1. each photo (EXIF orientation applied, RGB) is resized so its shorter side is
    ``card.input_size`` and centre-cropped to a square (bilinear, antialiased): the
    "model-input RGB" image;
-2. stage 1 runs on the normalised batch under ``torch.inference_mode``; ``p_stage1``
-   is the sum of the softmax probabilities of ``card.positive_labels``;
-3. the CAM (``card.cam_method`` on ``card.cam_layer``) is computed for the same batch,
-   target = the stage-1 predicted class (or all positive classes, see ``cam_target``);
-4. the heat map is blended over the model-input RGB image with heat-map weight
+2. stage 1 runs once on the normalised batch, inside the CAM (``card.cam_method`` on
+   ``card.cam_layer``): its logits give the softmax probabilities (``p_stage1`` is the
+   sum of those of ``card.positive_labels``) and the heat map explains the stage-1
+   predicted class (or all positive classes, see ``cam_target``);
+3. the heat map is blended over the model-input RGB image with heat-map weight
    ``card.stage2_cam_alpha`` (jet colours), the overlay is normalised like the photo
    and stage 2 gives ``p_stage2`` = sigmoid of its single logit;
-5. ``p_final`` is ``p_stage2`` or ``p_stage1`` as ``card.decision_stage`` says and the
+4. ``p_final`` is ``p_stage2`` or ``p_stage1`` as ``card.decision_stage`` says and the
    decision is ``p_final >= card.threshold``.
 """
 
@@ -251,17 +251,17 @@ class TwoStageClassifier:
         card = self.card
         rgbs = [to_model_rgb(im, card.input_size) for im in images]
         x = normalise(rgbs, card.mean, card.std).to(self.device)
-        with torch.inference_mode():
-            probs = torch.softmax(self.stage1(x).float(), dim=-1).cpu().numpy()
-        pred = probs.argmax(axis=1)
-        p1 = probs[:, self.positive_idx].sum(axis=1)
+        # one stage-1 forward pass: the CAM's, whose logits give the probabilities too;
+        # no targets = explain each image's winning class, which is the stage-1 label
+        targets: list | None = None
         if self.cam_target == "positive":
             from .explain import positive_targets
 
-            targets: list = positive_targets(len(images), self.positive_idx)
-        else:
-            targets = [int(i) for i in pred]
+            targets = positive_targets(len(images), self.positive_idx)
         cams = self._explainer.explain(x, targets)
+        probs = torch.softmax(torch.from_numpy(cams.logits), dim=-1).numpy()
+        pred = probs.argmax(axis=1)
+        p1 = probs[:, self.positive_idx].sum(axis=1)
         overlays, x2 = stage2_inputs(rgbs, cams.maps, card.stage2_cam_alpha, card.mean, card.std)
         p2: np.ndarray | None = None
         if self.stage2 is not None:

@@ -155,8 +155,6 @@ def make_overlays(
     """
     import shutil
 
-    import torch
-
     from .data import open_rgb
     from .explain import CamExplainer, positive_targets, save_png
     from .modelzoo import cam_target_layer
@@ -184,11 +182,10 @@ def make_overlays(
             # the same preprocessing and overlay functions as inference (heritage.predict)
             rgbs = [to_model_rgb(open_rgb(it.path), image_size) for it in chunk]
             x = normalise(rgbs)
+            # no targets: the CAM explains each image's predicted class from its own pass
+            targets: list | None = None
             if cam_target == "positive":
-                targets: list = positive_targets(len(chunk), positive_indices)
-            else:
-                with torch.inference_mode():
-                    targets = model(x.to(device)).argmax(1).tolist()
+                targets = positive_targets(len(chunk), positive_indices)
             res = cam.explain(x, targets)
             overlays, _ = stage2_inputs(rgbs, res.maps, alpha)
             for it, ov, used, empty in zip(chunk, overlays, res.methods, res.empty, strict=True):

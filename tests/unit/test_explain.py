@@ -144,16 +144,27 @@ def test_nan_map_is_treated_as_empty(tiny_model, batch, monkeypatch):
         real_run = cam._run
 
         def fake(name, b, targets):
-            maps = real_run(name, b, targets)
+            maps, logits = real_run(name, b, targets)
             if name == "gradcam":
                 maps[1] = np.nan
-            return maps
+            return maps, logits
 
         monkeypatch.setattr(cam, "_run", fake)
         res = cam.explain(batch, [0, 0, 0])
     assert res.methods[1] == "eigencam"
     assert res.methods[0] == "gradcam" or res.empty[0] is False
     assert np.isfinite(res.maps).all()
+
+
+def test_result_carries_the_logits_of_its_own_forward_pass(tiny_model, batch):
+    with torch.inference_mode():
+        expected = tiny_model(batch).numpy()
+    with CamExplainer(tiny_model, LAYER, method="gradcam") as cam:
+        res = cam.explain(batch)  # no targets: each image's winning class
+        again = cam.explain(batch, expected.argmax(axis=1).tolist())
+    assert res.logits is not None and res.logits.shape == expected.shape
+    np.testing.assert_allclose(res.logits, expected, atol=1e-5)
+    np.testing.assert_allclose(res.maps, again.maps, atol=1e-6)
 
 
 def test_unknown_layer_and_method_are_clear_errors(tiny_model):

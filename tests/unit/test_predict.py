@@ -107,6 +107,19 @@ def test_stage2_sees_the_overlay_it_reports(clf):
     assert p == pytest.approx(r.p_stage2, abs=1e-5)
 
 
+def test_stage1_probabilities_equal_a_plain_forward_pass(clf):
+    """classify() takes the stage-1 scores from the CAM's forward pass (one pass, not
+    two): they must be what the network gives on its own."""
+    images = [photo(8), photo(9, (40, 90))]
+    results = clf.classify(images)
+    with torch.inference_mode():
+        probs = torch.softmax(clf.stage1(clf.preprocess(images)), dim=-1).numpy()
+    for r, p in zip(results, probs, strict=True):
+        got = [r.stage1.probabilities[lab] for lab in LABELS]
+        np.testing.assert_allclose(got, p, atol=1e-5)
+        assert r.stage1.label == LABELS[int(p.argmax())]
+
+
 def test_stage1_only_model_and_threshold(tmp_path):
     d = tiny_model_dir(tmp_path / "one", two_stage=False, threshold=0.0)
     with TwoStageClassifier(load_model(d), cam_method="eigencam") as clf:

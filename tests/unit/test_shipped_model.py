@@ -36,7 +36,11 @@ def test_card_names_everything_a_user_needs(loaded):
         "metrics",
     ):
         assert key in card, key
-    assert card["stage1"]["arch"].startswith("mobilenet_v3")
+    from heritage.modelzoo import ARCHS
+
+    assert card["stage1"]["arch"] in ARCHS
+    sums = card["stage1"].get("sha256"), card["stage2"].get("sha256")
+    assert all(isinstance(s, str) and len(s) == 64 for s in sums), sums
     assert card["training"]["command_line"].startswith("heritage train")
     assert set(card["positive_labels"]) == {"crack", "salt_damage"}
     assert "test" in card["metrics"] and "sdnet2018-walls" in card["metrics"]["test"]
