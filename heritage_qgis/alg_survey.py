@@ -212,7 +212,7 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
     COMMAND = "classify"
     DISPLAY = "Classify a photo survey"
     HELP = (
-        "Classifies every photo in the folder with the two-stage model (stage 1 MobileNetV3, "
+        "Classifies every photo in the folder with the two-stage model (stage-1 CNN, "
         "Grad-CAM, stage 2 on the Grad-CAM overlay) and writes a GeoPackage with the layers "
         "'observations' (one point per photo: scores, priority category, model version, "
         "paths of the thumbnail and the Grad-CAM overlay), 'flagged_buildings' (grouped by the "
