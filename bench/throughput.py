@@ -38,13 +38,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "exif-gps"
-SOURCES = (
+#: the large phone photos, repeated to fill the corpus (a survey is 12-20 MP photos)
+LARGE = (
     "gps/iphone_hdr_NO.jpg",
     "gps/HMD_Nokia_8.3_5G.jpg",
     "gps_edge_cases/67-0_length_string.jpg",
     "gps_edge_cases/87_OSError.jpg",
-    *(f"gps/DSCN00{n}.jpg" for n in (10, 12, 21, 25, 27, 29, 38, 40, 42)),
 )
+#: the Arezzo set (640x480), each photo once, spread evenly through the corpus
+AREZZO = tuple(f"gps/DSCN00{n}.jpg" for n in (10, 12, 21, 25, 27, 29, 38, 40, 42))
 SHIPPED = ROOT / "models" / "heritage-default"
 LABELS = ("crack", "intact", "salt_damage")
 #: what follows this line in the report is kept when the benchmark is run again
@@ -54,17 +56,25 @@ NOTES_MARKER = "<!-- notes: kept by bench/throughput.py -->"
 # ------------------------------------------------------------------ setup
 
 
+def corpus_sources(n: int) -> list[str]:
+    """Which source photo each of the ``n`` corpus files copies: the Arezzo photos once
+    each at evenly spaced positions (none twice), the large photos round robin elsewhere."""
+    arezzo = AREZZO[: max(0, n - len(LARGE))]
+    slots = {round((k + 0.5) * n / len(arezzo)): a for k, a in enumerate(arezzo)} if arezzo else {}
+    large = iter(LARGE * (n // len(LARGE) + 1))
+    return [slots[i] if i in slots else next(large) for i in range(n)]
+
+
 def make_corpus(folder: Path, n: int) -> list[Path]:
-    """``n`` distinct copies of the source photos (round robin) in ``folder``."""
+    """``n`` distinct files (see :func:`corpus_sources`) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    blobs = [(DATA / s).read_bytes() for s in SOURCES]
-    names = [Path(s).stem for s in SOURCES]
+    blobs: dict[str, bytes] = {}
     out = []
-    for i in range(n):
-        k = i % len(blobs)
-        path = folder / f"{i:05d}_{names[k]}.jpg"
+    for i, src in enumerate(corpus_sources(n)):
+        blob = blobs.setdefault(src, (DATA / src).read_bytes())
+        path = folder / f"{i:05d}_{Path(src).stem}.jpg"
         # bytes after the EOI marker: a new sha256, the same pixels
-        path.write_bytes(blobs[k] + f"heritage-bench-{i:06d}".encode())
+        path.write_bytes(blob + f"heritage-bench-{i:06d}".encode())
         out.append(path)
     return out
 
@@ -402,10 +412,11 @@ def write_report(
         f"{mach['os']}",
         f"- model: {model_text}",
         f"- corpus: {n_large} JPEGs ({mb:.0f} MiB): the large phone photos of "
-        "`exif-gps` (3264x2448, 4608x1976, 4032x2012, 1488x2240) and the 9 Arezzo photos "
-        "(640x480), round robin, each copy with distinct bytes after the JPEG end marker "
-        "(new sha256, same pixels). Each measurement runs in its own process (peak RSS "
-        "of that process).",
+        "`exif-gps` (3264x2448, 4608x1976, 4032x2012, 1488x2240) repeated round robin, "
+        "plus the 9 Arezzo photos (640x480) once each, spread evenly; every copy has "
+        "distinct bytes after the JPEG end marker (new sha256, same pixels). The smaller "
+        "runs use the first files of the same corpus. Each measurement runs in its own "
+        "process (peak RSS of that process).",
         "",
         "## Results",
         "",
