@@ -8,7 +8,8 @@ figures against the issue's targets in ``<out>/README.md`` (text below the notes
 is kept).
 
     .venv/bin/python scripts/eval_shipped.py [--run-dir ../runs/heritage-lite0-run]
-    .venv/bin/python scripts/eval_shipped.py --split val --out /tmp/val --cam-method gradcam++
+    .venv/bin/python scripts/eval_shipped.py --split val --out /tmp/val --cam-method gradcam++ \
+        --datasets dais-masonry
 
 ``--split val`` is for choices made before looking at the test split (e.g. the Grad-CAM
 method by its pointing game on the validation masks).
@@ -139,9 +140,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation")
     ap.add_argument("--split", choices=("test", "val"), default="test")
     ap.add_argument("--cam-method", default=None, help="override the card's Grad-CAM method")
+    ap.add_argument("--datasets", default=None, help="comma-separated subset (default: all)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="heritage-eval-"))
     datasets = link_split(args.run_dir, args.split, work)
+    if args.datasets:
+        datasets = [d for d in datasets if d in args.datasets.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     worst = 0
     results: dict[str, dict] = {}
