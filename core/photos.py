@@ -219,11 +219,16 @@ def _register_heif() -> bool:
     return _HEIF_READY
 
 
-def check_image(path: str | Path, max_pixels: int | None = None) -> ImageCheck:
+def check_image(
+    path: str | Path, max_pixels: int | None = None, *, decode_check: bool = True
+) -> ImageCheck:
     """Open ``path`` with Pillow and check it is a usable image, without a full decode.
 
     Refuses images above ``max_pixels`` (default ``PIL.Image.MAX_IMAGE_PIXELS``) from
     the header alone, and catches Pillow's own decompression-bomb error/warning.
+    ``decode_check`` also decodes a JPEG at 1/8 scale (or verifies a PNG) to catch
+    broken or truncated data; a caller that decodes every image right afterwards and
+    handles a failed decode itself (``heritage classify``) turns it off.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -257,7 +262,9 @@ def check_image(path: str | Path, max_pixels: int | None = None) -> ImageCheck:
                         SkipReason.UNSUPPORTED_FORMAT,
                         f"the file is a {fmt} image despite its name; not imported",
                     )
-                if fmt in {"JPEG", "MPO"}:
+                if not decode_check:
+                    pass
+                elif fmt in {"JPEG", "MPO"}:
                     im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                     im.load()
                 elif fmt == "PNG":
@@ -291,11 +298,16 @@ def _too_large(width: int, height: int, limit: int) -> tuple[SkipReason, str]:
 
 
 def inspect_photo(
-    path: str | Path, sha256: str | None = None, *, max_pixels: int | None = None
+    path: str | Path,
+    sha256: str | None = None,
+    *,
+    max_pixels: int | None = None,
+    decode_check: bool = True,
 ) -> Photo | SkippedFile:
     """Everything the file says about itself: a :class:`Photo` or a :class:`SkippedFile`.
 
     Does not look for duplicates (that needs the whole scan, see :func:`import_photos`).
+    ``decode_check``: see :func:`check_image`.
     """
     path = Path(path).absolute()
     try:
@@ -307,7 +319,7 @@ def inspect_photo(
         )
     if size == 0:
         return SkippedFile(str(path), SkipReason.UNREADABLE_IMAGE, "empty file (0 bytes)", sha256)
-    image = check_image(path, max_pixels)
+    image = check_image(path, max_pixels, decode_check=decode_check)
     if image.problem is not None:
         return SkippedFile(str(path), image.problem, image.message, sha256)
     try:

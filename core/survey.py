@@ -292,10 +292,12 @@ def inspect_for_survey(
     """
     from .exif import read_exif
 
-    result = inspect_photo(path, sha256, max_pixels=max_pixels)
+    # no trial decode here: every photo is decoded for the model right after, and a
+    # failed decode is recorded as unreadable_image there (saves a decode per photo)
+    result = inspect_photo(path, sha256, max_pixels=max_pixels, decode_check=False)
     if isinstance(result, Photo) or result.reason not in NO_LOCATION_REASONS:
         return result, ""
-    image = check_image(path, max_pixels)
+    image = check_image(path, max_pixels, decode_check=False)
     try:
         info = read_exif(path)
     except OSError:
@@ -883,9 +885,10 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
     try:
         executor = _make_executor(cfg, clf, folder)  # a Dask scheduler is reached here
         files = find_photo_files(cfg.photo_dirs)
-        known_obs = {
-            r["sha256"]: r["path"] for r in read_rows(out, OBSERVATIONS_LAYER, ["sha256", "path"])
-        }
+        columns = ["sha256", "path", "model_id", "model_version"]
+        earlier = read_rows(out, OBSERVATIONS_LAYER, columns)
+        known_obs = {r["sha256"]: r["path"] for r in earlier}
+        mixed = _other_model_warning(earlier, card.model_id, card.version)
         known_invalid = {
             (r["path"], r["sha256"]) for r in read_rows(out, INVALID_LAYER, ["path", "sha256"])
         }
@@ -936,6 +939,8 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
             finally:
                 run.close()
         totals = update_priority(out, cfg, card.threshold, progress)
+        if mixed:
+            totals["problems"] = [mixed, *totals.get("problems", [])]
         if cfg.embed_overlays:
             embed_overlays(out)
         from .styles import write_default_styles
@@ -960,6 +965,27 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
         seconds=time.perf_counter() - started,
         **totals,
     )
+
+
+def _other_model_warning(rows: list[dict[str, Any]], model_id: str, version: str) -> str:
+    """The warning when earlier observations of the GeoPackage came from another model
+    (they are kept, not re-classified, and now scored against this model's threshold);
+    empty when there are none."""
+    others = Counter(
+        f"{r.get('model_id')} {r.get('model_version')}"
+        for r in rows
+        if (r.get("model_id"), r.get("model_version")) != (model_id, version)
+    )
+    if not others:
+        return ""
+    which = ", ".join(f"{n} by {m}" for m, n in sorted(others.items()))
+    msg = (
+        f"{sum(others.values())} earlier observation(s) in this GeoPackage were classified by "
+        f"another model ({which}), not by {model_id} {version}; they were kept as they are. "
+        "To classify every photo with this model, write to a new GeoPackage."
+    )
+    logger.warning(msg)
+    return msg
 
 
 def _scan_one(

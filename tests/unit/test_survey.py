@@ -298,6 +298,26 @@ def test_rerun_adds_only_new_photos(survey) -> None:
     obs = read(out, "observations")
     assert len(obs) == N_CORPUS and obs["sha256"].is_unique
     assert len(read(out, "invalid_photos")) == len(before)
+    assert not any("another model" in p for p in again.problems)
+
+
+def test_rerun_with_another_model_warns_and_keeps_earlier_rows(survey, tmp_path) -> None:
+    out, _, cfg = survey
+    other = tmp_path / "other"
+    shutil.copytree(cfg.model_dir, other)
+    card = json.loads((other / "model.json").read_text())
+    card["version"] = "9.9.9"
+    (other / "model.json").write_text(json.dumps(card))
+    again = run_survey(dataclasses.replace(cfg, model_dir=other))
+    assert again.classified == 0 and again.already_classified == N_CORPUS
+    (warning,) = [p for p in again.problems if "another model" in p]
+    assert f"{N_CORPUS} earlier observation(s)" in warning and "0.0.1" in warning
+    assert "new GeoPackage" in warning
+    assert set(read(out, "observations")["model_version"]) == {card_version(cfg.model_dir)}
+
+
+def card_version(model_dir: Path) -> str:
+    return json.loads((Path(model_dir) / "model.json").read_text())["version"]
 
 
 # ------------------------------------------------------------------ smaller runs
