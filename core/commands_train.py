@@ -160,6 +160,12 @@ def _threshold(value: str) -> float | None:
 )
 @click.option("--cam-method", default="gradcam", show_default=True)
 @click.option(
+    "--cam-layer",
+    default=None,
+    help="Grad-CAM layer of stage 1 (module name, e.g. _blocks.10) [default: the "
+    "architecture's last convolutional block]. It decides what stage 2 is trained on.",
+)
+@click.option(
     "--cam-target",
     type=click.Choice(["positive", "predicted"]),
     default="positive",
@@ -188,8 +194,8 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
           scheduler, image_size, device, seed, val_fraction, test_fraction, positives,
           extra_positives, max_per_class, skip_stage2, workers, threads, cache_images, threshold,
-          cam_method, cam_target, checkpoint_every, fp16, resume, model_id, model_version,
-          json_progress) -> None:  # fmt: skip
+          cam_method, cam_layer, cam_target, checkpoint_every, fp16, resume, model_id,
+          model_version, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
     from .progress import JsonLinesProgress, TqdmProgress
     from .train import DEFAULT_POSITIVES, TrainConfig, train_two_stage
@@ -233,6 +239,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         resume=resume,
         cache_images=cache_images,
         cam_method=cam_method,
+        cam_layer=cam_layer,
         cam_target=cam_target,
         threshold=_threshold(threshold),
         checkpoint_every=checkpoint_every,

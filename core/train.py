@@ -73,6 +73,9 @@ class TrainConfig:
     resume: bool = False
     cache_images: bool = False
     cam_method: str = "gradcam"
+    #: Grad-CAM layer (module name in the stage-1 network); None = the architecture's
+    #: default (:func:`heritage.modelzoo.cam_target_layer`)
+    cam_layer: str | None = None
     cam_target: str = "positive"  # "positive" (sum of positive logits) or "predicted"
     cam_alpha: float = 0.5
     threshold: float | None = 0.5  # None: chosen on validation (max. balanced accuracy)
@@ -142,6 +145,7 @@ def make_overlays(
     image_size: int,
     cam_method: str = "gradcam",
     cam_target: str = "positive",
+    cam_layer: str | None = None,
     alpha: float = 0.5,
     device: str = "cpu",
     batch_size: int = 16,
@@ -149,9 +153,10 @@ def make_overlays(
 ) -> dict[str, int]:
     """Write the Grad-CAM overlay PNG of every item (skipping those already there).
 
-    The overlays of a different stage-1 model (other weights digest) are removed first.
-    Returns counts: ``written``, ``skipped`` and ``fallback`` (maps that needed the
-    fallback CAM method) and ``empty``.
+    The overlays of a different stage-1 model or CAM setting (weights digest, method,
+    target, layer, alpha, size) are removed first. Returns counts: ``written``,
+    ``skipped``, ``fallback`` (maps that needed the fallback CAM method), ``empty`` and
+    ``replaced`` (1 when stale overlays were removed).
     """
     import shutil
 
@@ -163,19 +168,29 @@ def make_overlays(
     progress = progress or NullProgress()
     root = run_dir / "cam_overlays"
     marker = root / "stage1_digest.txt"
+    layer = cam_layer or cam_target_layer(arch)
     digest = f"{_state_digest(model)} {cam_method} {cam_target} {alpha} {image_size}"
-    if root.is_dir() and (not marker.is_file() or marker.read_text().strip() != digest):
-        log.info("overlays in %s belong to another stage-1 model: recomputing", root)
+    if layer != cam_target_layer(arch):  # (the default layer keeps older digests valid)
+        digest += f" {layer}"
+    replaced = root.is_dir() and (not marker.is_file() or marker.read_text().strip() != digest)
+    if replaced:
+        log.info("overlays in %s belong to another stage-1 model or CAM: recomputing", root)
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     marker.write_text(digest + "\n")
 
     todo = [it for it in items if not overlay_path(run_dir, it).is_file()]
-    counts = {"written": 0, "skipped": len(items) - len(todo), "fallback": 0, "empty": 0}
+    counts = {
+        "written": 0,
+        "skipped": len(items) - len(todo),
+        "fallback": 0,
+        "empty": 0,
+        "replaced": int(replaced),
+    }
     progress.start("Grad-CAM overlays", total=len(items))
     progress.step(counts["skipped"])
     model.eval()
-    with CamExplainer(model, cam_target_layer(arch), cam_method, device=device) as cam:
+    with CamExplainer(model, layer, cam_method, device=device) as cam:
         for start in range(0, len(todo), batch_size):
             progress.check_cancelled()
             chunk = todo[start : start + batch_size]
@@ -374,12 +389,17 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
             image_size=cfg.image_size,
             cam_method=cfg.cam_method,
             cam_target=cfg.cam_target,
+            cam_layer=cfg.cam_layer,
             alpha=cfg.cam_alpha,
             device=device,
             batch_size=cfg.stage2_batch_size,
             progress=progress,
         )
         durations["overlays_s"] = round(time.monotonic() - t, 2)
+        stale = run_dir / "stage2_checkpoint.pt"
+        if overlay_counts["replaced"] and stale.is_file():
+            log.info("stage 2 was trained on the replaced overlays: training it again")
+            stale.unlink()
         t = time.monotonic()
         pos_set = set(positives)
         ds2 = {
@@ -521,7 +541,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         positive_labels=positives,
         stage1=StageCard(cfg.arch, "", "", len(classes), tuple(classes)),
         stage2=StageCard(cfg.stage2_arch, "", "", 1, STAGE2_LABELS) if stage2 is not None else None,
-        cam_layer=cam_target_layer(cfg.arch),
+        cam_layer=cfg.cam_layer or cam_target_layer(cfg.arch),
         cam_method=cfg.cam_method,
         threshold=float(thr[decision]),
         decision_stage=decision,

@@ -193,6 +193,17 @@ def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert overlays[0].stat().st_mtime_ns == stamp
     assert len(_rows(run / "stage1_metrics.csv")) == 1
+    assert load_model(model_dir).card.cam_layer == "features.12"
+    # another CAM layer: stage 1 is kept, the overlays and stage 2 are made again
+    result = CliRunner().invoke(cli, [*args, "--resume", "--cam-layer", "features.9"])
+    assert result.exit_code == 0, result.output
+    card = load_model(model_dir).card
+    assert card.cam_layer == "features.9"
+    assert (run / "cam_overlays" / "stage1_digest.txt").read_text().strip().endswith("features.9")
+    assert overlays[0].stat().st_mtime_ns != stamp
+    assert card.training["overlays"]["replaced"] == 1
+    assert card.training["stage2_fit"]["resumed_from"] is None  # not the stale checkpoint
+    assert tuple(card.training["stage1_fit"]["resumed_from"] or ()) != ()  # stage 1 reused
 
 
 def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
