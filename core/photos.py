@@ -262,12 +262,10 @@ def check_image(
                         SkipReason.UNSUPPORTED_FORMAT,
                         f"the file is a {fmt} image despite its name; not imported",
                     )
-                if not decode_check:
-                    pass
-                elif fmt in {"JPEG", "MPO"}:
+                if decode_check and fmt in {"JPEG", "MPO"}:
                     im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                     im.load()
-                elif fmt == "PNG":
+                elif decode_check and fmt == "PNG":
                     im.verify()
     except Image.DecompressionBombError as exc:
         return ImageCheck(
