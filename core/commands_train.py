@@ -35,6 +35,16 @@ def _threshold(value: str) -> float | None:
     return t
 
 
+def _oversample(values: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        name, sep, k = v.rpartition("=")
+        if not sep or not name or not k.isdigit() or int(k) < 1:
+            raise click.BadParameter(f"give DATASET=K with K >= 1, e.g. dais-masonry=4 (got {v!r})")
+        out[name] = int(k)
+    return out
+
+
 @click.command(name="train")
 @click.argument("data_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option(
@@ -134,6 +144,14 @@ def _threshold(value: str) -> float | None:
     default=None,
     help="At most N images per dataset and class (quick runs).",
 )
+@click.option(
+    "--oversample",
+    "oversample",
+    multiple=True,
+    metavar="DATASET=K",
+    callback=lambda ctx, param, value: _oversample(value),
+    help="Show DATASET's training images K times per epoch (repeat), e.g. dais-masonry=4.",
+)
 @click.option("--skip-stage2", is_flag=True, help="Train stage 1 only.")
 @click.option(
     "--workers",
@@ -194,9 +212,9 @@ def _threshold(value: str) -> float | None:
 def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage2_pretrained,
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
           scheduler, image_size, device, seed, val_fraction, test_fraction, positives,
-          extra_positives, max_per_class, skip_stage2, workers, threads, cache_images, threshold,
-          cam_method, cam_layer, cam_target, checkpoint_every, fp16, resume, model_id,
-          model_version, json_progress) -> None:  # fmt: skip
+          extra_positives, max_per_class, oversample, skip_stage2, workers, threads,
+          cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
+          resume, model_id, model_version, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
     from .progress import JsonLinesProgress, TqdmProgress
     from .train import DEFAULT_POSITIVES, TrainConfig, train_two_stage
@@ -235,6 +253,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         positive=tuple(positives) or DEFAULT_POSITIVES,
         extra_positives=tuple(extra_positives),
         max_per_class=max_per_class,
+        oversample=oversample,
         skip_stage2=skip_stage2,
         workers=min(2, cpus) if workers is None else workers,
         resume=resume,

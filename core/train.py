@@ -68,6 +68,9 @@ class TrainConfig:
     extra_positives: tuple[str, ...] = ()
     extra_positive_class: str = "crack"
     max_per_class: int | None = None
+    #: dataset name -> K: its training images are seen K times per epoch (both stages);
+    #: for a small dataset that matters most, e.g. real heritage masonry (dais-masonry)
+    oversample: dict[str, int] = field(default_factory=dict)
     skip_stage2: bool = False
     workers: int = 0
     resume: bool = False
@@ -259,6 +262,28 @@ def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
 # --------------------------------------------------------------------------- orchestration
 
 
+def oversample_items(items: Sequence[Item], factors: dict[str, int]) -> list[Item]:
+    """Repeat each item of the datasets named in ``factors`` K times (K >= 1).
+
+    Only the training split is oversampled, so validation and test figures stay per image.
+    Raises DataError for a dataset name that is not among the items, which would
+    otherwise be a silent typo.
+    """
+    known = {it.dataset for it in items}
+    unknown = sorted(set(factors) - known)
+    if unknown:
+        raise DataError(
+            f"--oversample names unknown dataset(s) {', '.join(unknown)}; "
+            f"the training split holds {', '.join(sorted(known))}"
+        )
+    out: list[Item] = []
+    for it in items:
+        out.extend([it] * max(1, int(factors.get(it.dataset, 1))))
+    if factors:
+        log.info("oversampled training split: %d -> %d images", len(items), len(out))
+    return out
+
+
 def _positive_indices(classes: Sequence[str], positives: Sequence[str]) -> list[int]:
     idx = [i for i, c in enumerate(classes) if c in set(positives)]
     if not idx:
@@ -323,6 +348,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     for s in ("train", "val"):
         if not by_split[s]:
             raise DataError(f"the {s} split is empty; add images or change the fractions")
+    by_split["train"] = oversample_items(by_split["train"], cfg.oversample)
     durations["split_s"] = round(time.monotonic() - t0, 2)
 
     # 2. stage 1 -----------------------------------------------------------------

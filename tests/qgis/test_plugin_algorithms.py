@@ -302,6 +302,14 @@ def test_import_photos_runs_the_real_backend(provider, exif_gps: Path, tmp_path:
     assert os.path.isfile(out)
 
 
+def test_train_algorithm_offers_exactly_the_cores_backbones() -> None:
+    # the plugin may not import the core at load time, so it repeats the list; keep them equal
+    from heritage.modelzoo import STAGE1_ARCHS
+    from heritage_qgis.alg_train import ARCHS
+
+    assert ARCHS == STAGE1_ARCHS
+
+
 def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
     provider, tmp_path: Path
 ) -> None:

@@ -147,6 +147,32 @@ def test_binary_metrics_and_mcnemar():
     assert t["p_value"] == pytest.approx(0.25)
 
 
+def test_oversample_repeats_only_the_named_dataset_and_rejects_typos():
+    from heritage.data import Item
+    from heritage.errors import DataError
+    from heritage.train import oversample_items
+
+    def item(ds: str, i: int) -> Item:
+        return Item(Path(f"/d/{ds}/{i}.png"), Path("/d"), ds, "crack", f"{ds}{i}", f"g{i}", "train")
+
+    items = [item("dais", 0), item("sdnet", 1), item("sdnet", 2)]
+    out = oversample_items(items, {"dais": 3})
+    assert [it.dataset for it in out].count("dais") == 3
+    assert [it for it in out if it.dataset == "sdnet"] == items[1:]
+    assert oversample_items(items, {}) == items
+    with pytest.raises(DataError, match=r"unknown dataset.*dias.*holds dais, sdnet"):
+        oversample_items(items, {"dias": 2})
+
+
+def test_cli_oversample_option_is_parsed_and_checked(tmp_path):
+    from heritage.cli import cli
+
+    r = CliRunner().invoke(
+        cli, ["train", str(tmp_path), "-o", str(tmp_path / "m"), "--oversample", "dais"]
+    )
+    assert r.exit_code == 2 and "DATASET=K" in r.output
+
+
 @pytest.fixture
 def tiny_data(tmp_path) -> tuple[Path, Path]:
     return make_folder(tmp_path, "dsA", groups=True), make_folder(tmp_path, "dsB", seed=1)
