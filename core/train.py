@@ -276,9 +276,12 @@ def oversample_items(items: Sequence[Item], factors: dict[str, int]) -> list[Ite
             f"--oversample names unknown dataset(s) {', '.join(unknown)}; "
             f"the training split holds {', '.join(sorted(known))}"
         )
+    bad = sorted(name for name, k in factors.items() if k < 1)
+    if bad:
+        raise DataError(f"--oversample needs K >= 1 (got {bad[0]}={factors[bad[0]]})")
     out: list[Item] = []
     for it in items:
-        out.extend([it] * max(1, int(factors.get(it.dataset, 1))))
+        out.extend([it] * factors.get(it.dataset, 1))
     if factors:
         log.info("oversampled training split: %d -> %d images", len(items), len(out))
     return out

@@ -162,6 +162,8 @@ def test_oversample_repeats_only_the_named_dataset_and_rejects_typos():
     assert oversample_items(items, {}) == items
     with pytest.raises(DataError, match=r"unknown dataset.*dias.*holds dais, sdnet"):
         oversample_items(items, {"dias": 2})
+    with pytest.raises(DataError, match="K >= 1"):
+        oversample_items(items, {"dais": 0})
 
 
 def test_cli_oversample_option_is_parsed_and_checked(tmp_path):
