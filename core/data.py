@@ -603,13 +603,20 @@ def make_loader(
     workers: int = 0,
     device: str = "cpu",
     seed: int = 0,
+    indices: Sequence[int] | None = None,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader; shuffling uses :class:`heritage.fit.ResumableSampler` (resumable epochs)."""
+    """A DataLoader; shuffling uses :class:`heritage.fit.ResumableSampler` (resumable epochs).
+
+    ``indices`` (shuffled loaders only) lists the dataset indices of one epoch, repeats
+    allowed: see :func:`heritage.train.oversample_indices`.
+    """
     from torch.utils.data import DataLoader
 
     from .fit import ResumableSampler
 
-    sampler = ResumableSampler(len(dataset), seed=seed) if shuffle else None
+    if indices is not None and not shuffle:
+        raise ValueError("indices are for the shuffled (training) loader only")
+    sampler = ResumableSampler(len(dataset), seed=seed, indices=indices) if shuffle else None
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,10 +80,19 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
 
     ``fit`` calls :meth:`set_epoch` before each epoch, with ``skip`` items to leave out
     when resuming in the middle of an epoch, so it sees exactly the remaining batches.
+
+    Args:
+        n: dataset length; an epoch is a permutation of ``range(n)``.
+        seed: base seed of the permutations.
+        indices: dataset indices making up an epoch instead of ``range(n)``, repeats
+            allowed (oversampling shows an image K times without storing it K times).
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n = n
+    def __init__(self, n: int, seed: int = 0, indices: Sequence[int] | None = None) -> None:
+        self.indices = list(indices) if indices is not None else None
+        if self.indices is not None and any(not 0 <= i < n for i in self.indices):
+            raise ValueError(f"sampler indices must lie in [0, {n})")
+        self.n = len(self.indices) if self.indices is not None else n
         self.seed = seed
         self.epoch = 0
         self.skip = 0
@@ -94,6 +104,8 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
+        if self.indices is not None:
+            order = [self.indices[i] for i in order]
         return iter(order[self.skip :])
 
     def __len__(self) -> int:

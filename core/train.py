@@ -262,12 +262,14 @@ def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
 # --------------------------------------------------------------------------- orchestration
 
 
-def oversample_items(items: Sequence[Item], factors: dict[str, int]) -> list[Item]:
-    """Repeat each item of the datasets named in ``factors`` K times (K >= 1).
+def oversample_indices(items: Sequence[Item], factors: dict[str, int]) -> list[int]:
+    """Indices into ``items`` for one training epoch: each item of a dataset named in
+    ``factors`` appears K times (K >= 1), every other item once.
 
-    Only the training split is oversampled, so validation and test figures stay per image.
-    Raises DataError for a dataset name that is not among the items, which would
-    otherwise be a silent typo.
+    The images are stored (and, with ``--cache-images``, decoded) once; only the
+    sampler repeats them. Only the training split is oversampled, so validation and
+    test figures stay per image. Raises DataError for a dataset name that is not among
+    the items, which would otherwise be a silent typo.
     """
     known = {it.dataset for it in items}
     unknown = sorted(set(factors) - known)
@@ -279,11 +281,12 @@ def oversample_items(items: Sequence[Item], factors: dict[str, int]) -> list[Ite
     bad = sorted(name for name, k in factors.items() if k < 1)
     if bad:
         raise DataError(f"--oversample needs K >= 1 (got {bad[0]}={factors[bad[0]]})")
-    out: list[Item] = []
-    for it in items:
-        out.extend([it] * factors.get(it.dataset, 1))
+    out: list[int] = []
+    for i, it in enumerate(items):
+        out.extend([i] * factors.get(it.dataset, 1))
     if factors:
-        log.info("oversampled training split: %d -> %d images", len(items), len(out))
+        log.info("oversampled training split: %d images shown %d times per epoch",
+                 len(items), len(out))
     return out
 
 
@@ -351,7 +354,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     for s in ("train", "val"):
         if not by_split[s]:
             raise DataError(f"the {s} split is empty; add images or change the fractions")
-    by_split["train"] = oversample_items(by_split["train"], cfg.oversample)
+    train_indices = oversample_indices(by_split["train"], cfg.oversample)
     durations["split_s"] = round(time.monotonic() - t0, 2)
 
     # 2. stage 1 -----------------------------------------------------------------
@@ -374,6 +377,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
             workers=cfg.workers,
             device=device,
             seed=cfg.seed,
+            indices=train_indices if s == "train" else None,
         )
         for s in D.SPLITS
     }
@@ -449,6 +453,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
                 workers=cfg.workers,
                 device=device,
                 seed=cfg.seed + 1,
+                indices=train_indices if s == "train" else None,
             )
             for s in D.SPLITS
         }
@@ -550,6 +555,8 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         "classes": classes,
         "split": split_info,
         "counts_per_split": {s: len(by_split[s]) for s in D.SPLITS},
+        # with --oversample, the training images shown per epoch (repeats included)
+        "train_images_per_epoch": len(train_indices),
         "command_line": cfg.command_line,
         "config": asdict(cfg),
         "durations_s": durations,

@@ -150,20 +150,36 @@ def test_binary_metrics_and_mcnemar():
 def test_oversample_repeats_only_the_named_dataset_and_rejects_typos():
     from heritage.data import Item
     from heritage.errors import DataError
-    from heritage.train import oversample_items
+    from heritage.train import oversample_indices
 
     def item(ds: str, i: int) -> Item:
         return Item(Path(f"/d/{ds}/{i}.png"), Path("/d"), ds, "crack", f"{ds}{i}", f"g{i}", "train")
 
     items = [item("dais", 0), item("sdnet", 1), item("sdnet", 2)]
-    out = oversample_items(items, {"dais": 3})
-    assert [it.dataset for it in out].count("dais") == 3
-    assert [it for it in out if it.dataset == "sdnet"] == items[1:]
-    assert oversample_items(items, {}) == items
+    assert oversample_indices(items, {"dais": 3}) == [0, 0, 0, 1, 2]
+    assert oversample_indices(items, {}) == [0, 1, 2]
     with pytest.raises(DataError, match=r"unknown dataset.*dias.*holds dais, sdnet"):
-        oversample_items(items, {"dias": 2})
+        oversample_indices(items, {"dias": 2})
     with pytest.raises(DataError, match="K >= 1"):
-        oversample_items(items, {"dais": 0})
+        oversample_indices(items, {"dais": 0})
+
+
+def test_oversampling_sampler_shows_each_image_k_times_and_resumes_mid_epoch():
+    # the repeats live in the sampler, not the dataset: an image is stored (and cached) once
+    indices = [0, 0, 0, 1, 2]
+    sampler = ResumableSampler(3, seed=7, indices=indices)
+    assert len(sampler) == 5
+    sampler.set_epoch(2)
+    epoch = list(sampler)
+    assert sorted(epoch) == indices
+    # same order as a dataset holding the repeated items would give (the 0.3.0 recipe)
+    repeated = ResumableSampler(5, seed=7)
+    repeated.set_epoch(2)
+    assert [indices[i] for i in repeated] == epoch
+    sampler.set_epoch(2, skip=2)
+    assert list(sampler) == epoch[2:] and len(sampler) == 3
+    with pytest.raises(ValueError, match="indices must lie"):
+        ResumableSampler(2, indices=[0, 2])
 
 
 def test_cli_oversample_option_is_parsed_and_checked(tmp_path):
@@ -254,6 +270,21 @@ def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
     assert tuple(card.training["stage1_fit"]["resumed_from"]) == (1, 6 - per_epoch)
     assert len(card.training["stage1_fit"]) and card.training["stage1_fit"]["epochs_run"] == 2
     assert load_model(tmp_path / "m").stage2 is None
+
+
+def test_oversampled_training_records_unique_and_shown_counts(tiny_data, tmp_path):
+    a, b = tiny_data
+    cfg = TrainConfig(
+        data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
+        image_size=32, epochs=1, batch_size=8, workers=0, device="cpu", skip_stage2=True,
+        oversample={"dsA": 3},
+    )  # fmt: skip
+    card = train_two_stage(cfg)
+    train_rows = [r for r in _rows(tmp_path / "r" / "split.csv") if r["split"] == "train"]
+    n_a = sum(r["dataset"] == "dsA" for r in train_rows)
+    assert n_a > 0
+    assert card.training["counts_per_split"]["train"] == len(train_rows)
+    assert card.training["train_images_per_epoch"] == len(train_rows) + 2 * n_a
 
 
 def test_fp16_weights_compute_what_the_metrics_were_measured_on(tiny_data, tmp_path):
