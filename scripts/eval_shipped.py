@@ -10,6 +10,7 @@ is kept).
     .venv/bin/python scripts/eval_shipped.py [--run-dir ../runs/heritage-lite0-run]
     .venv/bin/python scripts/eval_shipped.py --split val --out /tmp/val --cam-method gradcam++ \
         --datasets dais-masonry
+    .venv/bin/python scripts/eval_shipped.py --run-dir RUN --model MODEL --out /tmp/b --per-image
 
 ``--split val`` is for choices made before looking at the test split (e.g. the Grad-CAM
 method by its pointing game on the validation masks).
@@ -141,6 +142,11 @@ def main() -> int:
     ap.add_argument("--split", choices=("test", "val"), default="test")
     ap.add_argument("--cam-method", default=None, help="override the card's Grad-CAM method")
     ap.add_argument("--datasets", default=None, help="comma-separated subset (default: all)")
+    ap.add_argument(
+        "--per-image",
+        action="store_true",
+        help="also write <out>/<dataset>.per_image.csv (for scripts/pair_models.py)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="heritage-eval-"))
     datasets = link_split(args.run_dir, args.split, work)
@@ -157,6 +163,8 @@ def main() -> int:
             cmd += ["--masks", str(work / "dais-masks")]
         if args.cam_method:
             cmd += ["--cam-method", args.cam_method]
+        if args.per_image:
+            cmd += ["--per-image", str(args.out / f"{ds}.per_image.csv")]
         print(shlex.join(cmd), flush=True)
         rc = subprocess.run(cmd, check=False).returncode
         worst = max(worst, rc)
