@@ -148,7 +148,12 @@ def main() -> int:
         help="also write <out>/<dataset>.per_image.csv (for scripts/pair_models.py)",
     )
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="heritage-eval-"))
+    with tempfile.TemporaryDirectory(prefix="heritage-eval-") as tmp:
+        return evaluate_split(args, Path(tmp))
+
+
+def evaluate_split(args: argparse.Namespace, work: Path) -> int:
+    """Evaluate every dataset of ``args.split`` linked under ``work``; the worst exit code."""
     datasets = link_split(args.run_dir, args.split, work)
     if args.datasets:
         datasets = [d for d in datasets if d in args.datasets.split(",")]
