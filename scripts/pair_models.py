@@ -56,9 +56,10 @@ def pair(a: dict[Key, dict[str, str]], b: dict[Key, dict[str, str]]) -> dict[str
         entry["accuracy_b"] = sum(cb) / len(cb)
         hits = [k for k in keys if a[k].get("pointing_hit") and b[k].get("pointing_hit")]
         if hits:
-            entry["pointing_a"] = sum(a[k]["pointing_hit"] == "1" for k in hits)
-            entry["pointing_b"] = sum(b[k]["pointing_hit"] == "1" for k in hits)
-            entry["n_masks"] = len(hits)
+            ha = [a[k]["pointing_hit"] == "1" for k in hits]
+            hb = [b[k]["pointing_hit"] == "1" for k in hits]
+            entry["pointing_a"], entry["pointing_b"], entry["n_masks"] = sum(ha), sum(hb), len(hits)
+            entry["pointing_p"] = mcnemar(ha, hb)["p_value"]
         out[name] = entry
     out["_unmatched"] = {"only_a": len(set(a) - set(b)), "only_b": len(set(b) - set(a))}
     return out
@@ -69,12 +70,15 @@ def render(result: dict[str, dict], names: tuple[str, str]) -> str:
     na, nb = names
     lines = [
         f"| data set | n | accuracy {na} | accuracy {nb} | only {na} right | "
-        f"only {nb} right | McNemar p | pointing hits {na} / {nb} |",
+        f"only {nb} right | McNemar p | pointing hits {na} / {nb} (McNemar p) |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in [*sorted(k for k in result if not k.startswith("_") and k != "all"), "all"]:
         r = result[name]
-        pg = f"{r['pointing_a']} / {r['pointing_b']} of {r['n_masks']}" if "n_masks" in r else "–"
+        pg = "–"
+        if "n_masks" in r:
+            hits = f"{r['pointing_a']} / {r['pointing_b']} of {r['n_masks']}"
+            pg = f"{hits} (p {r['pointing_p']:.3g})"
         lines.append(
             f"| {name} | {r['n']} | {r['accuracy_a']:.3f} | {r['accuracy_b']:.3f} | {r['b']} | "
             f"{r['c']} | {r['p_value']:.3g} | {pg} |"

@@ -47,9 +47,10 @@ def test_pairs_images_by_name_across_work_folders_and_counts_discordant_pairs(tm
     assert ds["p_value"] == pytest.approx(1.0)
     assert (ds["accuracy_a"], ds["accuracy_b"]) == (0.8, 0.8)
     assert (ds["pointing_a"], ds["pointing_b"], ds["n_masks"]) == (5, 10, 10)
+    assert ds["pointing_p"] == pytest.approx(2 * 0.5**5)  # 0 vs 5 discordant hits
     assert result["_unmatched"] == {"only_a": 0, "only_b": 1}
     table = pm.render(result, ("0.3.0", "0.4.0"))
-    assert "| ds | 10 | 0.800 | 0.800 | 2 | 2 | 1 | 5 / 10 of 10 |" in table
+    assert "| ds | 10 | 0.800 | 0.800 | 2 | 2 | 1 | 5 / 10 of 10 (p 0.0625) |" in table
     assert "only in 0.3.0" in table and "1 in 0.4.0" in table
 
 
