@@ -305,34 +305,53 @@ def inspect_photo(
     """Everything the file says about itself: a :class:`Photo` or a :class:`SkippedFile`.
 
     Does not look for duplicates (that needs the whole scan, see :func:`import_photos`).
-    ``decode_check``: see :func:`check_image`.
+    ``decode_check``: see :func:`check_image`. A photo without a usable position is a
+    :class:`SkippedFile` here; see :func:`inspect_photo_keeping_unlocated` for callers
+    that still want it.
+    """
+    result, unlocated = inspect_photo_keeping_unlocated(
+        path, sha256, max_pixels=max_pixels, decode_check=decode_check
+    )
+    return unlocated or result
+
+
+def inspect_photo_keeping_unlocated(
+    path: str | Path,
+    sha256: str | None = None,
+    *,
+    max_pixels: int | None = None,
+    decode_check: bool = True,
+) -> tuple[Photo | SkippedFile, SkippedFile | None]:
+    """Like :func:`inspect_photo`, reading the file's header once, but a readable photo
+    without a usable position (no GPS, zero coordinates, corrupt EXIF) is still a
+    :class:`Photo` with ``position=None``; the second item then says why it has none.
     """
     path = Path(path).absolute()
     try:
         size = path.stat().st_size
         sha256 = sha256 or sha256_file(path)
     except OSError as exc:
-        return SkippedFile(
+        skipped = SkippedFile(
             str(path), SkipReason.UNREADABLE_IMAGE, f"cannot read the file ({exc.strerror})"
         )
+        return skipped, None
     if size == 0:
-        return SkippedFile(str(path), SkipReason.UNREADABLE_IMAGE, "empty file (0 bytes)", sha256)
+        return SkippedFile(
+            str(path), SkipReason.UNREADABLE_IMAGE, "empty file (0 bytes)", sha256
+        ), None
     image = check_image(path, max_pixels, decode_check=decode_check)
     if image.problem is not None:
-        return SkippedFile(str(path), image.problem, image.message, sha256)
+        return SkippedFile(str(path), image.problem, image.message, sha256), None
     try:
         info = read_exif(path)
     except OSError as exc:
-        return SkippedFile(
+        skipped = SkippedFile(
             str(path), SkipReason.UNREADABLE_IMAGE, f"cannot read the file ({exc})", sha256
         )
+        return skipped, None
     for warning in info.warnings:
         logger.info("%s: %s", path.name, warning)
-    if info.position is None:
-        return SkippedFile(
-            str(path), info.problem or SkipReason.NO_GPS, info.message or "no GPS", sha256
-        )
-    return Photo(
+    photo = Photo(
         path=str(path),
         sha256=sha256,
         width=image.width,
@@ -346,6 +365,10 @@ def inspect_photo(
         orientation=info.orientation,
         file_format=image.file_format,
     )
+    if info.position is None:
+        reason = info.problem or SkipReason.NO_GPS
+        return photo, SkippedFile(str(path), reason, info.message or "no GPS", sha256)
+    return photo, None
 
 
 # ----------------------------------------------------------------------- GeoPackage

@@ -72,9 +72,8 @@ from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, list_layers,
 from .photos import (
     INVALID_LAYER,
     PHOTO_FIELDS,
-    check_image,
     find_photo_files,
-    inspect_photo,
+    inspect_photo_keeping_unlocated,
     invalid_schema,
     relative_path,
     sha256_file,
@@ -290,33 +289,16 @@ def inspect_for_survey(
     Like :func:`heritage.photos.inspect_photo`, except that a readable photo without a
     usable position is a :class:`Photo` with ``position=None`` (it is still classified).
     """
-    from .exif import read_exif
-
     # no trial decode here: every photo is decoded for the model right after, and a
     # failed decode is recorded as unreadable_image there (saves a decode per photo)
-    result = inspect_photo(path, sha256, max_pixels=max_pixels, decode_check=False)
-    if isinstance(result, Photo) or result.reason not in NO_LOCATION_REASONS:
-        return result, ""
-    image = check_image(path, max_pixels, decode_check=False)
-    try:
-        info = read_exif(path)
-    except OSError:
-        info = None
-    photo = Photo(
-        path=str(Path(path).absolute()),
-        sha256=sha256,
-        width=image.width,
-        height=image.height,
-        position=None,
-        heading=info.heading if info else None,
-        heading_source=info.heading_source if info else None,
-        taken_at=info.taken_at if info else None,
-        taken_at_source=info.taken_at_source if info else None,
-        camera=info.camera if info else None,
-        orientation=info.orientation if info else None,
-        file_format=image.file_format,
+    result, unlocated = inspect_photo_keeping_unlocated(
+        path, sha256, max_pixels=max_pixels, decode_check=False
     )
-    return photo, f"{result.reason}: {result.message}"
+    if unlocated is None:
+        return result, ""
+    if unlocated.reason not in NO_LOCATION_REASONS:
+        return unlocated, ""
+    return result, f"{unlocated.reason}: {unlocated.message}"
 
 
 def load_survey_image(

@@ -285,8 +285,7 @@ def oversample_indices(items: Sequence[Item], factors: dict[str, int]) -> list[i
     for i, it in enumerate(items):
         out.extend([i] * factors.get(it.dataset, 1))
     if factors:
-        log.info("oversampled training split: %d images shown %d times per epoch",
-                 len(items), len(out))
+        log.info("oversampled training split: %d images, %d shown per epoch", len(items), len(out))
     return out
 
 

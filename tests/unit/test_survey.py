@@ -561,3 +561,36 @@ def test_group_and_route_commands_rework_a_survey_in_place(
 
     bad = CliRunner().invoke(cli, ["route", str(tmp_path / "missing.gpkg")])
     assert bad.exit_code != 0
+
+
+def test_a_photo_without_position_is_inspected_with_one_header_read(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import heritage.exif as exif
+    import heritage.photos as photos
+    import heritage.survey as survey_module
+    from heritage.records import Photo
+    from heritage.survey import inspect_for_survey
+
+    path = tmp_path / "no_exif.png"
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(path)
+    calls = {"read_exif": 0, "check_image": 0}
+
+    def counted(name, original):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    # patched wherever a module holds a reference, so no call escapes the count
+    originals = {"read_exif": exif.read_exif, "check_image": photos.check_image}
+    for name, original in originals.items():
+        for module in (exif, photos, survey_module):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counted(name, original))
+    photo, why = inspect_for_survey(path, photos.sha256_file(path))
+    assert isinstance(photo, Photo) and photo.position is None
+    assert (photo.width, photo.height) == (40, 30)
+    assert why.startswith("no_gps:")
+    assert calls == {"read_exif": 1, "check_image": 1}
