@@ -626,11 +626,40 @@ def _cell(v: Any) -> str:
     return "n/a" if v is None else str(v)
 
 
+def single_answer(row: dict[str, Any]) -> str | None:
+    """``"positive"``/``"negative"`` when a model gave that answer for every test image.
+
+    Such a model has not learned the task: its accuracy is the share of that class, and
+    comparing another model with it says nothing about the architectures.
+    """
+    conf = row["test"].get("confusion")
+    if not conf:
+        return None
+    (tn, fp), (fn, tp) = conf
+    if tn + fp + fn + tp == 0:
+        return None
+    if tn + fn == 0:
+        return "positive"
+    if tp + fp == 0:
+        return "negative"
+    return None
+
+
 def verdict(rows: Sequence[dict[str, Any]]) -> str:
     """One plain sentence (or a few) on where the paper's claims hold on our data."""
     flat = {r["arch"]: _flat(r) for r in rows}
     acc = {a: f["accuracy"] for a, f in flat.items() if f["accuracy"] is not None}
+    one_answer = {r["arch"]: a for r in rows if (a := single_answer(r))}
     parts: list[str] = []
+    if one_answer:
+        named = ", ".join(
+            f"{DISPLAY.get(a, a)} ({'conservation needed' if v == 'positive' else 'not needed'})"
+            for a, v in one_answer.items()
+        )
+        parts.append(
+            f"Gave one answer for every test image, so has not learned the task at this "
+            f"budget: {named}."
+        )
     paper_order = [a for a in PAPER_ACCURACY if a in acc]
     if len(paper_order) >= 2:
         best = max(acc, key=lambda a: acc[a])
@@ -644,11 +673,19 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
             )
     if TWO_STAGE in acc and "mobilenet_v3_small" in acc:
         d = round(acc[TWO_STAGE] - acc["mobilenet_v3_small"], 1)
-        held = "holds" if d > 0 else "does not hold"
-        parts.append(
-            f"The paper's claim that the two-stage model beats MobileNetV3 alone "
-            f"(+1.2 points) {held} here ({d:+} points)."
-        )
+        if "mobilenet_v3_small" in one_answer:
+            parts.append(
+                f"The two-stage model is {d:+} points from MobileNetV3 alone, but that says "
+                "nothing about the paper's claim (+1.2 points): its stage 1 answered the same "
+                "for every image, so any gain is stage 2 (a ResNet-18 that sees the image in "
+                "its overlay) learning the task on its own."
+            )
+        else:
+            held = "holds" if d > 0 else "does not hold"
+            parts.append(
+                f"The paper's claim that the two-stage model beats MobileNetV3 alone "
+                f"(+1.2 points) {held} here ({d:+} points)."
+            )
     big = [a for a in ("alexnet", "googlenet", "vgg16", "inception_v3") if a in acc]
     if "mobilenet_v3_small" in acc and big:
         beaten = [a for a in big if acc["mobilenet_v3_small"] > acc[a]]
