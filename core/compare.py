@@ -662,7 +662,8 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
         )
     paper_order = [a for a in PAPER_ACCURACY if a in acc]
     if len(paper_order) >= 2:
-        best = max(acc, key=lambda a: acc[a])
+        # the paper's models only: the efficientnet row starts from ImageNet weights
+        best = max(paper_order, key=lambda a: acc[a])
         paper_best = max(paper_order, key=lambda a: PAPER_ACCURACY[a])
         if best == paper_best:
             parts.append(f"As in the paper, {DISPLAY[best]} is the most accurate ({acc[best]} %).")
@@ -686,6 +687,13 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
                 f"The paper's claim that the two-stage model beats MobileNetV3 alone "
                 f"(+1.2 points) {held} here ({d:+} points)."
             )
+    if EFFICIENTNET in acc and paper_order:
+        top = max(paper_order, key=lambda a: acc[a])
+        parts.append(
+            f"{DISPLAY[EFFICIENTNET]} always starts from ImageNet weights, so it is not "
+            f"ranked with the others; it reaches {acc[EFFICIENTNET]} % "
+            f"({acc[EFFICIENTNET] - acc[top]:+.1f} points from {DISPLAY.get(top, top)})."
+        )
     big = [a for a in ("alexnet", "googlenet", "vgg16", "inception_v3") if a in acc]
     if "mobilenet_v3_small" in acc and big:
         beaten = [a for a in big if acc["mobilenet_v3_small"] > acc[a]]

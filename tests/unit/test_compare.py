@@ -171,6 +171,11 @@ def test_verdict_says_where_the_paper_holds():
     assert "Unlike the paper" in text  # paper's best is the two-stage model
     rows[2] = _row(TWO_STAGE, 0.95)
     assert "holds here (+5.0 points)" in verdict(rows) and "As in the paper" in verdict(rows)
+    # the ImageNet-started efficientnet row is reported but not ranked with the others
+    text = verdict([*rows, _row("efficientnet_lite0", 0.99)])
+    assert "As in the paper, Two-stage" in text
+    assert "efficientnet_lite0 (ImageNet) always starts from ImageNet weights" in text
+    assert "reaches 99.0 % (+4.0 points from Two-stage" in text
 
 
 def test_verdict_names_models_that_gave_one_answer_and_does_not_credit_the_two_stage():
