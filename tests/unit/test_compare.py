@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,7 @@ def reduced_run(tmp_path_factory):
     assert res.exit_code == 0, res.output + repr(res.exception)
     yield out, data, runner
     mp.undo()
+    shutil.rmtree(root, ignore_errors=True)  # ~450 MB of weights; pytest would keep it
 
 
 def test_reduced_run_writes_every_row_and_column(reduced_run):
