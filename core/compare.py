@@ -40,6 +40,7 @@ from . import modelzoo
 from .errors import DataError, ModelError
 from .fileio import write_json
 from .progress import NullProgress, Progress
+from .train import DEFAULT_POSITIVES
 
 if TYPE_CHECKING:
     import torch
@@ -188,7 +189,7 @@ class CompareConfig:
     stage2_arch: str = "resnet18"
     max_per_class: int | None = None
     extra_positives: tuple[str, ...] = ()
-    positive: tuple[str, ...] = ("crack", "salt_damage")
+    positive: tuple[str, ...] = DEFAULT_POSITIVES
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
@@ -661,9 +662,9 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
             f"budget: {named}."
         )
     paper_order = [a for a in PAPER_ACCURACY if a in acc]
+    # ranked among the paper's models only: the efficientnet row starts from ImageNet weights
+    best = max(paper_order, key=lambda a: acc[a]) if paper_order else None
     if len(paper_order) >= 2:
-        # the paper's models only: the efficientnet row starts from ImageNet weights
-        best = max(paper_order, key=lambda a: acc[a])
         paper_best = max(paper_order, key=lambda a: PAPER_ACCURACY[a])
         if best == paper_best:
             parts.append(f"As in the paper, {DISPLAY[best]} is the most accurate ({acc[best]} %).")
@@ -687,12 +688,11 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
                 f"The paper's claim that the two-stage model beats MobileNetV3 alone "
                 f"(+1.2 points) {held} here ({d:+} points)."
             )
-    if EFFICIENTNET in acc and paper_order:
-        top = max(paper_order, key=lambda a: acc[a])
+    if EFFICIENTNET in acc and best is not None:
         parts.append(
             f"{DISPLAY[EFFICIENTNET]} always starts from ImageNet weights, so it is not "
             f"ranked with the others; it reaches {acc[EFFICIENTNET]} % "
-            f"({acc[EFFICIENTNET] - acc[top]:+.1f} points from {DISPLAY.get(top, top)})."
+            f"({acc[EFFICIENTNET] - acc[best]:+.1f} points from {DISPLAY.get(best, best)})."
         )
     big = [a for a in ("alexnet", "googlenet", "vgg16", "inception_v3") if a in acc]
     if "mobilenet_v3_small" in acc and big:

@@ -31,10 +31,10 @@ import numpy as np
 from .errors import DataError, InputNotFoundError, OutputNotWritableError
 from .metrics import binary_metrics, default_tolerance, energy_in_mask, pointing_game
 from .progress import NullProgress, Progress
+from .train import DEFAULT_POSITIVES as DEFAULT_POSITIVE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POSITIVE = ("crack", "salt_damage")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".webp", ".pgm")
 
 PER_IMAGE_FIELDS = (

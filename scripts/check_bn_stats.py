@@ -21,8 +21,7 @@ from safetensors.torch import load_file
 from heritage import data as D
 from heritage.fit import predict_proba
 from heritage.modelzoo import build_model
-
-POSITIVE = ("crack", "salt_damage")
+from heritage.train import DEFAULT_POSITIVES
 
 
 def _score(model: torch.nn.Module, loader, pos: list[int]) -> tuple[float, float, float]:
@@ -35,7 +34,7 @@ def check(run: Path, size: int) -> None:
     """Print decision accuracy, share said positive and class accuracy, before and after."""
     items = D.load_split(run)
     classes = D.class_names(items)
-    pos = [i for i, c in enumerate(classes) if c in POSITIVE]
+    pos = [i for i, c in enumerate(classes) if c in DEFAULT_POSITIVES]
     transform = D.eval_transform(size)
     loaders = {
         s: D.make_loader(
