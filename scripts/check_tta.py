@@ -101,10 +101,16 @@ def compute_logits(
 ) -> dict:
     """Stage-1 logits (N×C×K) of the val+test images, with their metadata.
 
-    Columns: the ``views`` of the weight-averaged model, or with ``ensemble`` the views
-    of each model in turn (model-major: column ``m * len(views) + j``).
+    Columns: the ``views`` of each network in turn (network-major: column
+    ``m * len(views) + j``): with ``ensemble`` each model; otherwise the weight-averaged
+    model, followed, when several models are averaged, by the first one alone.
     """
-    nets = [averaged_stage1([d]) for d in model_dirs] if ensemble else [averaged_stage1(model_dirs)]
+    if ensemble:
+        nets = [averaged_stage1([d]) for d in model_dirs]
+    elif len(model_dirs) > 1:  # the average, then the first model alone as the baseline
+        nets = [averaged_stage1(model_dirs), averaged_stage1(model_dirs[:1])]
+    else:
+        nets = [averaged_stage1(model_dirs)]
     card = nets[0][1]
     if any(list(c.stage1.labels) != list(card.stage1.labels) for _, c in nets):
         raise SystemExit(f"{model_dirs}: an ensemble needs models with the same labels")
@@ -205,13 +211,14 @@ def load_or_compute(
 
 def score_rows(d: dict, models: list[Path], views: list[int], ensemble: bool) -> list:
     """(model, view set, scores) for every view set computed: each model and the ensemble,
-    or the one (weight-averaged) model."""
+    or the first model alone and the weight average, or the one model."""
     if ensemble:
         groups = [(_label(m), [i]) for i, m in enumerate(models)]
         names = " + ".join(_label(m) for m in models)
         groups.append((f"ensemble of {names} (mean probability)", list(range(len(models)))))
-    elif len(models) > 1:
-        groups = [(f"weights averaged: {' + '.join(_label(m) for m in models)}", [0])]
+    elif len(models) > 1:  # the first model alone first: the rows are paired with it
+        averaged = f"weights averaged: {' + '.join(_label(m) for m in models)}"
+        groups = [(_label(models[0]), [1]), (averaged, [0])]
     else:
         groups = [(_label(models[0]), [0])]
     rows = []

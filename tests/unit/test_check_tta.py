@@ -132,8 +132,11 @@ def test_score_rows_report_each_model_and_their_ensemble(tta):
     expected = tta.score(d, np.tile(mean, 2))
     assert np.array_equal(rows[2][2].pop("test_right"), expected.pop("test_right"))
     assert rows[2][2] == expected
-    single = tta.score_rows(d, [a, b], [0], ensemble=False)
-    assert [name for name, _, _ in single] == ["weights averaged: shipped + `other`"]
+    # weight averaging: column 0 is the average, column 1 the first model alone (baseline)
+    averaged = tta.score_rows(d, [a, b], [0], ensemble=False)
+    assert [name for name, _, _ in averaged] == ["shipped", "weights averaged: shipped + `other`"]
+    assert averaged[0][2]["val_balanced"] == rows[1][2]["val_balanced"]  # column 1
+    assert averaged[1][2]["val_balanced"] == rows[0][2]["val_balanced"]  # column 0
 
 
 def test_table_pairs_every_row_with_the_first_on_the_test_images(tta):
