@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped default model (models/heritage-default, 0.3.0) on ../shared/data, on
+# Train the shipped default model (models/heritage-default, 0.3.1) on ../shared/data, on
 # this machine's CPU, in two phases. Resumable: re-run the same command after an
 # interruption (each phase continues from the last checkpoint in its run folder; a
 # finished phase 1 is not run again). Run from the repository root. ~2 h 10 min on 2 cores.
@@ -15,8 +15,12 @@
 #   and the first 9 blocks frozen (--freeze 11).
 # Phase 2 (= model 0.3.0, 60 min): stage 1 continues from phase 1's weights with blocks
 #   3-15 trainable (--freeze 5), Adam 5e-5, cosine over 6 epochs, the 129 Dais masonry
-#   training patches shown 4 times per epoch (--oversample), and Grad-CAM on _blocks.10
-#   (14x14, chosen on the validation masks) for the heat maps and the stage-2 overlays.
+#   training patches shown 4 times per epoch (--oversample). Model 0.3.1 is the same
+#   stage 1 with HiResCAM on _blocks.14 for the heat maps and the stage-2 overlays
+#   (chosen on the Dais training+validation masks by scripts/select_cam.py; 0.3.0 used
+#   GradCAM on _blocks.10) and stage 2 trained again on those overlays. 0.3.1 was made by
+#   re-running this script on a copy of 0.3.0's run folder without its overlays and
+#   stage-2 checkpoint (stage 1 resumed as finished, identical weights).
 # --fp16 stores float16 weights (half the size); the card's metrics are measured on them.
 # Extra arguments are passed to phase 2.
 set -euo pipefail
@@ -44,4 +48,5 @@ mkdir -p "$RUN"
 [[ -f "$RUN/split.csv" ]] || cp "$P1_RUN/split.csv" "$P1_RUN/split_meta.json" "$RUN/"
 exec .venv/bin/heritage train "${DATA[@]}" -o "$OUT" --run-dir "$RUN" "${COMMON[@]}" \
   --pretrained "$P1_OUT/stage1.safetensors" --freeze 5 --epochs 6 --lr 5e-5 \
-  --oversample dais-masonry=4 --cam-layer _blocks.10 --model-version 0.3.0 "$@"
+  --oversample dais-masonry=4 --cam-layer _blocks.14 --cam-method hirescam \
+  --model-version 0.3.1 "$@"
