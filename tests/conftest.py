@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 # One compute thread per process: the suite runs several processes at once (CLI
 # subprocesses, QGIS), and on a 2-core machine torch's default of one thread per core
@@ -29,3 +31,11 @@ def shared_data() -> Path:
 def exif_gps(shared_data: Path) -> Path:
     """The geotagged photo corpus."""
     return shared_data / "exif-gps"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (the scripts are not a package) for its unit tests."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

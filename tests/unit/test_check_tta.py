@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import load_script
 from test_modelcard import make_card
 
 from heritage.modelcard import save_model
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_tta.py"
-
 
 @pytest.fixture(scope="module")
 def tta():
-    spec = importlib.util.spec_from_file_location("check_tta", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_tta")
 
 
 def test_views_are_the_eight_distinct_symmetries_of_the_square(tta):

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pair_models.py"
+from conftest import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("pair_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pair_models")
 
 
 def _write(path: Path, rows: list[dict]) -> None:
