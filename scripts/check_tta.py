@@ -7,9 +7,9 @@ chooses the threshold on validation exactly as training does (maximum balanced a
 ``heritage.train.choose_threshold``), and reports the validation balanced accuracy and the
 test figures per dataset (Dais: recall) against the issue's targets.
 
-The rule for adopting a variant is fixed before the test split is read: it must raise
-the validation balanced accuracy. The test columns are reported for every variant so that
-no one has to trust the rule blindly, not to pick from.
+The rule for adopting a variant reads validation only: it must raise the validation
+balanced accuracy. The test columns are reported for every variant so that no one has to
+trust the rule blindly, not to pick from.
 
 Several ``--model`` folders are averaged weight by weight (a uniform "model soup"; they
 must share architecture and labels, e.g. a model and its fine-tuned continuation), or
