@@ -128,7 +128,8 @@ def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
 @click.option(
     "--cam-method",
     default=None,
-    help="Grad-CAM method (gradcam, gradcam++, eigencam, layercam...; default: the model's).",
+    help="Grad-CAM method (gradcam, gradcam++, eigencam, layercam, xgradcam, hirescam; "
+    "default: the model's).",
 )
 @click.option(
     "--batch-size",

@@ -31,7 +31,9 @@ from .params import (
 )
 
 GPKG_FILTER = "GeoPackage (*.gpkg *.GPKG)"
-CAM_METHODS = ("", "gradcam", "gradcam++", "eigencam", "layercam")
+#: "" = the model's own; the others are heritage.explain.CAM_METHODS (a test keeps them
+#: equal), new ones appended so that saved Processing parameters keep their meaning
+CAM_METHODS = ("", "gradcam", "gradcam++", "eigencam", "layercam", "xgradcam", "hirescam")
 DEVICES = ("auto", "cpu", "cuda")
 #: survey layer -> Processing output name
 SURVEY_OUTPUTS = {

@@ -310,6 +310,15 @@ def test_train_algorithm_offers_exactly_the_cores_backbones() -> None:
     assert ARCHS == STAGE1_ARCHS
 
 
+def test_survey_algorithm_offers_exactly_the_cores_cam_methods() -> None:
+    # same reason; the shipped model's own method (hirescam) must be choosable by name too
+    from heritage.explain import CAM_METHODS as CORE_METHODS
+    from heritage_qgis.alg_survey import CAM_METHODS
+
+    assert CAM_METHODS[0] == "" and len(set(CAM_METHODS)) == len(CAM_METHODS)
+    assert set(CAM_METHODS[1:]) == set(CORE_METHODS)
+
+
 def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
     provider, tmp_path: Path
 ) -> None:
