@@ -92,6 +92,11 @@ class ModelCard:
     created: str = ""
     notes: str = ""
 
+    @property
+    def positive_indices(self) -> list[int]:
+        """Indices of the stage-1 outputs whose labels mean "conservation needed"."""
+        return [i for i, lab in enumerate(self.stage1.labels) if lab in self.positive_labels]
+
     def to_json(self) -> str:
         """The card as pretty JSON text (with a ``format`` marker)."""
         d = {"format": CARD_FORMAT, **dataclasses.asdict(self)}

@@ -208,7 +208,7 @@ class TwoStageClassifier:
         self.stage1 = loaded.stage1.to(self.device).eval()
         self.stage2 = loaded.stage2.to(self.device).eval() if loaded.stage2 is not None else None
         self.labels = tuple(card.stage1.labels)
-        self.positive_idx = [i for i, lab in enumerate(self.labels) if lab in card.positive_labels]
+        self.positive_idx = card.positive_indices
         if not self.positive_idx:
             raise ModelError(
                 f"none of the positive labels {card.positive_labels} is a stage-1 label "

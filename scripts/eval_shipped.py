@@ -41,6 +41,11 @@ TARGETS: dict[str, tuple[str, float]] = {
 POINTING_TARGET = 0.8
 
 
+def dais_mask_path(image: Path) -> Path:
+    """The crack mask of a Dais image: ``<dataset>/masks/<name>`` beside ``images/<class>/``."""
+    return image.resolve().parents[2] / "masks" / image.name
+
+
 def link_split(run_dir: Path, split: str, work: Path) -> list[str]:
     """Symlink the ``split`` images (and Dais masks) under ``work``; the datasets seen."""
     with open(run_dir / "split.csv", encoding="utf-8", newline="") as fh:
@@ -55,7 +60,7 @@ def link_split(run_dir: Path, split: str, work: Path) -> list[str]:
         dst.symlink_to(src.resolve())
         datasets.add(r["dataset"])
         if r["dataset"] == "dais-masonry":
-            mask = src.resolve().parents[2] / "masks" / src.name
+            mask = dais_mask_path(src)
             (work / "dais-masks").mkdir(exist_ok=True)
             (work / "dais-masks" / src.name).symlink_to(mask)
     return sorted(datasets)

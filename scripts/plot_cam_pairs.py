@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heritage.explain import CamExplainer, overlay, positive_targets
+from heritage.explain import overlay
 from heritage.metrics import pointing_game
 from heritage.modelcard import load_model
 from heritage.predict import load_image, normalise, to_model_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from select_cam import dais_patches  # noqa: E402
+from select_cam import dais_patches, heat_maps  # noqa: E402
 
 
 def main() -> int:
@@ -43,17 +43,14 @@ def main() -> int:
     args = ap.parse_args()
     loaded = load_model(args.model)
     card, net = loaded.card, loaded.stage1.float().eval()
-    positive = [i for i, lab in enumerate(card.stage1.labels) if lab in card.positive_labels]
+    positive = card.positive_indices
     items, masks = dais_patches(args.run_dir, card.input_size)
     test = sorted((it.path.name, i) for i, it in enumerate(items) if it.split == "test")
     chosen = [i for _, i in test[: args.rows]]
     rgbs = [to_model_rgb(load_image(items[i].path), card.input_size) for i in chosen]
     x = normalise(rgbs, card.mean, card.std)
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
-    maps = {}
-    for layer, method in pairs:
-        with CamExplainer(net, layer, method=method, fallback=None) as explainer:
-            maps[(layer, method)] = explainer.explain(x, positive_targets(len(x), positive)).maps
+    maps = {(layer, method): heat_maps(net, x, layer, method, positive) for layer, method in pairs}
     fig, axes = plt.subplots(
         len(chosen), 1 + len(pairs), figsize=(3 * (1 + len(pairs)), 3 * len(chosen))
     )

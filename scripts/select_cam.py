@@ -36,6 +36,9 @@ from heritage.modelcard import load_model
 from heritage.predict import load_image, normalise, to_model_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from eval_shipped import dais_mask_path  # noqa: E402
+
 DAIS = "dais-masonry"
 LAYERS = (
     "_blocks.8",
@@ -56,11 +59,26 @@ def dais_patches(run_dir: Path, size: int) -> tuple[list[D.Item], list[np.ndarra
     items = [it for it in D.load_split(run_dir) if it.dataset == DAIS]
     masks = []
     for it in items:
-        mask_path = it.path.resolve().parents[2] / "masks" / it.path.name
+        mask_path = dais_mask_path(it.path)
         if not mask_path.is_file():
             raise SystemExit(f"no mask for {it.path} (looked for {mask_path})")
         masks.append(load_mask(mask_path, size))
     return items, masks
+
+
+def heat_maps(
+    net: torch.nn.Module, x: torch.Tensor, layer: str, method: str, positive: list[int]
+) -> np.ndarray:
+    """Heat maps of ``method`` on ``layer`` explaining the positive classes, batches of 16."""
+    with CamExplainer(net, layer, method=method, fallback=None) as explainer:
+        return np.concatenate(
+            [
+                explainer.explain(
+                    x[s : s + 16], positive_targets(len(x[s : s + 16]), positive)
+                ).maps
+                for s in range(0, len(x), 16)
+            ]
+        )
 
 
 def score_pair(
@@ -72,15 +90,7 @@ def score_pair(
     positive: list[int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per patch: pointing-game hit and energy in mask of ``method`` on ``layer``."""
-    with CamExplainer(net, layer, method=method, fallback=None) as explainer:
-        maps = np.concatenate(
-            [
-                explainer.explain(
-                    x[s : s + 16], positive_targets(len(x[s : s + 16]), positive)
-                ).maps
-                for s in range(0, len(x), 16)
-            ]
-        )
+    maps = heat_maps(net, x, layer, method, positive)
     hits = np.array([pointing_game(m, k) for m, k in zip(maps, masks, strict=True)])
     energy = np.array([energy_in_mask(m, k) for m, k in zip(maps, masks, strict=True)])
     return hits, energy
@@ -138,7 +148,7 @@ def main() -> int:
     select_on = tuple(args.select_on.split(","))
     loaded = load_model(args.model)
     card, net = loaded.card, loaded.stage1.float().eval()
-    positive = [i for i, lab in enumerate(card.stage1.labels) if lab in card.positive_labels]
+    positive = card.positive_indices
     items, masks = dais_patches(args.run_dir, card.input_size)
     rgbs = [to_model_rgb(load_image(it.path), card.input_size) for it in items]
     x = normalise(rgbs, card.mean, card.std)

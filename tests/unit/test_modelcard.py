@@ -189,3 +189,8 @@ def test_default_model_dir_env_override(monkeypatch, tmp_path):
     with pytest.raises(ModelError, match="heritage train"):
         monkeypatch.setenv("HERITAGE_MODEL_DIR", str(tmp_path / "absent"))
         load_model()
+
+
+def test_positive_indices_name_the_stage1_outputs_that_mean_conservation_needed():
+    assert make_card().positive_indices == [0, 2]  # crack, salt_damage of LABELS
+    assert make_card(positive_labels=("no_crack",)).positive_indices == [1]
