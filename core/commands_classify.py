@@ -7,10 +7,8 @@ Ctrl-C and SIGTERM stop cleanly between photos: what was written is kept, exit 1
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,8 @@ from typing import Any
 import click
 
 from .cli_options import device_option, json_progress_option, model_option
+from .interrupts import EXIT_CANCELLED, stop_on_signals
 from .progress import JsonLinesProgress, NullProgress, TqdmProgress
-
-EXIT_CANCELLED = 130
 
 
 def _start_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -91,27 +88,6 @@ route_options = _compose(
     ),
     click.option("--by-priority", is_flag=True, help="Visit category A first, then B..."),
 )
-
-
-def _install_signal_handlers(progress: NullProgress) -> dict[int, Any]:
-    """First Ctrl-C/SIGTERM asks the run to stop after the current photo; a second one
-    interrupts at once (KeyboardInterrupt)."""
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if progress._cancel.is_set():
-            raise KeyboardInterrupt
-        progress.cancel()
-        click.echo(
-            "\nStopping after the current photo (press Ctrl-C again to stop at once)...",
-            err=True,
-        )
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # ValueError: not the main thread (e.g. CliRunner in a worker thread)
-        with contextlib.suppress(ValueError):
-            previous[sig] = signal.signal(sig, handler)
-    return previous
 
 
 @click.command("classify")
@@ -236,9 +212,9 @@ def classify(
         workers=workers or 0,
     )
     progress: NullProgress = JsonLinesProgress() if json_progress else TqdmProgress()
-    previous = _install_signal_handlers(progress)
     try:
-        summary = run_survey(config, progress)
+        with stop_on_signals(progress, "after the current photo"):
+            summary = run_survey(config, progress)
     except CancelledError:
         if json_progress:
             click.echo(json.dumps({"event": "cancelled", "output": str(output)}))
@@ -251,8 +227,6 @@ def classify(
     finally:
         if isinstance(progress, TqdmProgress):
             progress.close()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     if json_progress:
         click.echo(json.dumps({"event": "summary", **summary.as_dict()}))
         return

@@ -86,6 +86,7 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
     import torch
 
     from .compare import CompareConfig, run_compare
+    from .interrupts import resumable_run
     from .progress import JsonLinesProgress, TqdmProgress
     from .train import DEFAULT_POSITIVES
 
@@ -119,7 +120,8 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
     )
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
     try:
-        rows = run_compare(cfg, progress)
+        with resumable_run(progress, f"finished rows and checkpoints are in {out_dir}"):
+            rows = run_compare(cfg, progress)
     finally:
         if isinstance(progress, TqdmProgress):
             progress.close()

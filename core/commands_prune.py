@@ -96,6 +96,7 @@ def prune(model_dir, out_dir, data_dirs, run_dir, work_dir, ratio, min_reduction
 
     import torch
 
+    from .interrupts import resumable_run
     from .progress import JsonLinesProgress, TqdmProgress
     from .prune import PruneConfig, prune_and_finetune, report_markdown
 
@@ -126,7 +127,8 @@ def prune(model_dir, out_dir, data_dirs, run_dir, work_dir, ratio, min_reduction
     )  # fmt: skip
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
     try:
-        rep = prune_and_finetune(cfg, progress)
+        with resumable_run(progress, f"the fine-tuning checkpoint is in {cfg.resolved_work_dir}"):
+            rep = prune_and_finetune(cfg, progress)
     finally:
         if isinstance(progress, TqdmProgress):
             progress.close()

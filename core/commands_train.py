@@ -216,6 +216,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
           cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
           resume, model_id, model_version, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
+    from .interrupts import resumable_run
     from .progress import JsonLinesProgress, TqdmProgress
     from .train import DEFAULT_POSITIVES, TrainConfig, train_two_stage
 
@@ -273,7 +274,8 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
     torch.set_num_threads(threads or cpus)
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
     try:
-        card = train_two_stage(cfg, progress)
+        with resumable_run(progress, f"checkpoints are in {cfg.resolved_run_dir}"):
+            card = train_two_stage(cfg, progress)
     finally:
         if isinstance(progress, TqdmProgress):
             progress.close()

@@ -626,4 +626,17 @@ def make_loader(
         pin_memory=str(device).startswith("cuda"),
         persistent_workers=workers > 0 and shuffle,  # the train loader is re-iterated most
         drop_last=False,
+        worker_init_fn=ignore_sigint if workers > 0 else None,
     )
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process.
+
+    Without this a terminal's Ctrl-C (sent to the whole process group) kills the workers
+    while the main process is still finishing its batch and writing a checkpoint
+    (:mod:`heritage.interrupts`).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

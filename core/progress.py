@@ -51,6 +51,11 @@ class NullProgress:
         """Ask the running job to stop at its next check."""
         self._cancel.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancel.is_set()
+
     def check_cancelled(self) -> None:
         if self._cancel.is_set():
             raise CancelledError("cancelled by the user")

@@ -19,6 +19,7 @@ from heritage.compare import (
     TWO_STAGE,
     input_size_for,
     measure_throughput,
+    run_order,
     single_answer,
     verdict,
 )
@@ -148,6 +149,14 @@ def test_resume_skips_finished_models(reduced_run):
         ["compare", str(data), "-o", str(out), "--max-per-class", "3", "--device", "cpu"],
     )
     assert res.exit_code != 0 and "other data or settings" in str(res.exception)
+
+
+def test_rows_train_cheapest_first_with_two_stage_after_its_mobilenet():
+    assert run_order([*DEFAULT_ARCHS, "efficientnet_lite0"]) == [
+        "mobilenet_v3_small", TWO_STAGE, "efficientnet_lite0", "alexnet", "googlenet",
+        "inception_v3", "vgg16",
+    ]  # fmt: skip
+    assert run_order(["vgg16", TWO_STAGE, "alexnet"]) == ["alexnet", "vgg16", TWO_STAGE]
 
 
 def test_input_sizes_and_throughput():
