@@ -77,11 +77,16 @@ def _archs(value: str) -> tuple[str, ...]:
 @click.option(
     "--keep-checkpoints", is_flag=True, help="Keep the fit checkpoints of finished models."
 )
+@click.option(
+    "--table-only",
+    is_flag=True,
+    help="Write the table of the models finished so far in OUT_DIR; train nothing.",
+)
 @json_progress_option()
 def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patience, pretrained,
             max_per_class, extra_positives, positives, seed, threshold, device, workers, threads,
             no_cache, resume, no_efficientnet, bench_batch_size, bench_batches,
-            keep_checkpoints, json_progress) -> None:  # fmt: skip
+            keep_checkpoints, table_only, json_progress) -> None:  # fmt: skip
     """Train and compare backbones on DATA_DIRS (same split, same budget) into a table."""
     import torch
 
@@ -114,7 +119,9 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
         bench_batch_size=bench_batch_size,
         bench_batches=bench_batches,
         keep_checkpoints=keep_checkpoints,
-        command_line=shlex.join(["heritage", *sys.argv[1:]])
+        table_only=table_only,
+        # the command that trains (a --table-only call reports that run's command)
+        command_line=shlex.join(["heritage", *(a for a in sys.argv[1:] if a != "--table-only")])
         if sys.argv[1:2] == ["compare"]
         else "",
     )

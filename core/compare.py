@@ -217,6 +217,7 @@ class CompareConfig:
     bench_warmup: int = 2
     bench_batches: int = 5
     keep_checkpoints: bool = False  # keep fit checkpoints of finished rows (VGG16: ~2 GB)
+    table_only: bool = False  # write the table of the rows finished so far; train nothing
     command_line: str = ""
 
     def split_settings(self) -> Any:
@@ -553,9 +554,13 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
 
     order = run_order(archs)
     done: dict[str, dict[str, Any]] = {}
+    pending: list[str] = []
     for arch in order:
         res_path = out / arch / RESULT_FILE
-        row = _load_result(res_path, cfg) if cfg.resume else None
+        row = _load_result(res_path, cfg) if cfg.resume or cfg.table_only else None
+        if row is None and cfg.table_only:
+            pending.append(arch)
+            continue
         if row is not None:
             log.info("%s: finished earlier, reusing %s", arch, res_path)
             progress.message(f"compare: {arch} already done")
@@ -582,6 +587,11 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
                 ckpt.unlink()
         done[arch] = row
     rows = [done[a] for a in archs if a in done]
+    if not rows:
+        raise DataError(
+            f"no model of this comparison has finished in {out} yet; run it without "
+            "--table-only first"
+        )
 
     summary = {
         "command_line": cfg.command_line,
@@ -595,6 +605,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
         },
         "device": device,
         "notes": notes,
+        "pending": [a for a in archs if a in pending],
         "rows": rows,
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -754,6 +765,14 @@ def table_markdown(summary: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
+    if summary.get("pending"):
+        lines.insert(
+            0,
+            f"**Part of the run: {len(rows)} of {len(rows) + len(summary['pending'])} models "
+            f"finished; still to train: "
+            f"{', '.join(DISPLAY.get(a, a) for a in summary['pending'])}. Re-run the same "
+            "command to continue.**\n",
+        )
     threads = set()
     for r in rows:
         f = _flat(r)

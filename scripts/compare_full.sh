@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The full backbone comparison (the paper's Table 1 on our data). Hours on a CPU;
-# resumable: re-run the same command and finished models are skipped.
+# resumable: re-run the same command and finished models are skipped, an unfinished one
+# continues from its checkpoint (Ctrl-C/SIGTERM write one after the current batch).
+# scripts/compare_full.sh --table-only: the table of the models finished so far.
 # Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -159,6 +159,43 @@ def test_rows_train_cheapest_first_with_two_stage_after_its_mobilenet():
     assert run_order(["vgg16", TWO_STAGE, "alexnet"]) == ["alexnet", "vgg16", TWO_STAGE]
 
 
+def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
+    from heritage.cli import cli
+
+    out, data, runner = reduced_run
+    kept = {n: (out / n).read_bytes() for n in ("comparison.csv", "comparison.md", "results.json")}
+    hidden = out / "vgg16" / "result.json"
+    hidden.rename(hidden.with_suffix(".hidden"))
+    try:
+        res = runner.invoke(
+            cli,
+            ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
+             "--device", "cpu", "--bench-batch-size", "2", "--bench-batches", "1",
+             "--no-efficientnet", "--table-only"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        assert not hidden.exists() and not (out / "vgg16" / "model_checkpoint.pt").exists()
+        rows = list(csv.DictReader((out / "comparison.csv").read_text().splitlines()))
+        assert [r["arch"] for r in rows] == [a for a in DEFAULT_ARCHS if a != "vgg16"]
+        md = (out / "comparison.md").read_text()
+        assert md.startswith("**Part of the run: 5 of 6 models finished; still to train: VGG16.")
+        assert "--table-only" not in md
+    finally:
+        hidden.with_suffix(".hidden").rename(hidden)
+        for name, blob in kept.items():
+            (out / name).write_bytes(blob)
+
+
+def test_table_only_without_finished_rows_says_to_train_first(tmp_path):
+    from heritage.cli import cli
+
+    data = _images(tmp_path)
+    res = CliRunner().invoke(
+        cli, ["compare", str(data), "-o", str(tmp_path / "o"), "--no-efficientnet", "--table-only"]
+    )
+    assert res.exit_code != 0 and "without --table-only first" in str(res.exception)
+
+
 def test_input_sizes_and_throughput():
     assert input_size_for("inception_v3", None) == 299
     assert input_size_for("vgg16", None) == 224
