@@ -65,6 +65,13 @@ def _slim_fc_heads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mz, "build_model", build)
 
 
+def reduced_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """``heritage compare`` at the reduced budget of these tests: 64 px, one epoch."""
+    return ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
+            "--batch-size", "32", "--device", "cpu", "--bench-batch-size", "2",
+            "--bench-batches", "1", "--no-efficientnet", *extra]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def reduced_run(tmp_path_factory):
     from heritage.cli import cli
@@ -74,11 +81,8 @@ def reduced_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")
     data = _images(root)
     out = root / "out"
-    args = ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
-            "--batch-size", "32", "--device", "cpu", "--bench-batch-size", "2",
-            "--bench-batches", "1", "--no-efficientnet"]  # fmt: skip
     runner = CliRunner()
-    res = runner.invoke(cli, args)
+    res = runner.invoke(cli, reduced_args(data, out))
     assert res.exit_code == 0, res.output + repr(res.exception)
     yield out, data, runner
     mp.undo()
@@ -135,12 +139,7 @@ def test_resume_skips_finished_models(reduced_run):
 
     out, data, runner = reduced_run
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
-    res = runner.invoke(
-        cli,
-        ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
-         "--device", "cpu", "--bench-batch-size", "2", "--bench-batches", "1",
-         "--no-efficientnet", "--resume"],
-    )  # fmt: skip
+    res = runner.invoke(cli, reduced_args(data, out, "--resume"))
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")} == before
     # another budget in the same folder is not mixed with these rows
@@ -167,12 +166,7 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
     hidden = out / "vgg16" / "result.json"
     hidden.rename(hidden.with_suffix(".hidden"))
     try:
-        res = runner.invoke(
-            cli,
-            ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
-             "--device", "cpu", "--bench-batch-size", "2", "--bench-batches", "1",
-             "--no-efficientnet", "--table-only"],
-        )  # fmt: skip
+        res = runner.invoke(cli, reduced_args(data, out, "--table-only"))
         assert res.exit_code == 0, res.output + repr(res.exception)
         assert not hidden.exists() and not (out / "vgg16" / "model_checkpoint.pt").exists()
         rows = list(csv.DictReader((out / "comparison.csv").read_text().splitlines()))
