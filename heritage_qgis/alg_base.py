@@ -72,6 +72,8 @@ class HeritageAlgorithm(QgsProcessingAlgorithm):
     GROUP = "Survey"
     DISPLAY = ""
     HELP = ""
+    #: seconds the backend gets after a cancel (SIGTERM) to stop cleanly before SIGKILL
+    CANCEL_GRACE_S = backend.GRACE_S
 
     def tr(self, text: str) -> str:
         """Translate ``text`` (context "Heritage")."""
@@ -142,7 +144,9 @@ class HeritageAlgorithm(QgsProcessingAlgorithm):
     ) -> backend.RunResult:
         """Run the backend; failures become QgsProcessingException with the reason."""
         try:
-            return backend.run_backend(args, FeedbackListener(feedback))
+            return backend.run_backend(
+                args, FeedbackListener(feedback), grace_s=self.CANCEL_GRACE_S
+            )
         except backend.BackendCancelled as exc:
             raise QgsProcessingException(self.tr("Cancelled: {0}").format(exc)) from exc
         except backend.BackendError as exc:

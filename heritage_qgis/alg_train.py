@@ -62,8 +62,13 @@ class TrainModelAlgorithm(HeritageAlgorithm):
         "classify algorithms take as their model. Training on a CPU takes a while: start "
         "with few epochs or a maximum number of images per class. efficientnet_lite0 is "
         "fine-tuned from ImageNet weights (the shipped model's recipe) and needs far fewer "
-        "images and epochs than the MobileNetV3 backbones, which train from scratch."
+        "images and epochs than the MobileNetV3 backbones, which train from scratch. "
+        "Cancelling stops after the current batch and keeps a checkpoint beside the model "
+        "folder; run again with the same settings and 'Continue an interrupted run' ticked "
+        "to go on from there."
     )
+    #: one training batch plus writing the checkpoint (a ResNet-50 batch on a slow CPU)
+    CANCEL_GRACE_S = 120.0
 
     def initAlgorithm(self, config=None):
         self.addParameter(_folder("INPUT", self.tr("Training images (class sub-folders)")))
@@ -84,6 +89,13 @@ class TrainModelAlgorithm(HeritageAlgorithm):
         self.addParameter(
             QgsProcessingParameterBoolean(
                 "SKIP_STAGE2", self.tr("Train stage 1 only"), defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "RESUME",
+                self.tr("Continue an interrupted run (same model folder and settings)"),
+                defaultValue=False,
             )
         )
         advanced = [
@@ -148,6 +160,8 @@ class TrainModelAlgorithm(HeritageAlgorithm):
             ]
         if self.parameterAsBoolean(parameters, "SKIP_STAGE2", context):
             args.append("--skip-stage2")
+        if self.parameterAsBoolean(parameters, "RESUME", context):
+            args.append("--resume")
         args += ["--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]]
         return [*args, "--json-progress"]
 

@@ -320,10 +320,11 @@ def test_survey_algorithm_offers_exactly_the_cores_cam_methods() -> None:
 
 
 def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
-    provider, tmp_path: Path
+    provider, tmp_path: Path, monkeypatch
 ) -> None:
     from qgis.core import QgsApplication, QgsProcessingContext, QgsProject
 
+    from heritage_qgis import backend
     from heritage_qgis.alg_train import ARCHS
 
     (tmp_path / "data" / "crack").mkdir(parents=True)
@@ -343,3 +344,10 @@ def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
     assert "--freeze" in args and "--stage2-pretrained" in args
     params["ARCH"] = ARCHS.index("mobilenet_v3_small")
     assert "--pretrained" not in alg.build_args(params, context)  # scratch stays scratch
+    assert "--resume" not in args
+    assert "--resume" in alg.build_args({**params, "RESUME": True}, context)
+    # a cancelled training gets time to finish its batch and write the checkpoint
+    seen = {}
+    monkeypatch.setattr(backend, "run_backend", lambda a, listener, grace_s: seen.update(g=grace_s))
+    alg.run_backend(["train"], None)
+    assert seen["g"] == alg.CANCEL_GRACE_S > backend.GRACE_S
