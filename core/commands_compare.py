@@ -50,6 +50,14 @@ def _archs(value: str) -> tuple[str, ...]:
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
 @click.option(
+    "--scheduler",
+    type=click.Choice(["cosine", "plateau", "none"]),
+    default="cosine",
+    show_default=True,
+    help="Learning-rate schedule of every row: cosine over the epochs, or ReduceLROnPlateau "
+    "(tenfold cut after two epochs without a validation-loss gain).",
+)
+@click.option(
     "--pretrained",
     type=click.Choice(["none", "imagenet"]),
     default="none",
@@ -83,8 +91,9 @@ def _archs(value: str) -> tuple[str, ...]:
     help="Write the table of the models finished so far in OUT_DIR; train nothing.",
 )
 @json_progress_option()
-def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patience, pretrained,
-            max_per_class, extra_positives, positives, seed, threshold, device, workers, threads,
+def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patience, scheduler,
+            pretrained, max_per_class, extra_positives, positives, seed, threshold, device,
+            workers, threads,
             no_cache, resume, no_efficientnet, bench_batch_size, bench_batches,
             keep_checkpoints, table_only, json_progress) -> None:  # fmt: skip
     """Train and compare backbones on DATA_DIRS (same split, same budget) into a table."""
@@ -105,6 +114,7 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
         batch_size=batch_size,
         lr=lr,
         patience=patience,
+        scheduler=scheduler,
         pretrained=None if pretrained == "none" else pretrained,
         max_per_class=max_per_class,
         extra_positives=tuple(extra_positives),

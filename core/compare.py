@@ -2,8 +2,8 @@
 
 :func:`run_compare` trains AlexNet, GoogLeNet, VGG16, InceptionV3, MobileNetV3-Small
 and the two-stage model on the same split (``split.csv`` written once into the output
-folder and reused) with the same budget: epochs, Adam, learning rate, ReduceLROnPlateau
-schedule + early stopping (:func:`heritage.fit.fit`), the same augmentation
+folder and reused) with the same budget: epochs, Adam, learning rate, a cosine schedule
+(or ReduceLROnPlateau) + early stopping (:func:`heritage.fit.fit`), the same augmentation
 (:func:`heritage.data.train_transform`) and batch size. Each network is scored on the
 test split for the binary decision "conservation needed" (positive classes, default
 ``crack`` and ``salt_damage``: the stage-1 probability of the positive classes summed,
@@ -197,7 +197,7 @@ class CompareConfig:
     batch_size: int = 32
     lr: float = 1e-4
     patience: int = 3
-    scheduler: str = "plateau"
+    scheduler: str = "cosine"  # the same rates for every row (plateau reacts to val noise)
     pretrained: str | None = None  # None (scratch) or "imagenet", for every network
     stage2_arch: str = "resnet18"
     max_per_class: int | None = None

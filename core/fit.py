@@ -273,6 +273,29 @@ def _make_scheduler(cfg: FitConfig, opt: torch.optim.Optimizer) -> Any:
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
 
 
+#: settings a resumed run must share with its checkpoint: they shape the optimiser's
+#: state and the learning-rate schedule, so mixing two of them is neither run
+_SCHEDULE_KEYS = ("lr", "weight_decay", "scheduler", "plateau_factor", "plateau_patience", "seed")
+
+
+def _check_same_schedule(saved: dict[str, Any] | None, cfg: FitConfig, path: Path) -> None:
+    """Refuse to resume ``path`` with another optimiser or schedule than it was written with.
+
+    ``epochs`` counts too under the cosine schedule (its period). Checkpoints without a
+    recorded config (older ones) are not checked.
+    """
+    if not saved:
+        return
+    keys = (*_SCHEDULE_KEYS, "epochs") if cfg.scheduler == "cosine" else _SCHEDULE_KEYS
+    now = asdict(cfg)
+    diffs = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in keys if k in saved and saved[k] != now[k]]
+    if diffs:
+        raise ModelError(
+            f"{path} was written with other training settings ({', '.join(diffs)}): resume "
+            "with the settings it was started with, or delete it to start over"
+        )
+
+
 def fit(
     model: nn.Module,
     train_loader: Any,
@@ -330,6 +353,7 @@ def fit(
             raise ModelError(
                 f"cannot read checkpoint {ckpt_path} ({exc}); delete it to start over"
             ) from exc
+        _check_same_schedule(ck.get("config"), cfg, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if sched is not None and ck.get("scheduler"):

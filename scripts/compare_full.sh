@@ -15,7 +15,7 @@ OUT=${COMPARE_OUT:-runs/compare-full}
   --extra-positives "$DATA/dais-masonry/images" \
   -o "$OUT" \
   --archs alexnet,googlenet,vgg16,inception_v3,mobilenet_v3_small,two_stage \
-  --epochs 15 --batch-size 32 --lr 1e-4 --patience 3 --pretrained none \
+  --epochs 15 --batch-size 32 --lr 1e-4 --scheduler cosine --patience 3 --pretrained none \
   --device auto --resume "$@"
 
 cp "$OUT/comparison.csv" docs/comparison.csv

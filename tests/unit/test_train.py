@@ -136,6 +136,25 @@ def test_fit_resumes_at_saved_epoch_and_batch_with_identical_result(tmp_path, ex
     assert again.epochs_run == 3 and again.resumed_from == (3, 0)
 
 
+def test_fit_refuses_to_resume_with_another_schedule(tmp_path):
+    from heritage.errors import ModelError
+
+    model, train, val = _toy()
+    with pytest.raises(CancelledError):
+        fit(model, train, val, CFG, tmp_path, "toy", StopAt(4))
+    ck = tmp_path / "toy_checkpoint.pt"
+    stamp = ck.stat().st_mtime_ns
+    for change, said in (({"lr": 0.01}, "lr 0.05 -> 0.01"), ({"scheduler": "cosine"}, "plateau")):
+        cfg = FitConfig(**{**CFG.__dict__, "resume": True, **change})
+        with pytest.raises(ModelError, match="other training settings") as err:
+            fit(*_toy(), cfg, tmp_path, "toy")
+        assert said in str(err.value) and str(ck) in str(err.value)
+    assert ck.stat().st_mtime_ns == stamp  # the checkpoint is left as it was
+    # more epochs under the plateau schedule is a legitimate continuation
+    res = fit(*_toy(), FitConfig(**{**CFG.__dict__, "resume": True, "epochs": 4}), tmp_path, "toy")
+    assert res.resumed_from == (0, 4) and res.epochs_run == 4
+
+
 def test_binary_metrics_and_mcnemar():
     y = np.array([0, 0, 1, 1, 1])
     m = binary_metrics(y, np.array([0.1, 0.7, 0.8, 0.9, 0.2]), 0.5)
