@@ -44,3 +44,69 @@ def model_option(help: str = DEFAULT_MODEL_HELP) -> Callable[[Any], Any]:
         default=None,
         help=help,
     )
+
+
+def positive_option(name: str = "positives") -> Callable[[Any], Any]:
+    """``--positive NAME`` (repeat): class folders meaning "conservation needed"."""
+    from .train import DEFAULT_POSITIVES
+
+    return click.option(
+        "--positive",
+        name,
+        multiple=True,
+        metavar="NAME",
+        help="Class folder meaning 'conservation needed' (repeat) [default: "
+        f"{', '.join(DEFAULT_POSITIVES)}]; any other class means 'not needed'.",
+    )
+
+
+def extra_positives_option() -> Callable[[Any], Any]:
+    """``--extra-positives DIR`` (repeat): folders whose images are all positives."""
+    return click.option(
+        "--extra-positives",
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False),
+        help="Folder whose images (any depth) are all positives ('crack'), e.g. "
+        "dais-masonry/images (repeat).",
+    )
+
+
+def threads_option() -> Callable[[Any], Any]:
+    """``--threads N``: torch's CPU threads (default: every CPU)."""
+    return click.option(
+        "--threads",
+        type=click.IntRange(1),
+        default=None,
+        help="torch CPU threads [default: number of CPUs].",
+    )
+
+
+def scheduler_option(default: str, of_what: str) -> Callable[[Any], Any]:
+    """``--scheduler plateau|cosine|none``; ``of_what`` names what it schedules."""
+    return click.option(
+        "--scheduler",
+        type=click.Choice(["plateau", "cosine", "none"]),
+        default=default,
+        show_default=True,
+        help=f"Learning-rate schedule of {of_what}: plateau (x0.1 after two epochs without "
+        "a validation-loss gain) or cosine over --epochs.",
+    )
+
+
+def bench_options() -> Callable[[Any], Any]:
+    """``--bench-batch-size`` and ``--bench-batches`` of the CPU throughput measurement."""
+    size = click.option(
+        "--bench-batch-size",
+        type=click.IntRange(1),
+        default=32,
+        show_default=True,
+        help="Batch size of the CPU images/s measurement.",
+    )
+    batches = click.option(
+        "--bench-batches",
+        type=click.IntRange(1),
+        default=5,
+        show_default=True,
+        help="Timed batches of the CPU images/s measurement.",
+    )
+    return lambda f: size(batches(f))

@@ -8,7 +8,15 @@ import sys
 
 import click
 
-from .cli_options import device_option, json_progress_option
+from .cli_options import (
+    bench_options,
+    device_option,
+    extra_positives_option,
+    json_progress_option,
+    positive_option,
+    scheduler_option,
+    threads_option,
+)
 
 
 def _archs(value: str) -> tuple[str, ...]:
@@ -49,14 +57,7 @@ def _archs(value: str) -> tuple[str, ...]:
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
-@click.option(
-    "--scheduler",
-    type=click.Choice(["cosine", "plateau", "none"]),
-    default="cosine",
-    show_default=True,
-    help="Learning-rate schedule of every row: cosine over the epochs, or ReduceLROnPlateau "
-    "(tenfold cut after two epochs without a validation-loss gain).",
-)
+@scheduler_option("cosine", "every row (cosine: the same rates for all)")
 @click.option(
     "--pretrained",
     type=click.Choice(["none", "imagenet"]),
@@ -65,23 +66,17 @@ def _archs(value: str) -> tuple[str, ...]:
     help="Start every network from scratch or from torchvision's ImageNet weights.",
 )
 @click.option("--max-per-class", type=click.IntRange(1), default=None, help="Quick runs.")
-@click.option(
-    "--extra-positives",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder whose images are all 'crack' (e.g. dais-masonry/images; repeat).",
-)
-@click.option("--positive", "positives", multiple=True, metavar="NAME", help="Positive class.")
+@extra_positives_option()
+@positive_option()
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @device_option()
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@threads_option()
 @click.option("--no-cache", is_flag=True, help="Decode images every epoch (less memory).")
 @click.option("--resume", is_flag=True, help="Skip finished models, continue unfinished ones.")
 @click.option("--no-efficientnet", is_flag=True, help="Leave out the optional efficientnet row.")
-@click.option("--bench-batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--bench-batches", type=click.IntRange(1), default=5, show_default=True)
+@bench_options()
 @click.option(
     "--keep-checkpoints", is_flag=True, help="Keep the fit checkpoints of finished models."
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import device_option, json_progress_option, model_option
+from .cli_options import device_option, json_progress_option, model_option, positive_option
 from .evaluate import DEFAULT_POSITIVE, EvalConfig
 
 
@@ -22,13 +22,7 @@ from .evaluate import DEFAULT_POSITIVE, EvalConfig
     help="Folder of binary defect masks, one per image with the same file name: "
     "scores where Grad-CAM points (pointing game, energy in mask).",
 )
-@click.option(
-    "--positive",
-    multiple=True,
-    metavar="NAME",
-    help="Class folder meaning 'conservation needed' (repeatable). "
-    f"Default: {', '.join(DEFAULT_POSITIVE)}. Any other class means 'not needed'.",
-)
+@positive_option("positive")
 @click.option(
     "--cam-method",
     default=None,

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
-from .cli_options import device_option, json_progress_option
+from .cli_options import (
+    bench_options,
+    device_option,
+    json_progress_option,
+    threads_option,
+)
 
 
 @click.command(name="prune")
@@ -71,11 +76,10 @@ from .cli_options import device_option, json_progress_option
 @click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
 @device_option()
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@threads_option()
 @click.option("--cache-images", is_flag=True, help="Decode the images once into memory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fine-tuning.")
-@click.option("--bench-batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--bench-batches", type=click.IntRange(1), default=5, show_default=True)
+@bench_options()
 @click.option(
     "--report",
     type=click.Path(dir_okay=False),

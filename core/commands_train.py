@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from .cli_options import device_option, json_progress_option
+from .cli_options import (
+    device_option,
+    extra_positives_option,
+    json_progress_option,
+    positive_option,
+    scheduler_option,
+    threads_option,
+)
 from .modelzoo import STAGE1_ARCHS
 
 
@@ -111,33 +118,14 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     show_default=True,
     help="Early stopping: epochs without validation-loss gain (0 = off).",
 )
-@click.option(
-    "--scheduler",
-    type=click.Choice(["plateau", "cosine", "none"]),
-    default="plateau",
-    show_default=True,
-    help="Learning-rate schedule of both stages: plateau (x0.1 when the validation loss "
-    "stalls) or cosine over --epochs.",
-)
+@scheduler_option("plateau", "both stages")
 @click.option("--image-size", type=click.IntRange(32), default=224, show_default=True)
 @device_option()
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option(
-    "--positive",
-    "positives",
-    multiple=True,
-    metavar="NAME",
-    help="Class meaning 'conservation needed' (repeat) [default: crack, salt_damage].",
-)
-@click.option(
-    "--extra-positives",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder whose images (any depth) are all positives ('crack'), e.g. "
-    "dais-masonry/images (repeat).",
-)
+@positive_option()
+@extra_positives_option()
 @click.option(
     "--max-per-class",
     type=click.IntRange(1),
@@ -159,12 +147,7 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     default=None,
     help="DataLoader worker processes [default: min(2, CPUs)].",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=None,
-    help="torch CPU threads [default: number of CPUs].",
-)
+@threads_option()
 @click.option(
     "--cache-images",
     is_flag=True,
