@@ -474,6 +474,7 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
         },
         "decision_stage": card.decision_stage,
         "stage1_test": {k: test["stage1"].get(k) for k in ("accuracy", "f1")},
+        "paired_vs_stage1": test.get("mcnemar"),
         "class_accuracy": test["stage1"].get("multiclass_accuracy"),
         "params": params,
         "size_bytes": size_bytes,
@@ -484,6 +485,15 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
         or bool(card.training.get("stage1_fit", {}).get("resumed_from")),
         "device": card.training.get("device"),
     }
+
+
+def _paired_from_card(model_dir: Path) -> dict[str, Any] | None:
+    """The stage-1 vs stage-2 McNemar entry of a two-stage model card (None if absent)."""
+    try:
+        card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return card.get("metrics", {}).get("test", {}).get("all", {}).get("mcnemar")
 
 
 def _two_stage_throughput(
@@ -562,6 +572,8 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
             pending.append(arch)
             continue
         if row is not None:
+            if arch == TWO_STAGE and "paired_vs_stage1" not in row:
+                row["paired_vs_stage1"] = _paired_from_card(out / TWO_STAGE / "model")
             log.info("%s: finished earlier, reusing %s", arch, res_path)
             progress.message(f"compare: {arch} already done")
         else:
@@ -718,11 +730,7 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
                 "its overlay) learning the task on its own."
             )
         else:
-            held = "holds" if d > 0 else "does not hold"
-            parts.append(
-                f"The paper's claim that the two-stage model beats MobileNetV3 alone "
-                f"(+1.2 points) {held} here ({d:+} points)."
-            )
+            parts.append(_two_stage_claim(d, next(r for r in rows if r["arch"] == TWO_STAGE)))
     if EFFICIENTNET in acc and best is not None:
         parts.append(
             f"{DISPLAY[EFFICIENTNET]} always starts from ImageNet weights, so it is not "
@@ -753,6 +761,40 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
             "of about a point are within noise."
         )
     return " ".join(parts) if parts else "Too few rows to compare with the paper."
+
+
+def _two_stage_claim(d: float, row: dict[str, Any]) -> str:
+    """Whether the two-stage row beats MobileNetV3 alone (the paper: +1.2 points).
+
+    ``d`` is the accuracy difference in points. With the paired counts of the row's own
+    stage 1 and stage 2 on the same test images (``paired_vs_stage1``), a gain only
+    counts when the exact McNemar test says it is not chance (p < 0.05).
+    """
+    claim = "The paper's claim that the two-stage model beats MobileNetV3 alone (+1.2 points)"
+    paired = row.get("paired_vs_stage1")
+    if not paired:
+        return f"{claim} {'holds' if d > 0 else 'does not hold'} here ({d:+} points)."
+    b, c, p = (
+        paired["b_stage1_only_right"],
+        paired["c_stage2_only_right"],
+        paired["p_value"],
+    )
+    counts = (
+        f"paired on the same test images, stage 2 alone was right on {c}, its stage 1 "
+        f"alone on {b}, exact McNemar p = {p:.2g}"
+    )
+    chosen = ""
+    if row.get("decision_stage") == "stage1":
+        chosen = (
+            " Validation chose stage 1 as the decision stage, so the row decides as MobileNetV3."
+        )
+    if d > 0 and c > b and p < 0.05:
+        verdict_ = f"holds here ({d:+} points; {counts})."
+    elif d > 0:
+        verdict_ = f"is not supported here: {d:+} points is within chance ({counts})."
+    else:
+        verdict_ = f"does not hold here ({d:+} points; {counts})."
+    return f"{claim} {verdict_}{chosen}"
 
 
 def table_markdown(summary: dict[str, Any]) -> str:

@@ -126,6 +126,7 @@ def test_two_stage_reuses_the_mobilenet_row_and_the_split(reduced_run):
     res = json.loads((out / "results.json").read_text())
     two = next(r for r in res["rows"] if r["arch"] == TWO_STAGE)
     assert two["stage1_reused_from_mobilenet_row"] is True
+    assert set(two["paired_vs_stage1"]) == {"b_stage1_only_right", "c_stage2_only_right", "p_value"}
     a = (out / "split.csv").read_text()
     assert (out / TWO_STAGE / "run" / "split.csv").read_text() == a
     ck_m = torch.load(out / "mobilenet_v3_small" / "model_checkpoint.pt", weights_only=True)
@@ -162,9 +163,14 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
     from heritage.cli import cli
 
     out, data, runner = reduced_run
-    kept = {n: (out / n).read_bytes() for n in ("comparison.csv", "comparison.md", "results.json")}
+    names = ("comparison.csv", "comparison.md", "results.json", f"{TWO_STAGE}/result.json")
+    kept = {n: (out / n).read_bytes() for n in names}
     hidden = out / "vgg16" / "result.json"
     hidden.rename(hidden.with_suffix(".hidden"))
+    # a two-stage row finished before rows carried their paired counts gets them from its card
+    old_row = json.loads(kept[f"{TWO_STAGE}/result.json"])
+    del old_row["paired_vs_stage1"]
+    (out / TWO_STAGE / "result.json").write_text(json.dumps(old_row))
     try:
         res = runner.invoke(cli, reduced_args(data, out, "--table-only"))
         assert res.exit_code == 0, res.output + repr(res.exception)
@@ -174,6 +180,9 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
         md = (out / "comparison.md").read_text()
         assert md.startswith("**Part of the run: 5 of 6 models finished; still to train: VGG16.")
         assert "--table-only" not in md
+        two = next(r for r in json.loads((out / "results.json").read_text())["rows"]
+                   if r["arch"] == TWO_STAGE)  # fmt: skip
+        assert two["paired_vs_stage1"]["p_value"] <= 1.0
     finally:
         hidden.with_suffix(".hidden").rename(hidden)
         for name, blob in kept.items():
@@ -218,6 +227,20 @@ def test_verdict_says_where_the_paper_holds():
     assert "As in the paper, Two-stage" in text
     assert "efficientnet_lite0 (ImageNet) always starts from ImageNet weights" in text
     assert "reaches 99.0 % (+4.0 points from Two-stage" in text
+
+
+def test_verdict_judges_the_two_stage_claim_with_its_paired_counts():
+    rows = [_row("mobilenet_v3_small", 0.80), _row(TWO_STAGE, 0.82, n=1000)]
+    paired = {"b_stage1_only_right": 40, "c_stage2_only_right": 60, "p_value": 0.057}
+    rows[1]["paired_vs_stage1"] = paired
+    text = verdict(rows)
+    assert "is not supported here: +2.0 points is within chance" in text
+    assert "stage 2 alone was right on 60, its stage 1 alone on 40, exact McNemar p = 0.057" in text
+    rows[1]["paired_vs_stage1"] = {**paired, "c_stage2_only_right": 80, "p_value": 0.0001}
+    assert "holds here (+2.0 points; paired" in verdict(rows)
+    rows[1].update(decision_stage="stage1", test={"accuracy": 0.80, "n": 1000})
+    text = verdict(rows)
+    assert "does not hold here (+0.0 points" in text and "Validation chose stage 1" in text
 
 
 def test_verdict_names_models_that_gave_one_answer_and_does_not_credit_the_two_stage():
