@@ -313,6 +313,26 @@ class _Data:
         """Drop the loaders and their image cache."""
         self._loaders = {}
 
+    def test_loader(self, size: int) -> Any:
+        """The test split at ``size`` without caching (for scoring a finished row again)."""
+        from . import data as D
+
+        if size in self._loaders:
+            return self._loaders[size]["test"]
+        ds = D.stage1_dataset(self.by["test"], self.classes, D.eval_transform(size))
+        return D.make_loader(ds, self.cfg.batch_size, shuffle=False, device=self.device)
+
+    def per_dataset(self, correct: Any) -> dict[str, dict[str, Any]]:
+        """Test accuracy per dataset from per-image correctness in test-split order."""
+        names = [it.dataset for it in self.by["test"]]
+        if len(names) != len(correct):
+            raise ValueError(f"{len(correct)} outcomes for {len(names)} test images")
+        out: dict[str, dict[str, Any]] = {}
+        for name in sorted(set(names)):
+            hits = [bool(c) for n, c in zip(names, correct, strict=True) if n == name]
+            out[name] = {"n": len(hits), "accuracy": sum(hits) / len(hits)}
+        return out
+
 
 def _load_result(path: Path, cfg: CompareConfig) -> dict[str, Any] | None:
     if not path.is_file():
@@ -372,6 +392,7 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
     y = np.isin(labels.astype(int), data.pos).astype(int)
     p_pos = probs[:, data.pos].sum(axis=1)
     m = binary_metrics(y, p_pos, cfg.threshold)
+    per_dataset = data.per_dataset((p_pos >= cfg.threshold) == y.astype(bool))
     size_bytes = save_fp32(model, out / "model.safetensors")
     speed = measure_throughput(
         model,
@@ -386,6 +407,7 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
         "test": {
             k: m[k] for k in ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion")
         },
+        "test_per_dataset": per_dataset,
         "class_accuracy": float((probs.argmax(1) == labels.astype(int)).mean()),
         "params": param_count(model),
         "size_bytes": size_bytes,
@@ -475,6 +497,7 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
         "decision_stage": card.decision_stage,
         "stage1_test": {k: test["stage1"].get(k) for k in ("accuracy", "f1")},
         "paired_vs_stage1": test.get("mcnemar"),
+        "test_per_dataset": _per_dataset_from_card(card.metrics["test"], card.decision_stage),
         "class_accuracy": test["stage1"].get("multiclass_accuracy"),
         "params": params,
         "size_bytes": size_bytes,
@@ -487,13 +510,53 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
     }
 
 
-def _paired_from_card(model_dir: Path) -> dict[str, Any] | None:
-    """The stage-1 vs stage-2 McNemar entry of a two-stage model card (None if absent)."""
-    try:
-        card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return card.get("metrics", {}).get("test", {}).get("all", {}).get("mcnemar")
+def _per_dataset_from_card(test: dict[str, Any], stage: str) -> dict[str, dict[str, Any]]:
+    """Per-dataset test accuracy of ``stage`` from a two-stage card's ``metrics.test``."""
+    return {
+        name: {"n": m[stage]["n"], "accuracy": m[stage]["accuracy"]}
+        for name, m in sorted(test.items())
+        if name != "all" and stage in m
+    }
+
+
+def _backfill(row: dict[str, Any], arch: str, cfg: CompareConfig, data: _Data) -> bool:
+    """Add what rows carry now to a row finished by an older version; True if changed.
+
+    The two-stage row takes its paired counts and per-dataset accuracy from its model
+    card; a single-network row is scored again on the test split from its saved weights
+    (one pass over the test images, the same decisions as when it finished).
+    """
+    out = Path(cfg.out_dir)
+    changed = False
+    if arch == TWO_STAGE:
+        try:
+            card = json.loads((out / TWO_STAGE / "model" / "model.json").read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        test = card.get("metrics", {}).get("test", {})
+        if "paired_vs_stage1" not in row:
+            row["paired_vs_stage1"] = test.get("all", {}).get("mcnemar")
+            changed = True
+        if "test_per_dataset" not in row and card.get("decision_stage"):
+            row["test_per_dataset"] = _per_dataset_from_card(test, card["decision_stage"])
+            changed = True
+        return changed
+    weights = out / arch / "model.safetensors"
+    if "test_per_dataset" in row or not weights.is_file():
+        return False
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from .fit import predict_proba
+    from .modelzoo import build_model
+
+    model = build_model(arch, len(data.classes), None)
+    model.load_state_dict(load_file(str(weights)))
+    data.progress.message(f"compare: scoring the finished {arch} row per dataset")
+    probs, labels = predict_proba(model, data.test_loader(row["input_px"]), data.device)
+    said = probs[:, data.pos].sum(axis=1) >= cfg.threshold
+    row["test_per_dataset"] = data.per_dataset(said == np.isin(labels.astype(int), data.pos))
+    return True
 
 
 def _two_stage_throughput(
@@ -572,8 +635,8 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
             pending.append(arch)
             continue
         if row is not None:
-            if arch == TWO_STAGE and "paired_vs_stage1" not in row:
-                row["paired_vs_stage1"] = _paired_from_card(out / TWO_STAGE / "model")
+            if _backfill(row, arch, cfg, data):
+                write_json(res_path, row)
             log.info("%s: finished earlier, reusing %s", arch, res_path)
             progress.message(f"compare: {arch} already done")
         else:
@@ -797,6 +860,29 @@ def _two_stage_claim(d: float, row: dict[str, Any]) -> str:
     return f"{claim} {verdict_}{chosen}"
 
 
+def _per_dataset_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines: test accuracy (%) per dataset and model (empty without the data)."""
+    names = sorted({n for r in rows for n in r.get("test_per_dataset") or {}})
+    if not names:
+        return []
+    counts = {}
+    for r in rows:
+        for n, v in (r.get("test_per_dataset") or {}).items():
+            counts.setdefault(n, v["n"])
+    lines = [
+        "",
+        "Test accuracy per dataset (%), the same decision as above:",
+        "",
+        "| Model | " + " | ".join(f"{n} ({counts[n]})" for n in names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    for r in rows:
+        per = r.get("test_per_dataset") or {}
+        cells = [_cell(round(100 * per[n]["accuracy"], 1)) if n in per else "n/a" for n in names]
+        lines.append(f"| {DISPLAY.get(r['arch'], r['arch'])} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def table_markdown(summary: dict[str, Any]) -> str:
     """The comparison as a Markdown table in the form of the paper's Table 1, plus notes."""
     rows = summary["rows"]
@@ -825,6 +911,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
             f"{_cell(f['f1'])} | {_cell(f['class_accuracy'])} | {f['params_m']} | "
             f"{f['size_mb']} | {f['cpu_images_per_s']} | {_cell(f['epochs_run'])} |"
         )
+    lines += _per_dataset_table(rows)
     sp = summary["split"]
     cfg = summary["config"]
     notes = [

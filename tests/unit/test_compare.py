@@ -110,7 +110,15 @@ def test_reduced_run_writes_every_row_and_column(reduced_run):
         next(r for r in rows if r["arch"] == "mobilenet_v3_small")["params_m"]
     )  # stage 1 + stage 2
     md = (out / "comparison.md").read_text(encoding="utf-8")
-    assert md.count("\n| ") == len(DEFAULT_ARCHS) + 1  # separator + one line per model
+    main, per_dataset = md.split("Test accuracy per dataset (%)")
+    assert main.count("\n| ") == len(DEFAULT_ARCHS) + 1  # separator + one line per model
+    n_test = int(rows[0]["test_images"])
+    assert f"| Model | set ({n_test}) |" in per_dataset
+    assert per_dataset.count("\n| ") == len(DEFAULT_ARCHS) + 2  # header, separator, rows
+    for row in json.loads((out / "results.json").read_text())["rows"]:
+        assert row["test_per_dataset"]["set"]["n"] == n_test
+        hits = row["test"]["confusion"][0][0] + row["test"]["confusion"][1][1]
+        assert row["test_per_dataset"]["set"]["accuracy"] == pytest.approx(hits / n_test)
     for col in ("Paper accuracy (%)", "Precision (%)", "Recall (%)", "F1 (%)",
                 "Parameters (M)", "Size (MB, fp32)", "CPU images/s"):  # fmt: skip
         assert col in md
@@ -163,14 +171,19 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
     from heritage.cli import cli
 
     out, data, runner = reduced_run
-    names = ("comparison.csv", "comparison.md", "results.json", f"{TWO_STAGE}/result.json")
+    names = ("comparison.csv", "comparison.md", "results.json", f"{TWO_STAGE}/result.json",
+             "alexnet/result.json")  # fmt: skip
     kept = {n: (out / n).read_bytes() for n in names}
     hidden = out / "vgg16" / "result.json"
     hidden.rename(hidden.with_suffix(".hidden"))
     # a two-stage row finished before rows carried their paired counts gets them from its card
     old_row = json.loads(kept[f"{TWO_STAGE}/result.json"])
-    del old_row["paired_vs_stage1"]
+    del old_row["paired_vs_stage1"], old_row["test_per_dataset"]
     (out / TWO_STAGE / "result.json").write_text(json.dumps(old_row))
+    # ... and a single-network row is scored again from its weights, to the same figures
+    old_alexnet = json.loads(kept["alexnet/result.json"])
+    per_dataset = old_alexnet.pop("test_per_dataset")
+    (out / "alexnet" / "result.json").write_text(json.dumps(old_alexnet))
     try:
         res = runner.invoke(cli, reduced_args(data, out, "--table-only"))
         assert res.exit_code == 0, res.output + repr(res.exception)
@@ -183,6 +196,9 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
         two = next(r for r in json.loads((out / "results.json").read_text())["rows"]
                    if r["arch"] == TWO_STAGE)  # fmt: skip
         assert two["paired_vs_stage1"]["p_value"] <= 1.0
+        assert two["test_per_dataset"]["set"]["n"] == two["test"]["n"]
+        again = json.loads((out / "alexnet" / "result.json").read_text())["test_per_dataset"]
+        assert again["set"] == pytest.approx(per_dataset["set"])
     finally:
         hidden.with_suffix(".hidden").rename(hidden)
         for name, blob in kept.items():
