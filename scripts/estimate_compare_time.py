@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import shlex
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -130,7 +132,12 @@ def estimate(
 
 def table(rows: list[dict[str, Any]], counts: dict[str, int], cfg: argparse.Namespace) -> str:
     """The estimate as Markdown, with what it assumes."""
+    command = shlex.join([".venv/bin/python", "scripts/estimate_compare_time.py", *cfg.argv])
     lines = [
+        "# Projected time of the full comparison on this machine",
+        "",
+        f"`{command}`",
+        "",
         "| Model (training order) | Input (px) | s per training step | s per eval batch "
         "| Projected hours |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     cfg = ap.parse_args(argv)
+    cfg.argv = list(sys.argv[1:] if argv is None else argv)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     archs = [a for a in cfg.archs.split(",") if a]

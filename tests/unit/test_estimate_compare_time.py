@@ -28,3 +28,4 @@ def test_rows_come_in_training_order_with_positive_times(tmp_path):
     assert all(r["hours"] > 0 and r["train_step_s"] > 0 for r in rows)
     text = out.read_text()
     assert "MobileNetV3-Small" in text and "**All rows**" in text
+    assert "`.venv/bin/python scripts/estimate_compare_time.py --archs two_stage," in text
