@@ -36,6 +36,7 @@ from heritage.compare import (
     EFFICIENTNET,
     TWO_STAGE,
     input_size_for,
+    measure_throughput,
     run_order,
 )
 from heritage.modelzoo import build_model, efficientnet_available
@@ -74,13 +75,8 @@ def time_steps(
     for _ in range(steps):
         train_step()
     t_train = (time.perf_counter() - t) / steps
-    model.eval()
-    with torch.inference_mode():
-        model(x)
-        t = time.perf_counter()
-        for _ in range(steps):
-            model(x)
-    return t_train, (time.perf_counter() - t) / steps
+    speed = measure_throughput(model, size, batch_size=batch_size, warmup=1, batches=steps)
+    return t_train, batch_size / speed["images_per_s"]
 
 
 def project(
