@@ -14,6 +14,7 @@ from .cli_options import (
     extra_positives_option,
     json_progress_option,
     positive_option,
+    precision_option,
     scheduler_option,
     threads_option,
 )
@@ -58,6 +59,7 @@ def _archs(value: str) -> tuple[str, ...]:
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
 @scheduler_option("cosine", "every row (cosine: the same rates for all)")
+@precision_option()
 @click.option(
     "--pretrained",
     type=click.Choice(["none", "imagenet"]),
@@ -87,8 +89,8 @@ def _archs(value: str) -> tuple[str, ...]:
 )
 @json_progress_option()
 def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patience, scheduler,
-            pretrained, max_per_class, extra_positives, positives, seed, threshold, device,
-            workers, threads,
+            precision, pretrained, max_per_class, extra_positives, positives, seed, threshold,
+            device, workers, threads,
             no_cache, resume, no_efficientnet, bench_batch_size, bench_batches,
             keep_checkpoints, table_only, json_progress) -> None:  # fmt: skip
     """Train and compare backbones on DATA_DIRS (same split, same budget) into a table."""
@@ -110,6 +112,7 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
         lr=lr,
         patience=patience,
         scheduler=scheduler,
+        precision=precision,
         pretrained=None if pretrained == "none" else pretrained,
         max_per_class=max_per_class,
         extra_positives=tuple(extra_positives),

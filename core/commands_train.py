@@ -14,6 +14,7 @@ from .cli_options import (
     extra_positives_option,
     json_progress_option,
     positive_option,
+    precision_option,
     scheduler_option,
     threads_option,
 )
@@ -119,6 +120,7 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     help="Early stopping: epochs without validation-loss gain (0 = off).",
 )
 @scheduler_option("plateau", "both stages")
+@precision_option()
 @click.option("--image-size", type=click.IntRange(32), default=224, show_default=True)
 @device_option()
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -194,7 +196,7 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
 @json_progress_option()
 def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage2_pretrained,
           epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
-          scheduler, image_size, device, seed, val_fraction, test_fraction, positives,
+          scheduler, precision, image_size, device, seed, val_fraction, test_fraction, positives,
           extra_positives, max_per_class, oversample, skip_stage2, workers, threads,
           cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
           resume, model_id, model_version, json_progress) -> None:  # fmt: skip
@@ -219,6 +221,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         arch=arch,
         freeze=freeze,
         scheduler=scheduler,
+        precision=precision,
         stage2_arch=stage2_arch,
         pretrained=pre,
         stage2_pretrained=pre2,

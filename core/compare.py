@@ -103,6 +103,7 @@ CSV_FIELDS = (
     "epochs_run",
     "train_seconds",
     "test_images",
+    "train_precision",
 )
 
 
@@ -198,6 +199,10 @@ class CompareConfig:
     lr: float = 1e-4
     patience: int = 3
     scheduler: str = "cosine"  # the same rates for every row (plateau reacts to val noise)
+    #: training arithmetic of the rows trained by this call ("fp32" or "bf16" autocast).
+    #: Not part of :meth:`budget`: it changes rounding, not epochs, rates or data, so
+    #: finished rows are reused; each row records its own and the table names them.
+    precision: str = "fp32"
     pretrained: str | None = None  # None (scratch) or "imagenet", for every network
     stage2_arch: str = "resnet18"
     max_per_class: int | None = None
@@ -355,6 +360,7 @@ def _fit_cfg(cfg: CompareConfig, device: str) -> Any:
         lr=cfg.lr,
         patience=cfg.patience,
         scheduler=cfg.scheduler,  # type: ignore[arg-type]
+        precision=cfg.precision,  # type: ignore[arg-type]
         device=device,
         checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume,
@@ -416,6 +422,7 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
         "best_epoch": fr.best_epoch,
         "train_seconds": fr.seconds,
         "device": fr.device,
+        "train_precision": cfg.precision,
     }
 
 
@@ -424,6 +431,7 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
     from PIL import Image
 
     from . import data as D
+    from .fit import checkpoint_precision
     from .modelcard import load_model
     from .predict import TwoStageClassifier
     from .train import TrainConfig, train_two_stage
@@ -442,6 +450,10 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
     if mob_ckpt.is_file() and not (run_dir / "stage1_checkpoint.pt").is_file():
         shutil.copy2(mob_ckpt, run_dir / "stage1_checkpoint.pt")
         reused = True
+    # stage 1 continues (or is) the MobileNetV3 row's checkpoint, so it keeps that
+    # checkpoint's precision (fit refuses to mix two); stage 2 follows it
+    s1_ckpt = run_dir / "stage1_checkpoint.pt"
+    precision = checkpoint_precision(s1_ckpt) if s1_ckpt.is_file() else cfg.precision
     size = input_size_for(TWO_STAGE, cfg.image_size)
     tcfg = TrainConfig(
         data_dirs=tuple(cfg.data_dirs),
@@ -472,6 +484,7 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
         threshold=cfg.threshold,
         checkpoint_every=cfg.checkpoint_every,
         scheduler=cfg.scheduler,
+        precision=precision,
         model_id="compare-two-stage",
         command_line=cfg.command_line,
     )
@@ -507,6 +520,7 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
         "stage1_reused_from_mobilenet_row": reused
         or bool(card.training.get("stage1_fit", {}).get("resumed_from")),
         "device": card.training.get("device"),
+        "train_precision": precision,
     }
 
 
@@ -719,7 +733,29 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
         "epochs_run": row.get("epochs_run"),
         "train_seconds": row.get("train_seconds"),
         "test_images": t.get("n"),
+        "train_precision": row_precision(row),
     }
+
+
+def row_precision(row: dict[str, Any]) -> str:
+    """The training arithmetic of a row (rows from before ``--precision`` existed: fp32)."""
+    return str(row.get("train_precision") or "fp32")
+
+
+def precision_note(rows: Sequence[dict[str, Any]]) -> str:
+    """One sentence naming the training arithmetic of the rows."""
+    by: dict[str, list[str]] = {}
+    for r in rows:
+        by.setdefault(row_precision(r), []).append(DISPLAY.get(r["arch"], r["arch"]))
+    name = {"fp32": "float32", "bf16": "bfloat16 mixed precision (autocast)"}
+    if len(by) == 1:
+        (p,) = by
+        return f"Training arithmetic: {name.get(p, p)} for every row."
+    parts = [f"{name.get(p, p)} for {', '.join(models)}" for p, models in sorted(by.items())]
+    return (
+        f"Training arithmetic: {'; '.join(parts)} (it changes rounding, not the budget; "
+        "docs/comparison.md says why and what was checked)."
+    )
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -925,6 +961,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
         f"{cfg['scheduler']} schedule, early stopping patience {cfg['patience']}, batch "
         f"{cfg['batch_size']}, the same augmentation, weights "
         f"{cfg['pretrained'] or 'from scratch'}, device {summary['device']}.",
+        precision_note(rows),
         "Accuracy, precision, recall and F1: the binary decision 'conservation needed' on the "
         f"test split at threshold {cfg['threshold']} (two-stage: its decision stage). Class "
         "accuracy: the stage-1 classes. CPU images/s: batch "

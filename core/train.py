@@ -84,6 +84,7 @@ class TrainConfig:
     threshold: float | None = 0.5  # None: chosen on validation (max. balanced accuracy)
     checkpoint_every: int = 50
     scheduler: str = "plateau"
+    precision: str = "fp32"  # training arithmetic of both stages (heritage.fit.autocast)
     model_id: str = "heritage-two-stage"
     version: str = "0.1.0"
     notes: str = ""
@@ -108,6 +109,7 @@ def _fit_config(cfg: TrainConfig, stage: int, device: str) -> Any:
         lr=cfg.lr if stage == 1 else cfg.stage2_lr,
         patience=cfg.patience,
         scheduler=cfg.scheduler,  # type: ignore[arg-type]
+        precision=cfg.precision,  # type: ignore[arg-type]
         device=device,
         checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume,

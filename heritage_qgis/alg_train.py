@@ -19,6 +19,8 @@ from .params import check_folder
 
 ARCHS = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0")
 STAGE2_ARCHS = ("resnet18", "resnet50")
+#: training arithmetic (heritage train --precision)
+PRECISIONS = ("fp32", "bf16")
 #: backbones that are fine-tuned from ImageNet weights available offline, with the
 #: recipe the shipped model was trained with (scripts/train_shipped.sh)
 FINE_TUNE_ARGS = {
@@ -109,6 +111,12 @@ class TrainModelAlgorithm(HeritageAlgorithm):
             QgsProcessingParameterEnum(
                 "DEVICE", self.tr("Device"), options=list(DEVICES), defaultValue=0
             ),
+            QgsProcessingParameterEnum(
+                "PRECISION",
+                self.tr("Training arithmetic (bf16: faster on recent CPUs and GPUs)"),
+                options=list(PRECISIONS),
+                defaultValue=0,
+            ),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
@@ -163,6 +171,7 @@ class TrainModelAlgorithm(HeritageAlgorithm):
         if self.parameterAsBoolean(parameters, "RESUME", context):
             args.append("--resume")
         args += ["--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]]
+        args += ["--precision", PRECISIONS[self.parameterAsEnum(parameters, "PRECISION", context)]]
         return [*args, "--json-progress"]
 
     def processAlgorithm(self, parameters, context, feedback):

@@ -302,12 +302,14 @@ def test_import_photos_runs_the_real_backend(provider, exif_gps: Path, tmp_path:
     assert os.path.isfile(out)
 
 
-def test_train_algorithm_offers_exactly_the_cores_backbones() -> None:
-    # the plugin may not import the core at load time, so it repeats the list; keep them equal
+def test_train_algorithm_offers_exactly_the_cores_backbones_and_precisions() -> None:
+    # the plugin may not import the core at load time, so it repeats the lists; keep them equal
+    from heritage.fit import PRECISIONS as CORE_PRECISIONS
     from heritage.modelzoo import STAGE1_ARCHS
-    from heritage_qgis.alg_train import ARCHS
+    from heritage_qgis.alg_train import ARCHS, PRECISIONS
 
     assert ARCHS == STAGE1_ARCHS
+    assert PRECISIONS == CORE_PRECISIONS
 
 
 def test_survey_algorithm_offers_exactly_the_cores_cam_methods() -> None:
@@ -325,7 +327,7 @@ def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
     from qgis.core import QgsApplication, QgsProcessingContext, QgsProject
 
     from heritage_qgis import backend
-    from heritage_qgis.alg_train import ARCHS
+    from heritage_qgis.alg_train import ARCHS, PRECISIONS
 
     (tmp_path / "data" / "crack").mkdir(parents=True)
     alg = QgsApplication.processingRegistry().createAlgorithmById("heritage:trainmodel")
@@ -346,6 +348,10 @@ def test_train_algorithm_passes_the_fine_tuning_recipe_for_efficientnet(
     assert "--pretrained" not in alg.build_args(params, context)  # scratch stays scratch
     assert "--resume" not in args
     assert "--resume" in alg.build_args({**params, "RESUME": True}, context)
+    at = args.index("--precision")
+    assert args[at + 1] == "fp32"  # the default
+    bf16 = alg.build_args({**params, "PRECISION": PRECISIONS.index("bf16")}, context)
+    assert bf16[bf16.index("--precision") + 1] == "bf16"
     # a cancelled training gets time to finish its batch and write the checkpoint
     seen = {}
     monkeypatch.setattr(backend, "run_backend", lambda a, listener, grace_s: seen.update(g=grace_s))

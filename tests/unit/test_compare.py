@@ -100,6 +100,7 @@ def test_reduced_run_writes_every_row_and_column(reduced_run):
         assert float(r["params_m"]) > 0 and float(r["size_mb"]) > 0
         assert float(r["cpu_images_per_s"]) > 0 and int(r["cpu_threads"]) >= 1
         assert int(r["test_images"]) == int(rows[0]["test_images"]) > 0  # one test split
+        assert r["train_precision"] == "fp32"
     px = {r["arch"]: int(r["input_px"]) for r in rows}
     assert px["inception_v3"] == 75 and px["alexnet"] == 64  # inception's minimum
     # sizes are the fp32 safetensors files actually written
@@ -123,6 +124,7 @@ def test_reduced_run_writes_every_row_and_column(reduced_run):
                 "Parameters (M)", "Size (MB, fp32)", "CPU images/s"):  # fmt: skip
         assert col in md
     assert "MobileNetV3 alone" in md  # the two-stage claim is discussed, either way
+    assert "Training arithmetic: float32 for every row." in md
     assert "efficientnet" not in md.lower() or "skipped" in md.lower()
     # finished rows drop their fit checkpoints, except the MobileNet one (two-stage seed)
     assert not (out / "vgg16" / "model_checkpoint.pt").exists()
@@ -151,6 +153,11 @@ def test_resume_skips_finished_models(reduced_run):
     res = runner.invoke(cli, reduced_args(data, out, "--resume"))
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")} == before
+    # the training arithmetic is not part of the budget: finished rows keep theirs
+    res = runner.invoke(cli, reduced_args(data, out, "--resume", "--precision", "bf16"))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")} == before
+    assert "Training arithmetic: float32 for every row." in (out / "comparison.md").read_text()
     # another budget in the same folder is not mixed with these rows
     res = runner.invoke(
         cli,
@@ -203,6 +210,17 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
         hidden.with_suffix(".hidden").rename(hidden)
         for name, blob in kept.items():
             (out / name).write_bytes(blob)
+
+
+def test_precision_note_names_the_arithmetic_of_each_row():
+    from heritage.compare import precision_note
+
+    rows = [{"arch": "alexnet"}, {"arch": "vgg16", "train_precision": "bf16"},
+            {"arch": "googlenet", "train_precision": "fp32"}]  # fmt: skip
+    note = precision_note(rows)
+    assert note.startswith("Training arithmetic: bfloat16 mixed precision (autocast) for VGG16; ")
+    assert "float32 for AlexNet, GoogLeNet" in note
+    assert precision_note(rows[:1]) == "Training arithmetic: float32 for every row."
 
 
 def test_table_only_without_finished_rows_says_to_train_first(tmp_path):

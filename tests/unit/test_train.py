@@ -144,7 +144,11 @@ def test_fit_refuses_to_resume_with_another_schedule(tmp_path):
         fit(model, train, val, CFG, tmp_path, "toy", StopAt(4))
     ck = tmp_path / "toy_checkpoint.pt"
     stamp = ck.stat().st_mtime_ns
-    for change, said in (({"lr": 0.01}, "lr 0.05 -> 0.01"), ({"scheduler": "cosine"}, "plateau")):
+    for change, said in (
+        ({"lr": 0.01}, "lr 0.05 -> 0.01"),
+        ({"scheduler": "cosine"}, "plateau"),
+        ({"precision": "bf16"}, "precision 'fp32' -> 'bf16'"),
+    ):
         cfg = FitConfig(**{**CFG.__dict__, "resume": True, **change})
         with pytest.raises(ModelError, match="other training settings") as err:
             fit(*_toy(), cfg, tmp_path, "toy")
@@ -153,6 +157,50 @@ def test_fit_refuses_to_resume_with_another_schedule(tmp_path):
     # more epochs under the plateau schedule is a legitimate continuation
     res = fit(*_toy(), FitConfig(**{**CFG.__dict__, "resume": True, "epochs": 4}), tmp_path, "toy")
     assert res.resumed_from == (0, 4) and res.epochs_run == 4
+
+
+def test_fit_in_bf16_runs_forward_passes_in_bfloat16_and_keeps_float32_weights(tmp_path):
+    from heritage.fit import checkpoint_precision
+
+    model, train, val = _toy()
+    seen: list[torch.dtype] = []
+    model.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    cfg = FitConfig(**{**CFG.__dict__, "precision": "bf16", "epochs": 2})
+    res = fit(model, train, val, cfg, tmp_path, "toy")
+    assert res.epochs_run == 2 and np.isfinite(res.best_val_loss)
+    assert seen and set(seen) == {torch.bfloat16}  # training and validation batches
+    assert model.weight.dtype == torch.float32
+    assert checkpoint_precision(tmp_path / "toy_checkpoint.pt") == "bf16"
+    seen.clear()
+    evaluate_loss(model, val, torch.device("cpu"))  # fp32 unless asked
+    assert set(seen) == {torch.float32}
+    # a checkpoint from before the setting existed counts as float32
+    ck = torch.load(tmp_path / "toy_checkpoint.pt", weights_only=True)
+    del ck["config"]["precision"]
+    torch.save(ck, tmp_path / "old.pt")
+    assert checkpoint_precision(tmp_path / "old.pt") == "fp32"
+
+
+def test_precision_checks(tmp_path, monkeypatch, caplog):
+    import heritage.fit as F
+    from heritage.errors import ModelError
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n")
+    assert F.cpu_has_native_bf16(info) is True
+    info.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert F.cpu_has_native_bf16(info) is False
+    assert F.cpu_has_native_bf16(tmp_path / "missing") is None
+    with pytest.raises(ModelError, match="fp32, bf16"):
+        F.check_precision(torch.device("cpu"), "fp16")
+    monkeypatch.setattr(F, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="heritage.fit"):
+        F.check_precision(torch.device("cpu"), "bf16")
+    assert "emulated" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="heritage.fit"):
+        F.check_precision(torch.device("cpu"), "fp32")
+    assert caplog.text == ""
 
 
 def test_binary_metrics_and_mcnemar():
@@ -224,7 +272,8 @@ def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
     model_dir, run = tmp_path / "model", tmp_path / "run"
     args = ["train", str(a), str(b), "-o", str(model_dir), "--run-dir", str(run),
             "--image-size", "64", "--epochs", "1", "--stage2-epochs", "1", "--batch-size", "8",
-            "--stage2-batch-size", "8", "--workers", "0", "--device", "cpu"]  # fmt: skip
+            "--stage2-batch-size", "8", "--workers", "0", "--device", "cpu",
+            "--precision", "bf16"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     loaded = load_model(model_dir)
@@ -241,6 +290,10 @@ def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
                  "confusion_stage2.png", "metrics.json"):  # fmt: skip
         assert (run / name).is_file(), name
     assert json.loads((run / "config.json").read_text())["image_size"] == 64
+    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
+    for stage in ("stage1", "stage2"):
+        ck = torch.load(run / f"{stage}_checkpoint.pt", weights_only=True)
+        assert ck["config"]["precision"] == "bf16", stage
     overlays = sorted((run / "cam_overlays").rglob("*.png"))
     assert len(overlays) == 48
     # the written model is usable by inference
