@@ -39,7 +39,10 @@ from heritage.compare import (
     measure_throughput,
     run_order,
 )
+from heritage.fit import autocast
 from heritage.modelzoo import build_model, efficientnet_available
+
+PRECISION_NAME = {"fp32": "float32", "bf16": "bfloat16 mixed precision (autocast)"}
 
 #: images per split of the full comparison (runs/compare-full/split.csv, 2026-11-24)
 FULL_SPLIT = {"train": 5878, "val": 811, "test": 1692}
@@ -55,9 +58,15 @@ def split_counts(path: Path | None) -> dict[str, int]:
 
 
 def time_steps(
-    model: torch.nn.Module, size: int, batch_size: int, steps: int, classes: int = 4
+    model: torch.nn.Module,
+    size: int,
+    batch_size: int,
+    steps: int,
+    classes: int = 4,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
-    """Seconds per training step and per evaluation batch (one warm-up of each first)."""
+    """Seconds per training step (in ``precision``, as ``heritage.fit`` trains) and per
+    evaluation batch (float32, as the test split is scored); one warm-up of each first."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 3, size, size, generator=g)
     y = torch.randint(0, classes, (batch_size,), generator=g)
@@ -66,7 +75,9 @@ def time_steps(
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with autocast(torch.device("cpu"), precision):
+            logits = model(x)
+        loss_fn(logits.float(), y).backward()
         opt.step()
 
     model.train()
@@ -99,19 +110,24 @@ def estimate(
     batch_size: int = 32,
     steps: int = 3,
     image_size: int | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """One dict per row (training order): input px, s/step, s/eval batch, hours."""
     rows = []
     for arch in run_order(archs):
         if arch == TWO_STAGE:
             size = input_size_for("mobilenet_v3_small", image_size)
-            t_train, t_eval = time_steps(build_model("resnet18", 1), size, batch_size, steps, 1)
+            t_train, t_eval = time_steps(
+                build_model("resnet18", 1), size, batch_size, steps, 1, precision
+            )
             cam, _ = time_steps(build_model("mobilenet_v3_small", 4), size, batch_size, steps)
             seconds = project(t_train, t_eval, counts, epochs, batch_size)
             seconds += math.ceil(sum(counts.values()) / batch_size) * cam
         else:
             size = input_size_for(arch, image_size)
-            t_train, t_eval = time_steps(build_model(arch, 4), size, batch_size, steps)
+            t_train, t_eval = time_steps(
+                build_model(arch, 4), size, batch_size, steps, precision=precision
+            )
             seconds = project(t_train, t_eval, counts, epochs, batch_size)
         rows.append(
             {
@@ -150,7 +166,9 @@ def table(rows: list[dict[str, Any]], counts: dict[str, int], cfg: argparse.Name
         f"{cfg.epochs} epochs of {counts['train']} training and {counts['val']} validation "
         f"images plus {counts['test']} test images, batch {cfg.batch_size}, "
         f"{torch.get_num_threads()} torch threads, {cfg.steps} timed steps per model after "
-        "one warm-up; no early stopping; decoding and augmentation not timed.",
+        "one warm-up; no early stopping; decoding and augmentation not timed. Training "
+        f"steps in {PRECISION_NAME[cfg.precision]}, evaluation batches in float32 (the "
+        "two-stage row's Grad-CAM passes too).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -165,6 +183,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=None, help="one size for all (tests)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--precision", choices=tuple(PRECISION_NAME), default="fp32", help="training arithmetic"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     cfg = ap.parse_args(argv)
     cfg.argv = list(sys.argv[1:] if argv is None else argv)
@@ -182,6 +203,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         batch_size=cfg.batch_size,
         steps=cfg.steps,
         image_size=cfg.image_size,
+        precision=cfg.precision,
     )
     md = table(rows, counts, cfg)
     if cfg.out:

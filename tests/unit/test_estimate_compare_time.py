@@ -29,3 +29,17 @@ def test_rows_come_in_training_order_with_positive_times(tmp_path):
     text = out.read_text()
     assert "MobileNetV3-Small" in text and "**All rows**" in text
     assert "`.venv/bin/python scripts/estimate_compare_time.py --archs two_stage," in text
+
+
+def test_training_steps_are_timed_in_the_asked_precision_and_evaluation_in_float32():
+    import torch
+
+    lin = torch.nn.Linear(3 * 8 * 8, 4)
+    seen: list[torch.dtype] = []
+    lin.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    model = torch.nn.Sequential(torch.nn.Flatten(), lin)
+    t_train, t_eval = est.time_steps(model, 8, 2, 1, precision="bf16")
+    assert t_train > 0 and t_eval > 0
+    assert seen[:2] == [torch.bfloat16, torch.bfloat16]  # warm-up and timed training step
+    assert set(seen[2:]) == {torch.float32}  # evaluation batches
+    assert "bfloat16 mixed precision" in est.PRECISION_NAME["bf16"]
