@@ -86,6 +86,9 @@ FORWARD_GFLOPS: dict[str, float] = {
     "vgg16": 15.47,
 }
 RESULT_FILE = "result.json"
+#: per test image: decision, probability, right or wrong (``heritage evaluate
+#: --per-image``'s format, so ``scripts/pair_models.py`` pairs any two rows)
+PER_IMAGE_FILE = "test.per_image.csv"
 CSV_FIELDS = (
     "model",
     "arch",
@@ -327,6 +330,43 @@ class _Data:
         ds = D.stage1_dataset(self.by["test"], self.classes, D.eval_transform(size))
         return D.make_loader(ds, self.cfg.batch_size, shuffle=False, device=self.device)
 
+    def score_test(
+        self, probs: Any, labels: Any, threshold: float
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        """Per-image decisions on the test split from stage-1 probabilities in test order.
+
+        Returns the correctness of each decision (bool array) and one row per image for
+        :data:`PER_IMAGE_FILE` (``p_final`` = summed probability of the positive classes).
+        """
+        import numpy as np
+
+        items = self.by["test"]
+        labels = np.asarray(labels).astype(int)
+        if len(items) != len(labels) or any(
+            self.classes[k] != it.label for k, it in zip(labels, items, strict=True)
+        ):
+            raise ValueError("the test loader's labels are not in the test split's order")
+        p_pos = np.asarray(probs)[:, self.pos].sum(axis=1)
+        truth = np.isin(labels, self.pos)
+        said = p_pos >= threshold
+        correct = said == truth
+        top = np.asarray(probs).argmax(axis=1)
+        rows = [
+            {
+                "path": str(it.path),
+                "dataset": it.dataset,
+                "class": it.label,
+                "y_true": int(t),
+                "stage1_label": self.classes[int(k)],
+                "p_stage1": float(p),
+                "p_final": float(p),
+                "decision": int(d),
+                "correct": int(c),
+            }
+            for it, t, k, p, d, c in zip(items, truth, top, p_pos, said, correct, strict=True)
+        ]
+        return correct, rows
+
     def per_dataset(self, correct: Any) -> dict[str, dict[str, Any]]:
         """Test accuracy per dataset from per-image correctness in test-split order."""
         names = [it.dataset for it in self.by["test"]]
@@ -372,6 +412,7 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
     """Train and score one single-network row."""
     import numpy as np
 
+    from .evaluate import write_per_image_csv
     from .fit import fit, predict_proba, set_seed
     from .metrics import binary_metrics
     from .modelzoo import build_model
@@ -398,7 +439,9 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
     y = np.isin(labels.astype(int), data.pos).astype(int)
     p_pos = probs[:, data.pos].sum(axis=1)
     m = binary_metrics(y, p_pos, cfg.threshold)
-    per_dataset = data.per_dataset((p_pos >= cfg.threshold) == y.astype(bool))
+    correct, per_image = data.score_test(probs, labels, cfg.threshold)
+    write_per_image_csv(out / PER_IMAGE_FILE, per_image)
+    per_dataset = data.per_dataset(correct)
     size_bytes = save_fp32(model, out / "model.safetensors")
     speed = measure_throughput(
         model,
@@ -538,7 +581,8 @@ def _backfill(row: dict[str, Any], arch: str, cfg: CompareConfig, data: _Data) -
 
     The two-stage row takes its paired counts and per-dataset accuracy from its model
     card; a single-network row is scored again on the test split from its saved weights
-    (one pass over the test images, the same decisions as when it finished).
+    (one pass over the test images, the same decisions as when it finished) when its
+    per-dataset accuracy or its :data:`PER_IMAGE_FILE` is missing.
     """
     out = Path(cfg.out_dir)
     changed = False
@@ -556,20 +600,24 @@ def _backfill(row: dict[str, Any], arch: str, cfg: CompareConfig, data: _Data) -
             changed = True
         return changed
     weights = out / arch / "model.safetensors"
-    if "test_per_dataset" in row or not weights.is_file():
+    per_image = out / arch / PER_IMAGE_FILE
+    if ("test_per_dataset" in row and per_image.is_file()) or not weights.is_file():
         return False
-    import numpy as np
     from safetensors.torch import load_file
 
+    from .evaluate import write_per_image_csv
     from .fit import predict_proba
     from .modelzoo import build_model
 
     model = build_model(arch, len(data.classes), None)
     model.load_state_dict(load_file(str(weights)))
-    data.progress.message(f"compare: scoring the finished {arch} row per dataset")
+    data.progress.message(f"compare: scoring the finished {arch} row image by image")
     probs, labels = predict_proba(model, data.test_loader(row["input_px"]), data.device)
-    said = probs[:, data.pos].sum(axis=1) >= cfg.threshold
-    row["test_per_dataset"] = data.per_dataset(said == np.isin(labels.astype(int), data.pos))
+    correct, rows = data.score_test(probs, labels, cfg.threshold)
+    write_per_image_csv(per_image, rows)
+    if "test_per_dataset" in row:
+        return False  # only the per-image file was missing
+    row["test_per_dataset"] = data.per_dataset(correct)
     return True
 
 

@@ -289,13 +289,15 @@ def evaluate(
         if not hits:
             log.warning("no image of the evaluation set has a (non-empty) mask in %s", masks_dir)
     if per_image_csv is not None:
-        _write_csv(Path(per_image_csv), rows)
+        write_per_image_csv(Path(per_image_csv), rows)
     if json_out is not None:
         _json_dump_atomic(Path(json_out), report)
     return report
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_per_image_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Per-image outcomes as CSV (:data:`PER_IMAGE_FIELDS`, missing keys empty), the file
+    ``heritage evaluate --per-image`` writes and ``scripts/pair_models.py`` pairs."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as fh:

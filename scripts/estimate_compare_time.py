@@ -146,7 +146,8 @@ def table(rows: list[dict[str, Any]], counts: dict[str, int], cfg: argparse.Name
     """The estimate as Markdown, with what it assumes."""
     command = shlex.join([".venv/bin/python", "scripts/estimate_compare_time.py", *cfg.argv])
     lines = [
-        "# Projected time of the full comparison on this machine",
+        "# Projected time of the full comparison on this machine"
+        + ("" if cfg.precision == "fp32" else f", training in {PRECISION_NAME[cfg.precision]}"),
         "",
         f"`{command}`",
         "",

@@ -16,6 +16,7 @@ from heritage.compare import (
     CSV_FIELDS,
     DEFAULT_ARCHS,
     PAPER_ACCURACY,
+    PER_IMAGE_FILE,
     TWO_STAGE,
     input_size_for,
     measure_throughput,
@@ -120,6 +121,10 @@ def test_reduced_run_writes_every_row_and_column(reduced_run):
         assert row["test_per_dataset"]["set"]["n"] == n_test
         hits = row["test"]["confusion"][0][0] + row["test"]["confusion"][1][1]
         assert row["test_per_dataset"]["set"]["accuracy"] == pytest.approx(hits / n_test)
+        if row["arch"] != TWO_STAGE:  # each image's decision, in evaluate's per-image format
+            per_image = list(csv.DictReader((out / row["arch"] / PER_IMAGE_FILE).open()))
+            assert len(per_image) == n_test and sum(r["correct"] == "1" for r in per_image) == hits
+            assert {r["decision"] for r in per_image} <= {"0", "1"}
     for col in ("Paper accuracy (%)", "Precision (%)", "Recall (%)", "F1 (%)",
                 "Parameters (M)", "Size (MB, fp32)", "CPU images/s"):  # fmt: skip
         assert col in md
@@ -166,6 +171,20 @@ def test_resume_skips_finished_models(reduced_run):
     assert res.exit_code != 0 and "other data or settings" in str(res.exception)
 
 
+def test_two_rows_pair_image_by_image_with_pair_models(reduced_run):
+    from conftest import load_script
+
+    out, _, _ = reduced_run
+    pm = load_script("pair_models")
+    a, b = pm.read_outcomes(out / "alexnet"), pm.read_outcomes(out / "vgg16")
+    res = pm.pair(a, b)
+    n = len(a)
+    assert res["all"]["n"] == n and res["_unmatched"] == {"only_a": 0, "only_b": 0}
+    rows = {r["arch"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert res["all"]["accuracy_a"] == pytest.approx(rows["alexnet"]["test"]["accuracy"])
+    assert res["all"]["accuracy_b"] == pytest.approx(rows["vgg16"]["test"]["accuracy"])
+
+
 def test_rows_train_cheapest_first_with_two_stage_after_its_mobilenet():
     assert run_order([*DEFAULT_ARCHS, "efficientnet_lite0"]) == [
         "mobilenet_v3_small", TWO_STAGE, "efficientnet_lite0", "alexnet", "googlenet",
@@ -191,6 +210,9 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
     old_alexnet = json.loads(kept["alexnet/result.json"])
     per_dataset = old_alexnet.pop("test_per_dataset")
     (out / "alexnet" / "result.json").write_text(json.dumps(old_alexnet))
+    per_image = {a: (out / a / PER_IMAGE_FILE).read_bytes() for a in ("alexnet", "googlenet")}
+    (out / "alexnet" / PER_IMAGE_FILE).unlink()
+    (out / "googlenet" / PER_IMAGE_FILE).unlink()  # a row with per-dataset figures but no file
     try:
         res = runner.invoke(cli, reduced_args(data, out, "--table-only"))
         assert res.exit_code == 0, res.output + repr(res.exception)
@@ -206,6 +228,10 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
         assert two["test_per_dataset"]["set"]["n"] == two["test"]["n"]
         again = json.loads((out / "alexnet" / "result.json").read_text())["test_per_dataset"]
         assert again["set"] == pytest.approx(per_dataset["set"])
+        for arch, blob in per_image.items():  # the same decisions as when the row finished
+            assert [r["correct"] for r in csv.DictReader((out / arch / PER_IMAGE_FILE).open())] == [
+                r["correct"] for r in csv.DictReader(blob.decode().splitlines())
+            ], arch
     finally:
         hidden.with_suffix(".hidden").rename(hidden)
         for name, blob in kept.items():
