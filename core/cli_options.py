@@ -101,8 +101,8 @@ def precision_option() -> Callable[[Any], Any]:
         default="fp32",
         show_default=True,
         help="Training arithmetic: fp32, or bf16 mixed precision (autocast; weights stay "
-        "float32), about 1.6x faster for large networks on CPUs with AVX512-BF16/AMX and "
-        "on recent GPUs.",
+        "float32), 1.4-2x faster for all but the smallest networks on CPUs with "
+        "AVX512-BF16/AMX and on recent GPUs.",
     )
 
 

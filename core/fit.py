@@ -134,8 +134,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
     ``"fp32"``: plain float32. ``"bf16"``: ``torch.autocast`` in bfloat16 (convolutions and
     matrix products in bfloat16, losses and normalisation in float32; the weights stay
-    float32). On CPUs with AVX512-BF16 or AMX it trains the larger comparison networks
-    about 1.6x faster (VGG16, InceptionV3, GoogLeNet; ``docs/evaluation/compare-time.md``).
+    float32). On this project's AVX512-BF16 CPU a training step of the comparison networks
+    is 1.4-2x faster (VGG16 2.0x, MobileNetV3-Small only 1.1x;
+    ``docs/evaluation/compare-time-bf16.md`` against ``compare-time.md``).
     """
     if precision == "fp32":
         return contextlib.nullcontext()
