@@ -743,6 +743,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
         "device": device,
         "notes": notes,
         "pending": [a for a in archs if a in pending],
+        "paired_with_best": paired_with_best(out, rows),
         "rows": rows,
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -840,8 +841,51 @@ def single_answer(row: dict[str, Any]) -> str | None:
     return None
 
 
-def verdict(rows: Sequence[dict[str, Any]]) -> str:
-    """One plain sentence (or a few) on where the paper's claims hold on our data."""
+def paired_with_best(out: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each single-network row paired with the most accurate of the paper's networks.
+
+    Reads every row's :data:`PER_IMAGE_FILE` (the same test images in the same order) and
+    returns ``{"best": arch, "vs": {arch: heritage.metrics.mcnemar(best, arch)}}``; empty
+    when fewer than two of the paper's networks have the file. The ImageNet-started
+    efficientnet row is paired too but never chosen as the best (it is not ranked).
+    """
+    from .metrics import mcnemar
+
+    correct: dict[str, list[bool]] = {}
+    for r in rows:
+        f = out / r["arch"] / PER_IMAGE_FILE
+        if r["arch"] != TWO_STAGE and f.is_file():
+            with open(f, newline="", encoding="utf-8") as fh:
+                correct[r["arch"]] = [x["correct"] == "1" for x in csv.DictReader(fh)]
+    ranked = [a for a in PAPER_ACCURACY if a in correct]
+    if len(ranked) < 2:
+        return {}
+    best = max(ranked, key=lambda a: sum(correct[a]) / max(1, len(correct[a])))
+    return {
+        "best": best,
+        "vs": {a: mcnemar(correct[best], c) for a, c in correct.items() if a != best},
+    }
+
+
+def _paired_sentence(paired: dict[str, Any]) -> str:
+    """The rows' paired counts against the most accurate network, in words."""
+    best = DISPLAY.get(paired["best"], paired["best"])
+    parts = [
+        f"{DISPLAY.get(a, a)}: only {best} right on {m['b']}, only {DISPLAY.get(a, a)} on "
+        f"{m['c']}, p = {m['p_value']:.2g}"
+        for a, m in paired["vs"].items()
+    ]
+    return (
+        f"Paired with {best} image by image (exact McNemar; p >= 0.05 is within chance): "
+        f"{'; '.join(parts)}."
+    )
+
+
+def verdict(rows: Sequence[dict[str, Any]], paired: dict[str, Any] | None = None) -> str:
+    """One plain sentence (or a few) on where the paper's claims hold on our data.
+
+    ``paired``: :func:`paired_with_best`'s result, said after the ranking when given.
+    """
     flat = {r["arch"]: _flat(r) for r in rows}
     acc = {a: f["accuracy"] for a, f in flat.items() if f["accuracy"] is not None}
     one_answer = {r["arch"]: a for r in rows if (a := single_answer(r))}
@@ -867,6 +911,8 @@ def verdict(rows: Sequence[dict[str, Any]]) -> str:
                 f"Unlike the paper (best: {DISPLAY[paper_best]}), the most accurate here is "
                 f"{DISPLAY.get(best, best)} ({acc[best]} % vs {acc.get(paper_best)} %)."
             )
+    if paired and paired.get("vs"):
+        parts.append(_paired_sentence(paired))
     if TWO_STAGE in acc and "mobilenet_v3_small" in acc:
         d = round(acc[TWO_STAGE] - acc["mobilenet_v3_small"], 1)
         if "mobilenet_v3_small" in one_answer:
@@ -1000,7 +1046,7 @@ def table_markdown(summary: dict[str, Any]) -> str:
     cfg = summary["config"]
     notes = [
         "",
-        verdict(rows),
+        verdict(rows, summary.get("paired_with_best")),
         "",
         f"Split: {sp['counts']['train']} train / {sp['counts']['val']} val / "
         f"{sp['counts']['test']} test images ({sp['file']}), classes {', '.join(sp['classes'])}; "

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from heritage.compare import (
     CSV_FIELDS,
     DEFAULT_ARCHS,
+    DISPLAY,
     PAPER_ACCURACY,
     PER_IMAGE_FILE,
     TWO_STAGE,
@@ -130,6 +131,10 @@ def test_reduced_run_writes_every_row_and_column(reduced_run):
         assert col in md
     assert "MobileNetV3 alone" in md  # the two-stage claim is discussed, either way
     assert "Training arithmetic: float32 for every row." in md
+    paired = json.loads((out / "results.json").read_text())["paired_with_best"]
+    assert len(paired["vs"]) == len(DEFAULT_ARCHS) - 2  # the other networks, not two-stage
+    assert all(m["n"] == int(rows[0]["test_images"]) for m in paired["vs"].values())
+    assert f"Paired with {DISPLAY[paired['best']]} image by image" in md
     assert "efficientnet" not in md.lower() or "skipped" in md.lower()
     # finished rows drop their fit checkpoints, except the MobileNet one (two-stage seed)
     assert not (out / "vgg16" / "model_checkpoint.pt").exists()
@@ -287,6 +292,39 @@ def test_verdict_says_where_the_paper_holds():
     assert "As in the paper, Two-stage" in text
     assert "efficientnet_lite0 (ImageNet) always starts from ImageNet weights" in text
     assert "reaches 99.0 % (+4.0 points from Two-stage" in text
+
+
+def test_verdict_says_whether_the_ranking_is_beyond_chance():
+    rows = [_row("alexnet", 0.80), _row("mobilenet_v3_small", 0.90)]
+    vs = {
+        "alexnet": {"b": 30, "c": 20, "n": 100, "p_value": 0.2},
+        "efficientnet_lite0": {"b": 1, "c": 9, "n": 100, "p_value": 0.021},
+    }
+    paired = {"best": "mobilenet_v3_small", "vs": vs}
+    text = verdict(rows, paired)
+    assert (
+        "Paired with MobileNetV3-Small image by image (exact McNemar; p >= 0.05 is within "
+        "chance): AlexNet: only MobileNetV3-Small right on 30, only AlexNet on 20, p = 0.2; "
+        "efficientnet_lite0 (ImageNet): only MobileNetV3-Small right on 1"
+    ) in text
+    assert "Paired with" not in verdict(rows)
+
+
+def test_paired_with_best_reads_the_rows_per_image_files(tmp_path):
+    from heritage.compare import paired_with_best
+
+    def write(arch: str, outcomes: str) -> dict:
+        (tmp_path / arch).mkdir()
+        lines = ["path,correct", *(f"{i}.png,{c}" for i, c in enumerate(outcomes))]
+        (tmp_path / arch / PER_IMAGE_FILE).write_text("\n".join(lines) + "\n")
+        return _row(arch, outcomes.count("1") / len(outcomes))
+
+    rows = [write("alexnet", "1100"), write("vgg16", "1110"), write("efficientnet_lite0", "1111")]
+    res = paired_with_best(tmp_path, [*rows, _row(TWO_STAGE, 1.0)])
+    assert res["best"] == "vgg16"  # the ImageNet-started row is paired but not ranked
+    assert res["vs"]["alexnet"] == {"b": 1, "c": 0, "n": 4, "p_value": 1.0}
+    assert res["vs"]["efficientnet_lite0"]["c"] == 1 and TWO_STAGE not in res["vs"]
+    assert paired_with_best(tmp_path, rows[:1]) == {}
 
 
 def test_verdict_judges_the_two_stage_claim_with_its_paired_counts():
