@@ -357,13 +357,17 @@ def _check_same_schedule(saved: dict[str, Any] | None, cfg: FitConfig, path: Pat
         )
 
 
-def checkpoint_precision(path: Path) -> str:
-    """The training precision a :func:`fit` checkpoint was written with (older ones: fp32)."""
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """A :func:`fit` checkpoint (tensors and plain values only: ``weights_only``)."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"cannot read checkpoint {path} ({exc}); delete it to start over") from exc
-    return str((ck.get("config") or {}).get("precision", "fp32"))
+
+
+def checkpoint_precision(path: Path) -> str:
+    """The training precision a :func:`fit` checkpoint was written with (older ones: fp32)."""
+    return str((_load_checkpoint(path).get("config") or {}).get("precision", "fp32"))
 
 
 def fit(
@@ -418,12 +422,7 @@ def fit(
     resumed_from = None
 
     if cfg.resume and ckpt_path.is_file():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot read checkpoint {ckpt_path} ({exc}); delete it to start over"
-            ) from exc
+        ck = _load_checkpoint(ckpt_path)
         _check_same_schedule(ck.get("config"), cfg, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])

@@ -203,6 +203,21 @@ def test_precision_checks(tmp_path, monkeypatch, caplog):
     assert caplog.text == ""
 
 
+def test_a_truncated_checkpoint_is_refused_with_what_to_do(tmp_path):
+    from heritage.errors import ModelError
+    from heritage.fit import checkpoint_precision
+
+    ck = tmp_path / "toy_checkpoint.pt"
+    fit(*_toy(), CFG, tmp_path, "toy")
+    ck.write_bytes(ck.read_bytes()[:100])
+    for call in (
+        lambda: fit(*_toy(), FitConfig(**{**CFG.__dict__, "resume": True}), tmp_path, "toy"),
+        lambda: checkpoint_precision(ck),
+    ):
+        with pytest.raises(ModelError, match=r"cannot read checkpoint .*delete it to start over"):
+            call()
+
+
 def test_binary_metrics_and_mcnemar():
     y = np.array([0, 0, 1, 1, 1])
     m = binary_metrics(y, np.array([0.1, 0.7, 0.8, 0.9, 0.2]), 0.5)
