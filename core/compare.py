@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,7 +202,8 @@ class CompareConfig:
     lr: float = 1e-4
     patience: int = 3
     scheduler: str = "cosine"  # the same rates for every row (plateau reacts to val noise)
-    #: training arithmetic of the rows trained by this call ("fp32" or "bf16" autocast).
+    #: training arithmetic of the rows trained by this call ("fp32" or "bf16" autocast);
+    #: a row resumed from its checkpoint keeps the precision it was started with.
     #: Not part of :meth:`budget`: it changes rounding, not epochs, rates or data, so
     #: finished rows are reused; each row records its own and the table names them.
     precision: str = "fp32"
@@ -413,7 +414,7 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
     import numpy as np
 
     from .evaluate import write_per_image_csv
-    from .fit import fit, predict_proba, set_seed
+    from .fit import checkpoint_precision, fit, predict_proba, set_seed
     from .metrics import binary_metrics
     from .modelzoo import build_model
 
@@ -424,12 +425,19 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
     pretrained = "imagenet" if arch == EFFICIENTNET else cfg.pretrained
     set_seed(cfg.seed)  # the initial weights depend on the seed, not on the rows run before
     model = build_model(arch, len(data.classes), pretrained)
-    data.progress.message(f"compare: training {arch} at {size} px")
+    # a row started earlier continues in the arithmetic it was started with
+    ckpt = out / "model_checkpoint.pt"
+    precision = checkpoint_precision(ckpt) if cfg.resume and ckpt.is_file() else cfg.precision
+    if precision != cfg.precision:
+        log.info(
+            "%s: continuing in %s, the precision its checkpoint was started with", arch, precision
+        )
+    data.progress.message(f"compare: training {arch} at {size} px ({precision})")
     fr = fit(
         model,
         loaders["train"],
         loaders["val"],
-        _fit_cfg(cfg, device),
+        replace(_fit_cfg(cfg, device), precision=precision),
         out,
         "model",
         data.progress,
@@ -465,7 +473,7 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
         "best_epoch": fr.best_epoch,
         "train_seconds": fr.seconds,
         "device": fr.device,
-        "train_precision": cfg.precision,
+        "train_precision": precision,
     }
 
 

@@ -4,6 +4,8 @@
 # continues from its checkpoint (Ctrl-C/SIGTERM write one after the current batch).
 # scripts/compare_full.sh --table-only: the table of the models finished so far.
 # Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}.
+# --precision bf16 since 2026-11-25 (after scripts/check_precision.sh): rows finished in
+# float32 are reused, a row started in float32 finishes in float32, the table says which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${HERITAGE_SHARED_DATA:-../shared/data}
@@ -16,7 +18,7 @@ OUT=${COMPARE_OUT:-runs/compare-full}
   -o "$OUT" \
   --archs alexnet,googlenet,vgg16,inception_v3,mobilenet_v3_small,two_stage \
   --epochs 15 --batch-size 32 --lr 1e-4 --scheduler cosine --patience 3 --pretrained none \
-  --device auto --resume "$@"
+  --precision bf16 --device auto --resume "$@"
 
 cp "$OUT/comparison.csv" docs/comparison.csv
 # put the table between the markers of docs/comparison.md

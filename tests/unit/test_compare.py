@@ -243,6 +243,20 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
             (out / name).write_bytes(blob)
 
 
+def test_a_row_resumed_from_its_checkpoint_keeps_its_precision(tmp_path):
+    from heritage.cli import cli
+
+    data, out = _images(tmp_path), tmp_path / "out"
+    args = reduced_args(data, out, "--archs", "mobilenet_v3_small", "--resume")
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    (out / "mobilenet_v3_small" / "result.json").unlink()  # as if stopped before scoring
+    res = CliRunner().invoke(cli, [*args, "--precision", "bf16"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    row = json.loads((out / "mobilenet_v3_small" / "result.json").read_text())
+    assert row["train_precision"] == "fp32"  # its checkpoint's, not a mix of two
+
+
 def test_precision_note_names_the_arithmetic_of_each_row():
     from heritage.compare import precision_note
 
