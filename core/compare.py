@@ -810,8 +810,8 @@ def precision_note(rows: Sequence[dict[str, Any]]) -> str:
         return f"Training arithmetic: {name.get(p, p)} for every row."
     parts = [f"{name.get(p, p)} for {', '.join(models)}" for p, models in sorted(by.items())]
     return (
-        f"Training arithmetic: {'; '.join(parts)} (it changes rounding, not the budget; "
-        "docs/comparison.md says why and what was checked)."
+        f"Training arithmetic: {'; '.join(parts)} (it changes rounding, not the budget: "
+        "pair the rows image by image before reading a difference of a point or two)."
     )
 
 
