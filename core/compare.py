@@ -333,11 +333,12 @@ class _Data:
 
     def score_test(
         self, probs: Any, labels: Any, threshold: float
-    ) -> tuple[Any, list[dict[str, Any]]]:
+    ) -> tuple[Any, Any, Any, list[dict[str, Any]]]:
         """Per-image decisions on the test split from stage-1 probabilities in test order.
 
-        Returns the correctness of each decision (bool array) and one row per image for
-        :data:`PER_IMAGE_FILE` (``p_final`` = summed probability of the positive classes).
+        Returns the summed probability of the positive classes, the truth (positive or
+        not), the correctness of each decision (arrays) and one row per image for
+        :data:`PER_IMAGE_FILE`.
         """
         import numpy as np
 
@@ -366,7 +367,7 @@ class _Data:
             }
             for it, t, k, p, d, c in zip(items, truth, top, p_pos, said, correct, strict=True)
         ]
-        return correct, rows
+        return p_pos, truth, correct, rows
 
     def per_dataset(self, correct: Any) -> dict[str, dict[str, Any]]:
         """Test accuracy per dataset from per-image correctness in test-split order."""
@@ -411,7 +412,6 @@ def _fit_cfg(cfg: CompareConfig, device: str) -> Any:
 
 def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[str, Any]:
     """Train and score one single-network row."""
-    import numpy as np
 
     from .evaluate import write_per_image_csv
     from .fit import checkpoint_precision, fit, predict_proba, set_seed
@@ -444,10 +444,8 @@ def _run_cnn(arch: str, cfg: CompareConfig, data: _Data, device: str) -> dict[st
         loss="ce",
     )
     probs, labels = predict_proba(model, loaders["test"], device)
-    y = np.isin(labels.astype(int), data.pos).astype(int)
-    p_pos = probs[:, data.pos].sum(axis=1)
-    m = binary_metrics(y, p_pos, cfg.threshold)
-    correct, per_image = data.score_test(probs, labels, cfg.threshold)
+    p_pos, truth, correct, per_image = data.score_test(probs, labels, cfg.threshold)
+    m = binary_metrics(truth.astype(int), p_pos, cfg.threshold)
     write_per_image_csv(out / PER_IMAGE_FILE, per_image)
     per_dataset = data.per_dataset(correct)
     size_bytes = save_fp32(model, out / "model.safetensors")
@@ -621,7 +619,7 @@ def _backfill(row: dict[str, Any], arch: str, cfg: CompareConfig, data: _Data) -
     model.load_state_dict(load_file(str(weights)))
     data.progress.message(f"compare: scoring the finished {arch} row image by image")
     probs, labels = predict_proba(model, data.test_loader(row["input_px"]), data.device)
-    correct, rows = data.score_test(probs, labels, cfg.threshold)
+    _, _, correct, rows = data.score_test(probs, labels, cfg.threshold)
     write_per_image_csv(per_image, rows)
     if "test_per_dataset" in row:
         return False  # only the per-image file was missing
@@ -804,7 +802,8 @@ def precision_note(rows: Sequence[dict[str, Any]]) -> str:
     by: dict[str, list[str]] = {}
     for r in rows:
         by.setdefault(row_precision(r), []).append(DISPLAY.get(r["arch"], r["arch"]))
-    name = {"fp32": "float32", "bf16": "bfloat16 mixed precision (autocast)"}
+    from .fit import PRECISION_NAMES as name
+
     if len(by) == 1:
         (p,) = by
         return f"Training arithmetic: {name.get(p, p)} for every row."

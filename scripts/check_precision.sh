@@ -7,7 +7,6 @@
 # Output: runs/compare-bf16-check/, docs/evaluation/precision-check.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${HERITAGE_SHARED_DATA:-../shared/data}
 FULL=${COMPARE_OUT:-runs/compare-full}
 OUT=${CHECK_OUT:-runs/compare-bf16-check}
 ARCH=${CHECK_ARCH:-alexnet}
@@ -22,13 +21,9 @@ for f in split.csv split_meta.json; do  # the full run's split, not a new one
   [ -f "$OUT/$f" ] || cp "$FULL/$f" "$OUT/$f"
 done
 
-.venv/bin/heritage compare \
-  "$DATA/brickwork-cracks" "$DATA/sdnet2018-walls" "$DATA/ozgenel-concrete-crack" \
-  "$DATA/saltspot-salt-damage" \
-  --extra-positives "$DATA/dais-masonry/images" \
-  -o "$OUT" --archs "$ARCH" --no-efficientnet \
-  --epochs 15 --batch-size 32 --lr 1e-4 --scheduler cosine --patience 3 --pretrained none \
-  --device auto --precision bf16 --resume
+# the full run's command and budget, for this one row, into $OUT, docs left alone
+COMPARE_OUT="$OUT" COMPARE_DOCS=0 bash scripts/compare_full.sh \
+  --archs "$ARCH" --no-efficientnet --precision bf16
 
 if [ ! -f "$FULL/$ARCH/test.per_image.csv" ]; then  # rows from before the file existed
   scripts/compare_full.sh --table-only

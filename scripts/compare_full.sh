@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${HERITAGE_SHARED_DATA:-../shared/data}
 OUT=${COMPARE_OUT:-runs/compare-full}
+DOCS=${COMPARE_DOCS:-1}  # 0: leave docs/comparison.{md,csv} alone (scripts/check_precision.sh)
 
 .venv/bin/heritage compare \
   "$DATA/brickwork-cracks" "$DATA/sdnet2018-walls" "$DATA/ozgenel-concrete-crack" \
@@ -20,6 +21,7 @@ OUT=${COMPARE_OUT:-runs/compare-full}
   --epochs 15 --batch-size 32 --lr 1e-4 --scheduler cosine --patience 3 --pretrained none \
   --precision bf16 --device auto --resume "$@"
 
+[ "$DOCS" = 1 ] || exit 0
 cp "$OUT/comparison.csv" docs/comparison.csv
 # put the table between the markers of docs/comparison.md
 .venv/bin/python - "$OUT/comparison.md" docs/comparison.md <<'PY'

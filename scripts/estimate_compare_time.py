@@ -39,10 +39,8 @@ from heritage.compare import (
     measure_throughput,
     run_order,
 )
-from heritage.fit import autocast
+from heritage.fit import PRECISION_NAMES, autocast
 from heritage.modelzoo import build_model, efficientnet_available
-
-PRECISION_NAME = {"fp32": "float32", "bf16": "bfloat16 mixed precision (autocast)"}
 
 #: images per split of the full comparison (runs/compare-full/split.csv, 2026-11-24)
 FULL_SPLIT = {"train": 5878, "val": 811, "test": 1692}
@@ -147,7 +145,7 @@ def table(rows: list[dict[str, Any]], counts: dict[str, int], cfg: argparse.Name
     command = shlex.join([".venv/bin/python", "scripts/estimate_compare_time.py", *cfg.argv])
     lines = [
         "# Projected time of the full comparison on this machine"
-        + ("" if cfg.precision == "fp32" else f", training in {PRECISION_NAME[cfg.precision]}"),
+        + ("" if cfg.precision == "fp32" else f", training in {PRECISION_NAMES[cfg.precision]}"),
         "",
         f"`{command}`",
         "",
@@ -168,7 +166,7 @@ def table(rows: list[dict[str, Any]], counts: dict[str, int], cfg: argparse.Name
         f"images plus {counts['test']} test images, batch {cfg.batch_size}, "
         f"{torch.get_num_threads()} torch threads, {cfg.steps} timed steps per model after "
         "one warm-up; no early stopping; decoding and augmentation not timed. Training "
-        f"steps in {PRECISION_NAME[cfg.precision]}, evaluation batches in float32 (the "
+        f"steps in {PRECISION_NAMES[cfg.precision]}, evaluation batches in float32 (the "
         "two-stage row's Grad-CAM passes too).",
     ]
     return "\n".join(lines) + "\n"
@@ -185,7 +183,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--image-size", type=int, default=None, help="one size for all (tests)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument(
-        "--precision", choices=tuple(PRECISION_NAME), default="fp32", help="training arithmetic"
+        "--precision", choices=tuple(PRECISION_NAMES), default="fp32", help="training arithmetic"
     )
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     cfg = ap.parse_args(argv)

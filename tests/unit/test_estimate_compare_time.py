@@ -42,4 +42,4 @@ def test_training_steps_are_timed_in_the_asked_precision_and_evaluation_in_float
     assert t_train > 0 and t_eval > 0
     assert seen[:2] == [torch.bfloat16, torch.bfloat16]  # warm-up and timed training step
     assert set(seen[2:]) == {torch.float32}  # evaluation batches
-    assert "bfloat16 mixed precision" in est.PRECISION_NAME["bf16"]
+    assert "bfloat16 mixed precision" in est.PRECISION_NAMES["bf16"]
