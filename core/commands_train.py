@@ -100,6 +100,14 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     "state dict (.safetensors/.pth) [default: random init].",
 )
 @click.option(
+    "--stage1-weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A stage 1 already trained on these data with this split (e.g. "
+    "OUT/<arch>/model.safetensors of 'heritage compare'): used as it is, only stage 2 "
+    "is trained. Not with --pretrained or --freeze.",
+)
+@click.option(
     "--stage2-pretrained",
     default=None,
     metavar="imagenet|PATH",
@@ -194,10 +202,10 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--model-id", default="heritage-two-stage", show_default=True)
 @click.option("--model-version", default="0.1.0", show_default=True)
 @json_progress_option()
-def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage2_pretrained,
-          epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr, patience,
-          scheduler, precision, image_size, device, seed, val_fraction, test_fraction, positives,
-          extra_positives, max_per_class, oversample, skip_stage2, workers, threads,
+def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage1_weights,
+          stage2_pretrained, epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr,
+          patience, scheduler, precision, image_size, device, seed, val_fraction, test_fraction,
+          positives, extra_positives, max_per_class, oversample, skip_stage2, workers, threads,
           cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
           resume, model_id, model_version, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
@@ -224,6 +232,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         precision=precision,
         stage2_arch=stage2_arch,
         pretrained=pre,
+        stage1_weights=stage1_weights,
         stage2_pretrained=pre2,
         epochs=epochs,
         batch_size=batch_size,

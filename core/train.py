@@ -51,6 +51,9 @@ class TrainConfig:
     freeze: int = 0  # leading stage-1 trunk modules kept frozen (modelzoo.freeze_leading)
     stage2_arch: str = "resnet18"
     pretrained: str | None = None  # None, "imagenet" or a state-dict path (stage 1)
+    #: a stage 1 already trained on this data and split (state dict, e.g. a row of
+    #: ``heritage compare``): used as it is, only stage 2 is trained
+    stage1_weights: str | None = None
     stage2_pretrained: str | None = None  # None, "imagenet" or a path (stage 2)
     epochs: int = 15
     batch_size: int = 32
@@ -382,22 +385,26 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         )
         for s in D.SPLITS
     }
-    stage1 = build_model(cfg.arch, len(classes), cfg.pretrained)
-    if cfg.freeze:
-        frozen = freeze_leading(stage1, cfg.arch, cfg.freeze)
-        log.info("stage 1: %d leading modules frozen (up to %s)", len(frozen), frozen[-1])
-    r1 = fit(
-        stage1,
-        loaders["train"],
-        loaders["val"],
-        _fit_config(cfg, 1, device),
-        run_dir,
-        "stage1",
-        progress,
-        loss="ce",
-    )
+    r1 = None
+    if cfg.stage1_weights:
+        stage1, stage1_source = load_trained_stage1(cfg, len(classes), run_dir)
+    else:
+        stage1 = build_model(cfg.arch, len(classes), cfg.pretrained)
+        if cfg.freeze:
+            frozen = freeze_leading(stage1, cfg.arch, cfg.freeze)
+            log.info("stage 1: %d leading modules frozen (up to %s)", len(frozen), frozen[-1])
+        r1 = fit(
+            stage1,
+            loaders["train"],
+            loaders["val"],
+            _fit_config(cfg, 1, device),
+            run_dir,
+            "stage1",
+            progress,
+            loss="ce",
+        )
+        plot_curves(r1.history, run_dir / "stage1_curves.png", f"stage 1 ({cfg.arch})")
     durations["stage1_s"] = round(time.monotonic() - t, 2)
-    plot_curves(r1.history, run_dir / "stage1_curves.png", f"stage 1 ({cfg.arch})")
     if cfg.fp16:
         round_to_fp16(stage1)  # everything below sees the weights as they will be stored
 
@@ -507,7 +514,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         "thresholds": thr,
         "validation": val_scores,
         "test": {},
-        "stage1_best_epoch": r1.best_epoch,
+        "stage1_best_epoch": r1.best_epoch if r1 else None,
         "stage2_best_epoch": r2.best_epoch if r2 else None,
     }
     test_items = by_split["test"]
@@ -563,7 +570,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         "durations_s": durations,
         "device": device,
         "torch": torch.__version__,
-        "stage1_fit": _fit_summary(r1),
+        "stage1_fit": _fit_summary(r1) if r1 else stage1_source,
         "stage2_fit": _fit_summary(r2) if r2 else None,
         "overlays": overlay_counts,
         "cam_target": cfg.cam_target,  # read by heritage.predict.TwoStageClassifier
@@ -593,6 +600,69 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         f"model written to {cfg.model_dir} (decision: {decision}); run folder {run_dir}"
     )
     return card
+
+
+def load_trained_stage1(
+    cfg: TrainConfig, num_classes: int, run_dir: Path
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The finished stage 1 named by ``cfg.stage1_weights``, and where it came from.
+
+    The file must hold every tensor of ``cfg.arch`` with a ``num_classes``-output head
+    (safetensors, or a ``.pth`` state dict read with ``weights_only=True``). A
+    ``split.csv`` beside it or one folder up (``heritage compare`` and ``heritage
+    train`` leave one there) must equal the run's own: a network trained on another
+    split has seen some of this run's test images, and its test metrics would flatter
+    it. Without such a file the caller's word is taken, with a warning.
+
+    Raises:
+        ModelError: combined with ``pretrained``/``freeze`` (they shape training, and
+            this stage 1 is not trained), or weights that do not fit.
+        DataError: the split beside the weights differs from the run's.
+        InputNotFoundError: the file does not exist.
+    """
+    from .data import SPLIT_CSV, sha256_file
+    from .errors import InputNotFoundError, ModelError
+    from .modelzoo import build_model, load_state_dict_file
+
+    path = Path(cfg.stage1_weights or "")
+    if cfg.pretrained or cfg.freeze:
+        raise ModelError(
+            "a finished stage 1 (stage1_weights) is not trained again, so pretrained and "
+            "freeze do not apply; leave them out"
+        )
+    if not path.is_file():
+        raise InputNotFoundError(f"stage-1 weights not found: {path}")
+    own_split = (run_dir / SPLIT_CSV).read_bytes()
+    beside = [d / SPLIT_CSV for d in (path.parent, path.parent.parent)]
+    found = next((f for f in beside if f.is_file()), None)
+    if found is None:
+        log.warning(
+            "no %s beside %s: the test metrics are honest only if this stage 1 never saw "
+            "the run's test split (%s)",
+            SPLIT_CSV,
+            path,
+            run_dir / SPLIT_CSV,
+        )
+    elif found.read_bytes() != own_split:
+        raise DataError(
+            f"{path} was trained with the split in {found}, which differs from "
+            f"{run_dir / SPLIT_CSV}: its test metrics here would include images it was "
+            f"trained on. Copy {found} and its split_meta.json into {run_dir} to use its "
+            "split."
+        )
+    model = build_model(cfg.arch, num_classes)
+    try:
+        model.load_state_dict(load_state_dict_file(path), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(
+            f"{path} is not a {cfg.arch} with {num_classes} classes ({first}); give the "
+            "weights of a stage 1 trained on these classes"
+        ) from exc
+    source = {"weights": str(path.resolve()), "sha256": sha256_file(path),
+              "split_checked": str(found.resolve()) if found else None}  # fmt: skip
+    log.info("stage 1: %s used as trained (sha256 %s)", path, source["sha256"][:12])
+    return model, source
 
 
 def _fit_summary(r: Any) -> dict[str, Any]:

@@ -405,3 +405,58 @@ def test_fp16_weights_compute_what_the_metrics_were_measured_on(tiny_data, tmp_p
     ref = {k: v.clone() for k, v in loaded.stage1.state_dict().items()}
     assert all(torch.equal(rounded.state_dict()[k], v) for k, v in ref.items())
     assert card.metrics["test"]["all"]["stage1"]["n"] > 0
+
+
+def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_path):
+    """--stage1-weights: stage 1 from elsewhere (e.g. a compare row), only stage 2 trained."""
+    import shutil
+
+    from heritage.cli import cli
+    from heritage.data import sha256_file
+    from heritage.errors import DataError, ModelError
+    from heritage.modelcard import load_model
+
+    a, b = tiny_data
+    base = dict(data_dirs=(str(a), str(b)), image_size=48, epochs=1, batch_size=8, workers=0,
+                device="cpu", stage2_epochs=1, stage2_batch_size=8)  # fmt: skip
+    cfg1 = TrainConfig(**base, model_dir=str(tmp_path / "m1"), run_dir=str(tmp_path / "r1"),
+                       skip_stage2=True)  # fmt: skip
+    first = train_two_stage(cfg1)
+    # laid out like a row of heritage compare: OUT/split.csv, OUT/<arch>/model.safetensors
+    row = tmp_path / "cmp" / "mobilenet_v3_small"
+    row.mkdir(parents=True)
+    weights = row / "model.safetensors"
+    shutil.copy2(tmp_path / "m1" / "stage1.safetensors", weights)
+    for name in ("split.csv", "split_meta.json"):
+        shutil.copy2(tmp_path / "r1" / name, tmp_path / "cmp" / name)
+    run2 = tmp_path / "r2"
+    run2.mkdir()
+    for name in ("split.csv", "split_meta.json"):
+        shutil.copy2(tmp_path / "r1" / name, run2 / name)
+    cfg = TrainConfig(**base, model_dir=str(tmp_path / "m2"), run_dir=str(run2),
+                      stage1_weights=str(weights))  # fmt: skip
+    card = train_two_stage(cfg)
+    assert not (run2 / "stage1_checkpoint.pt").exists()  # not trained again
+    assert card.training["stage1_fit"]["sha256"] == sha256_file(weights)
+    assert card.training["stage1_fit"]["split_checked"] == str(tmp_path / "cmp" / "split.csv")
+    assert card.metrics["stage1_best_epoch"] is None and card.stage2 is not None
+    # the same network on the same test split: the same stage-1 test metrics
+    assert card.metrics["test"]["all"]["stage1"] == first.metrics["test"]["all"]["stage1"]
+    s1, s2 = load_model(tmp_path / "m1").stage1, load_model(tmp_path / "m2").stage1
+    assert all(torch.equal(v, s2.state_dict()[k]) for k, v in s1.state_dict().items())
+
+    # a stage 1 trained on another split would be scored on images it saw
+    rows = (tmp_path / "cmp" / "split.csv").read_text().splitlines()
+    (tmp_path / "cmp" / "split.csv").write_text("\n".join([rows[0], *rows[:0:-1]]) + "\n")
+    with pytest.raises(DataError, match="differs"):
+        train_two_stage(TrainConfig(**{**cfg.__dict__, "model_dir": str(tmp_path / "m3")}))
+    shutil.copy2(run2 / "split.csv", tmp_path / "cmp" / "split.csv")
+    # weights of another network, or asked to be trained further
+    with pytest.raises(ModelError, match="not a resnet18"):
+        train_two_stage(TrainConfig(**{**cfg.__dict__, "arch": "resnet18"}))
+    r = CliRunner().invoke(
+        cli, ["train", str(a), str(b), "-o", str(tmp_path / "m4"), "--run-dir", str(run2),
+              "--stage1-weights", str(weights), "--freeze", "2", "--image-size", "48"],
+    )  # fmt: skip
+    assert r.exit_code != 0 and "not trained again" in str(r.exception)
+    assert not (tmp_path / "m4").exists()
