@@ -201,13 +201,14 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run folder.")
 @click.option("--model-id", default="heritage-two-stage", show_default=True)
 @click.option("--model-version", default="0.1.0", show_default=True)
+@click.option("--notes", default="", help="Free text for the model card's notes.")
 @json_progress_option()
 def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage1_weights,
           stage2_pretrained, epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr,
           patience, scheduler, precision, image_size, device, seed, val_fraction, test_fraction,
           positives, extra_positives, max_per_class, oversample, skip_stage2, workers, threads,
           cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
-          resume, model_id, model_version, json_progress) -> None:  # fmt: skip
+          resume, model_id, model_version, notes, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
     from .interrupts import resumable_run
     from .progress import JsonLinesProgress, TqdmProgress
@@ -262,6 +263,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         fp16=fp16,
         model_id=model_id,
         version=model_version,
+        notes=notes,
         command_line=shlex.join(["heritage", *sys.argv[1:]]),
     )
     import torch

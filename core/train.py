@@ -660,9 +660,32 @@ def load_trained_stage1(
             "weights of a stage 1 trained on these classes"
         ) from exc
     source = {"weights": str(path.resolve()), "sha256": sha256_file(path),
-              "split_checked": str(found.resolve()) if found else None}  # fmt: skip
+              "split_checked": str(found.resolve()) if found else None,
+              **_compare_row_provenance(path)}  # fmt: skip
     log.info("stage 1: %s used as trained (sha256 %s)", path, source["sha256"][:12])
     return model, source
+
+
+def _compare_row_provenance(weights: Path) -> dict[str, Any]:
+    """How a ``heritage compare`` row (``OUT/<arch>/model.safetensors``) was trained.
+
+    Empty when the weights do not sit in such a row. The command line is that of the
+    last ``compare`` run in OUT (the one that wrote ``results.json``); the row's own
+    budget, epochs and training arithmetic are its ``result.json``'s.
+    """
+    import json
+
+    row_file, run_file = weights.parent / "result.json", weights.parent.parent / "results.json"
+    if not row_file.is_file():
+        return {}
+    row = json.loads(row_file.read_text(encoding="utf-8"))
+    keep = ("arch", "budget", "epochs_run", "best_epoch", "train_precision")
+    out: dict[str, Any] = {"compare_row": {k: row[k] for k in keep if k in row}}
+    if run_file.is_file():
+        out["compare_command_line"] = json.loads(run_file.read_text(encoding="utf-8")).get(
+            "command_line"
+        )
+    return out
 
 
 def _fit_summary(r: Any) -> dict[str, Any]:

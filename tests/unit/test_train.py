@@ -429,6 +429,9 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     shutil.copy2(tmp_path / "m1" / "stage1.safetensors", weights)
     for name in ("split.csv", "split_meta.json"):
         shutil.copy2(tmp_path / "r1" / name, tmp_path / "cmp" / name)
+    (row / "result.json").write_text(json.dumps({"arch": "mobilenet_v3_small", "best_epoch": 1,
+                                                 "test": {"accuracy": 0.5}}))  # fmt: skip
+    (tmp_path / "cmp" / "results.json").write_text(json.dumps({"command_line": "heritage compare"}))
     run2 = tmp_path / "r2"
     run2.mkdir()
     for name in ("split.csv", "split_meta.json"):
@@ -439,6 +442,9 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     assert not (run2 / "stage1_checkpoint.pt").exists()  # not trained again
     assert card.training["stage1_fit"]["sha256"] == sha256_file(weights)
     assert card.training["stage1_fit"]["split_checked"] == str(tmp_path / "cmp" / "split.csv")
+    assert card.training["stage1_fit"]["compare_row"] == {"arch": "mobilenet_v3_small",
+                                                          "best_epoch": 1}  # fmt: skip
+    assert card.training["stage1_fit"]["compare_command_line"] == "heritage compare"
     assert card.metrics["stage1_best_epoch"] is None and card.stage2 is not None
     # the same network on the same test split: the same stage-1 test metrics
     assert card.metrics["test"]["all"]["stage1"] == first.metrics["test"]["all"]["stage1"]
@@ -456,7 +462,8 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
         train_two_stage(TrainConfig(**{**cfg.__dict__, "arch": "resnet18"}))
     r = CliRunner().invoke(
         cli, ["train", str(a), str(b), "-o", str(tmp_path / "m4"), "--run-dir", str(run2),
-              "--stage1-weights", str(weights), "--freeze", "2", "--image-size", "48"],
+              "--stage1-weights", str(weights), "--freeze", "2", "--image-size", "48",
+              "--notes", "n"],
     )  # fmt: skip
     assert r.exit_code != 0 and "not trained again" in str(r.exception)
     assert not (tmp_path / "m4").exists()
