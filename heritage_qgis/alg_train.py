@@ -21,8 +21,10 @@ ARCHS = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0")
 STAGE2_ARCHS = ("resnet18", "resnet50")
 #: training arithmetic (heritage train --precision)
 PRECISIONS = ("fp32", "bf16")
-#: backbones that are fine-tuned from ImageNet weights available offline, with the
-#: recipe the shipped model was trained with (scripts/train_shipped.sh)
+#: backbones that are fine-tuned from ImageNet weights available offline. The stem and
+#: first 9 blocks stay frozen (the first phase of the shipped models up to 0.3.1): fewer
+#: weights to learn from the small folders users bring, and less backpropagation on a
+#: CPU. The shipped 0.5.0 trains every layer on ~6,000 images (scripts/train_shipped.sh).
 FINE_TUNE_ARGS = {
     "efficientnet_lite0": [
         "--pretrained", "imagenet", "--freeze", "11", "--stage2-pretrained", "none",
@@ -63,7 +65,7 @@ class TrainModelAlgorithm(HeritageAlgorithm):
         "defect patches) can be added. Writes a model folder (model.json + weights) that the "
         "classify algorithms take as their model. Training on a CPU takes a while: start "
         "with few epochs or a maximum number of images per class. efficientnet_lite0 is "
-        "fine-tuned from ImageNet weights (the shipped model's recipe) and needs far fewer "
+        "fine-tuned from ImageNet weights (like the shipped model's stage 1) and needs far fewer "
         "images and epochs than the MobileNetV3 backbones, which train from scratch. "
         "Cancelling stops after the current batch and keeps a checkpoint beside the model "
         "folder; run again with the same settings and 'Continue an interrupted run' ticked "
