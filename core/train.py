@@ -651,9 +651,10 @@ def load_trained_stage1(
             "split."
         )
     model = build_model(cfg.arch, num_classes)
+    state = load_state_dict_file(path)  # its own ModelError for an unreadable file
     try:
-        model.load_state_dict(load_state_dict_file(path), strict=True)
-    except RuntimeError as exc:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # missing, unexpected or misshapen tensors
         first = str(exc).strip().splitlines()[0]
         raise ModelError(
             f"{path} is not a {cfg.arch} with {num_classes} classes ({first}); give the "

@@ -460,6 +460,11 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     # weights of another network, or asked to be trained further
     with pytest.raises(ModelError, match="not a resnet18"):
         train_two_stage(TrainConfig(**{**cfg.__dict__, "arch": "resnet18"}))
+    (row / "cut.safetensors").write_bytes(weights.read_bytes()[:1000])  # truncated copy
+    with pytest.raises(ModelError, match="cannot read weights") as cut:
+        cut_cfg = {**cfg.__dict__, "stage1_weights": str(row / "cut.safetensors")}
+        train_two_stage(TrainConfig(**cut_cfg))
+    assert "is not a" not in str(cut.value)  # unreadable, not "another network"
     r = CliRunner().invoke(
         cli, ["train", str(a), str(b), "-o", str(tmp_path / "m4"), "--run-dir", str(run2),
               "--stage1-weights", str(weights), "--freeze", "2", "--image-size", "48",
