@@ -87,12 +87,20 @@ def _archs(value: str) -> tuple[str, ...]:
     is_flag=True,
     help="Write the table of the models finished so far in OUT_DIR; train nothing.",
 )
+@click.option(
+    "--rows-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also copy each finished row's figures (result.json, per-image decisions) here, "
+    "and with --resume take back the rows OUT_DIR lacks (same split and budget only): a "
+    "small folder to commit, so a run spread over machines does not train a row twice.",
+)
 @json_progress_option()
 def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patience, scheduler,
             precision, pretrained, max_per_class, extra_positives, positives, seed, threshold,
             device, workers, threads,
             no_cache, resume, no_efficientnet, bench_batch_size, bench_batches,
-            keep_checkpoints, table_only, json_progress) -> None:  # fmt: skip
+            keep_checkpoints, table_only, rows_dir, json_progress) -> None:  # fmt: skip
     """Train and compare backbones on DATA_DIRS (same split, same budget) into a table."""
     import torch
 
@@ -128,6 +136,7 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
         bench_batches=bench_batches,
         keep_checkpoints=keep_checkpoints,
         table_only=table_only,
+        rows_dir=rows_dir,
         # the command that trains (a --table-only call reports that run's command)
         command_line=shlex.join(["heritage", *(a for a in sys.argv[1:] if a != "--table-only")])
         if sys.argv[1:2] == ["compare"]

@@ -23,6 +23,13 @@ Every row is resumable: with ``resume`` a finished architecture (``<arch>/result
 is skipped and an unfinished one continues from its ``fit`` checkpoint. Rows are trained
 cheapest first (:func:`run_order`), each from its own seed, so a run stopped part-way
 already holds the most rows and the order changes no result.
+
+A full run spans many working sessions, and the output folder (weights, checkpoints) is
+too large to keep anywhere but the machine it runs on. With ``rows_dir`` every finished
+row's figures (``result.json`` and its per-image decisions) are also copied there, a
+folder small enough to commit; a later run on a machine that lost the output folder
+takes them back instead of training the row again, if its split is the same file for
+file (:func:`heritage.data.split_fingerprint`) and the budget is the same.
 """
 
 from __future__ import annotations
@@ -227,6 +234,8 @@ class CompareConfig:
     bench_batches: int = 5
     keep_checkpoints: bool = False  # keep fit checkpoints of finished rows (VGG16: ~2 GB)
     table_only: bool = False  # write the table of the rows finished so far; train nothing
+    #: finished rows' figures are copied here and taken back from here (see module doc)
+    rows_dir: str | None = None
     command_line: str = ""
 
     def split_settings(self) -> Any:
@@ -392,6 +401,49 @@ def _load_result(path: Path, cfg: CompareConfig) -> dict[str, Any] | None:
         log.info("%s was made with another budget: recomputing", path)
         return None
     return row
+
+
+ROW_FILES = (RESULT_FILE, PER_IMAGE_FILE)
+
+
+def restore_rows(rows_dir: Path, out: Path, archs: Sequence[str], cfg: CompareConfig,
+                 fingerprint: str) -> list[str]:  # fmt: skip
+    """Copy archived rows missing from ``out`` back into it; the architectures restored.
+
+    A row is taken back only when it was scored on the same split (``split_fingerprint``)
+    with the same budget; any other is left where it is, with a warning, and trained.
+    """
+    restored = []
+    for arch in archs:
+        src = rows_dir / arch / RESULT_FILE
+        if (out / arch / RESULT_FILE).is_file() or not src.is_file():
+            continue
+        row = _load_result(src, cfg)
+        if row is None or row.get("split_fingerprint") != fingerprint:
+            log.warning(
+                "%s was scored on another split or with another budget than this run; "
+                "not reused (the row is trained again)",
+                src,
+            )
+            continue
+        (out / arch).mkdir(parents=True, exist_ok=True)
+        for name in ROW_FILES:
+            if (rows_dir / arch / name).is_file():
+                shutil.copy2(rows_dir / arch / name, out / arch / name)
+        restored.append(arch)
+    return restored
+
+
+def archive_row(out: Path, arch: str, rows_dir: Path) -> None:
+    """Copy a finished row's figures (:data:`ROW_FILES`) from ``out`` to ``rows_dir``."""
+    (rows_dir / arch).mkdir(parents=True, exist_ok=True)
+    for name in ROW_FILES:
+        src = out / arch / name
+        if src.is_file() and (
+            not (rows_dir / arch / name).is_file()
+            or src.read_bytes() != (rows_dir / arch / name).read_bytes()
+        ):
+            shutil.copy2(src, rows_dir / arch / name)
 
 
 def _fit_cfg(cfg: CompareConfig, device: str) -> Any:
@@ -694,6 +746,11 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
             notes.append(why)
 
     order = run_order(archs)
+    fingerprint = D.split_fingerprint(items)
+    rows_dir = Path(cfg.rows_dir) if cfg.rows_dir else None
+    if rows_dir is not None and (cfg.resume or cfg.table_only):
+        for arch in restore_rows(rows_dir, out, order, cfg, fingerprint):
+            progress.message(f"compare: {arch} taken back from {rows_dir}")
     done: dict[str, dict[str, Any]] = {}
     pending: list[str] = []
     for arch in order:
@@ -703,7 +760,8 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
             pending.append(arch)
             continue
         if row is not None:
-            if _backfill(row, arch, cfg, data):
+            if _backfill(row, arch, cfg, data) or "split_fingerprint" not in row:
+                row.setdefault("split_fingerprint", fingerprint)  # rows older than the key
                 write_json(res_path, row)
             log.info("%s: finished earlier, reusing %s", arch, res_path)
             progress.message(f"compare: {arch} already done")
@@ -722,6 +780,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
                 row = _run_cnn(arch, cfg, data, device)
             row["wall_seconds"] = round(time.monotonic() - t, 1)
             row["budget"] = cfg.budget()
+            row["split_fingerprint"] = fingerprint
             write_json(res_path, row)
             ckpt = out / arch / "model_checkpoint.pt"
             # a finished row is skipped on resume, so its checkpoint (weights + Adam
@@ -729,6 +788,8 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
             if not cfg.keep_checkpoints and arch != "mobilenet_v3_small" and ckpt.is_file():
                 ckpt.unlink()
         done[arch] = row
+        if rows_dir is not None:
+            archive_row(out, arch, rows_dir)
     rows = [done[a] for a in archs if a in done]
     if not rows:
         raise DataError(

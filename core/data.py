@@ -347,6 +347,16 @@ def split_counts(items: Sequence[Item]) -> dict[str, dict[str, int]]:
     return {k: dict(v) for k, v in out.items()}
 
 
+def split_fingerprint(items: Sequence[Item]) -> str:
+    """sha256 of which file (by content) is in which split under which dataset and label.
+
+    Unlike the bytes of ``split.csv`` it does not depend on where the data folders lie,
+    so two machines that split the same files the same way agree on it.
+    """
+    lines = sorted(f"{it.sha256},{it.dataset},{it.label},{it.split}" for it in items)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
 def write_split(
     items: Sequence[Item], run_dir: Path, settings: SplitSettings | None = None
 ) -> Path:

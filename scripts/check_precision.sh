@@ -22,7 +22,7 @@ for f in split.csv split_meta.json; do  # the full run's split, not a new one
 done
 
 # the full run's command and budget, for this one row, into $OUT, docs left alone
-COMPARE_OUT="$OUT" COMPARE_DOCS=0 bash scripts/compare_full.sh \
+COMPARE_OUT="$OUT" COMPARE_DOCS=0 COMPARE_ROWS= bash scripts/compare_full.sh \
   --archs "$ARCH" --no-efficientnet --precision bf16
 
 if [ ! -f "$FULL/$ARCH/test.per_image.csv" ]; then  # rows from before the file existed

@@ -3,7 +3,9 @@
 # resumable: re-run the same command and finished models are skipped, an unfinished one
 # continues from its checkpoint (Ctrl-C/SIGTERM write one after the current batch).
 # scripts/compare_full.sh --table-only: the table of the models finished so far.
-# Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}.
+# Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}, and
+# docs/comparison-rows/ (each finished row's result.json and per-image decisions; commit
+# it: a machine that lost runs/ takes those rows back instead of training them again).
 # --precision bf16 since 2026-11-25 (after scripts/check_precision.sh): rows finished in
 # float32 are reused, a row started in float32 finishes in float32, the table says which.
 set -euo pipefail
@@ -11,6 +13,9 @@ cd "$(dirname "$0")/.."
 DATA=${HERITAGE_SHARED_DATA:-../shared/data}
 OUT=${COMPARE_OUT:-runs/compare-full}
 DOCS=${COMPARE_DOCS:-1}  # 0: leave docs/comparison.{md,csv} alone (scripts/check_precision.sh)
+# the committed figures of the finished rows; COMPARE_ROWS= (empty) for none, as for a
+# run that must train its rows itself (check_precision.sh, train_shipped.sh need weights)
+ROWS=${COMPARE_ROWS-docs/comparison-rows}
 
 .venv/bin/heritage compare \
   "$DATA/brickwork-cracks" "$DATA/sdnet2018-walls" "$DATA/ozgenel-concrete-crack" \
@@ -19,7 +24,7 @@ DOCS=${COMPARE_DOCS:-1}  # 0: leave docs/comparison.{md,csv} alone (scripts/chec
   -o "$OUT" \
   --archs alexnet,googlenet,vgg16,inception_v3,mobilenet_v3_small,two_stage \
   --epochs 15 --batch-size 32 --lr 1e-4 --scheduler cosine --patience 3 --pretrained none \
-  --precision bf16 --device auto --resume "$@"
+  --precision bf16 --device auto --resume ${ROWS:+--rows-dir "$ROWS"} "$@"
 
 [ "$DOCS" = 1 ] || exit 0
 cp "$OUT/comparison.csv" docs/comparison.csv

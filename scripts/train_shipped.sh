@@ -31,9 +31,9 @@ CMP=${COMPARE_OUT:-runs/compare-full}
 RUN=${RUN_DIR:-../runs/heritage-050-run}
 OUT=${OUT_DIR:-../runs/heritage-050}
 
-if [[ ! -f "$CMP/efficientnet_lite0/result.json" ]]; then
+if [[ ! -f "$CMP/efficientnet_lite0/model.safetensors" ]]; then  # weights, not only figures
   # the last --archs/--precision win (click): only this row, in float32, docs untouched
-  COMPARE_OUT="$CMP" COMPARE_DOCS=0 bash scripts/compare_full.sh \
+  COMPARE_OUT="$CMP" COMPARE_DOCS=0 COMPARE_ROWS= bash scripts/compare_full.sh \
     --archs efficientnet_lite0 --precision fp32
 fi
 

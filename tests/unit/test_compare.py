@@ -18,6 +18,7 @@ from heritage.compare import (
     DISPLAY,
     PAPER_ACCURACY,
     PER_IMAGE_FILE,
+    RESULT_FILE,
     TWO_STAGE,
     input_size_for,
     measure_throughput,
@@ -373,3 +374,48 @@ def test_verdict_names_models_that_gave_one_answer_and_does_not_credit_the_two_s
     assert "MobileNetV3-Small (conservation needed)" in text
     assert "+14.0 points from MobileNetV3 alone, but that says nothing" in text
     assert "claim that the two-stage model beats MobileNetV3 alone" not in text
+
+
+def test_split_fingerprint_follows_the_files_not_where_they_lie(tmp_path):
+    from heritage.data import Item, split_fingerprint
+
+    def items(root: str, last_split: str = "test") -> list[Item]:
+        base = Path(root)
+        return [Item(base / "set" / "crack" / f"{i}.png", base, "set", "crack", f"{i:064x}",
+                     str(i), "train" if i < 2 else last_split) for i in range(3)]  # fmt: skip
+
+    assert split_fingerprint(items("/a")) == split_fingerprint(items("/elsewhere/b")[::-1])
+    assert split_fingerprint(items("/a")) != split_fingerprint(items("/a", "val"))
+
+
+def test_rows_dir_keeps_finished_rows_for_a_machine_that_lost_the_run(reduced_run, tmp_path):
+    """A row archived with --rows-dir is taken back, not retrained, on the same split only."""
+    from heritage.cli import cli
+
+    out, data, runner = reduced_run
+    src, rows = tmp_path / "src", tmp_path / "rows"  # the run's figures, without its weights
+    for f in [out / "split.csv", out / "split_meta.json", *out.glob("*/result.json"),
+              *out.glob(f"*/{PER_IMAGE_FILE}")]:  # fmt: skip
+        (src / f.relative_to(out)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, src / f.relative_to(out))
+    res = runner.invoke(cli, reduced_args(data, src, "--resume", "--rows-dir", str(rows)))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert sorted(p.parent.name for p in rows.glob("*/result.json")) == sorted(DEFAULT_ARCHS)
+    assert not list(src.glob("*/*.safetensors"))  # nothing was trained to archive them
+
+    fresh = tmp_path / "fresh"  # a new machine: the split is made again, the rows come back
+    res = runner.invoke(cli, reduced_args(data, fresh, "--resume", "--rows-dir", str(rows)))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert not list(fresh.glob("*/*.safetensors"))
+    assert (fresh / "comparison.csv").read_text() == (out / "comparison.csv").read_text()
+
+    row = json.loads((rows / "alexnet" / RESULT_FILE).read_text())
+    (rows / "alexnet" / RESULT_FILE).write_text(json.dumps({**row, "split_fingerprint": "0"}))
+    other = tmp_path / "other"  # scored on another split: trained again, not reused
+    res = runner.invoke(cli, reduced_args(data, other, "--resume", "--rows-dir", str(rows),
+                                          "--archs", "alexnet,mobilenet_v3_small"))  # fmt: skip
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert (other / "alexnet" / "model.safetensors").is_file()
+    assert not (other / "mobilenet_v3_small" / "model.safetensors").exists()
+    again = json.loads((rows / "alexnet" / RESULT_FILE).read_text())  # archived anew
+    assert again["split_fingerprint"] == row["split_fingerprint"]
