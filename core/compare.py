@@ -35,6 +35,7 @@ file (:func:`heritage.data.split_fingerprint`) and the budget is the same.
 from __future__ import annotations
 
 import csv
+import filecmp
 import json
 import logging
 import os
@@ -438,12 +439,9 @@ def archive_row(out: Path, arch: str, rows_dir: Path) -> None:
     """Copy a finished row's figures (:data:`ROW_FILES`) from ``out`` to ``rows_dir``."""
     (rows_dir / arch).mkdir(parents=True, exist_ok=True)
     for name in ROW_FILES:
-        src = out / arch / name
-        if src.is_file() and (
-            not (rows_dir / arch / name).is_file()
-            or src.read_bytes() != (rows_dir / arch / name).read_bytes()
-        ):
-            shutil.copy2(src, rows_dir / arch / name)
+        src, dst = out / arch / name, rows_dir / arch / name
+        if src.is_file() and not (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
+            shutil.copy2(src, dst)
 
 
 def _fit_cfg(cfg: CompareConfig, device: str) -> Any:
