@@ -150,10 +150,12 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
         if isinstance(progress, TqdmProgress):
             progress.close()
     for r in rows:
-        acc = r["test"]["accuracy"]
+        acc, speed = r["test"]["accuracy"], (r.get("throughput") or {}).get("images_per_s")
         click.echo(
             f"{r['arch']:>20}: accuracy {'n/a' if acc is None else f'{100 * acc:.1f} %'}, "
-            f"{r['params'] / 1e6:.2f} M params, {r['throughput']['images_per_s']:.1f} img/s",
+            f"{r['params'] / 1e6:.2f} M params, "
+            f"{'n/a' if speed is None else f'{speed:.1f}'} img/s"
+            f"{' (figures only)' if r.get('figures_only') else ''}",
             err=True,
         )
     click.echo(f"Table: {out_dir}/comparison.md and comparison.csv", err=True)

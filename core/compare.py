@@ -30,6 +30,14 @@ row's figures (``result.json`` and its per-image decisions) are also copied ther
 folder small enough to commit; a later run on a machine that lost the output folder
 takes them back instead of training the row again, if its split is the same file for
 file (:func:`heritage.data.split_fingerprint`) and the budget is the same.
+
+A row whose output folder was lost before ``rows_dir`` existed can be kept as a
+*figures-only* row: a ``result.json`` in ``rows_dir`` with ``"figures_only": true`` and
+a ``figures_source`` saying where its numbers were copied from (the committed table of
+the run). It is taken back like any archived row, under the same split and budget
+checks, and counts as finished; the table marks it with a dagger and says it has no
+per-image decisions (so it is never paired image by image) and which figures are
+unknown. Delete its file to train the row again.
 """
 
 from __future__ import annotations
@@ -115,7 +123,10 @@ CSV_FIELDS = (
     "train_seconds",
     "test_images",
     "train_precision",
+    "figures_only",
 )
+#: the Model cell's mark of a row kept as figures only (see the module doc)
+FIGURES_ONLY_MARK = " †"
 
 
 # --------------------------------------------------------------------------- measuring
@@ -824,11 +835,14 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
     t = row["test"]
-    sp = row["throughput"]
+    sp = row.get("throughput") or {}
     arch = row["arch"]
 
     def pct(v: float | None) -> float | None:
         return None if v is None else round(100 * v, 1)
+
+    def scaled(v: float | None, unit: float, digits: int) -> float | None:
+        return None if v is None else round(v / unit, digits)
 
     return {
         "model": DISPLAY.get(arch, arch),
@@ -840,14 +854,15 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
         "recall": pct(t.get("recall")),
         "f1": pct(t.get("f1")),
         "class_accuracy": pct(row.get("class_accuracy")),
-        "params_m": round(row["params"] / 1e6, 2),
-        "size_mb": round(row["size_bytes"] / 1e6, 1),
-        "cpu_images_per_s": round(sp["images_per_s"], 1),
-        "cpu_threads": sp["threads"],
+        "params_m": scaled(row.get("params"), 1e6, 2),
+        "size_mb": scaled(row.get("size_bytes"), 1e6, 1),
+        "cpu_images_per_s": scaled(sp.get("images_per_s"), 1, 1),
+        "cpu_threads": sp.get("threads"),
         "epochs_run": row.get("epochs_run"),
         "train_seconds": row.get("train_seconds"),
         "test_images": t.get("n"),
         "train_precision": row_precision(row),
+        "figures_only": 1 if row.get("figures_only") else None,
     }
 
 
@@ -1075,8 +1090,32 @@ def _per_dataset_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     for r in rows:
         per = r.get("test_per_dataset") or {}
         cells = [_cell(round(100 * per[n]["accuracy"], 1)) if n in per else "n/a" for n in names]
-        lines.append(f"| {DISPLAY.get(r['arch'], r['arch'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_model_cell(r)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _model_cell(row: dict[str, Any]) -> str:
+    """The row's display name, marked when it is kept as figures only."""
+    name = DISPLAY.get(row["arch"], row["arch"])
+    return name + FIGURES_ONLY_MARK if row.get("figures_only") else name
+
+
+def figures_only_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """What the table's mark means for the figures-only rows; None when there are none."""
+    kept = [r for r in rows if r.get("figures_only")]
+    if not kept:
+        return None
+    by_source: dict[str, list[str]] = {}
+    for r in kept:
+        source = r.get("figures_source") or "source not recorded"
+        by_source.setdefault(source, []).append(DISPLAY.get(r["arch"], r["arch"]))
+    sources = "; ".join(f"{', '.join(names)}: {src}" for src, names in by_source.items())
+    return (
+        f"{FIGURES_ONLY_MARK.strip()} Figures only: the weights and per-image decisions of "
+        "these rows were lost with their output folder, so they are not paired image by "
+        f"image with the others, and figures that were not recorded read n/a ({sources}). "
+        "Delete a row's result.json from the rows folder to train it again."
+    )
 
 
 def table_markdown(summary: dict[str, Any]) -> str:
@@ -1100,12 +1139,13 @@ def table_markdown(summary: dict[str, Any]) -> str:
     threads = set()
     for r in rows:
         f = _flat(r)
-        threads.add(f["cpu_threads"])
+        if f["cpu_threads"] is not None:
+            threads.add(f["cpu_threads"])
         lines.append(
-            f"| {f['model']} | {f['input_px']} | {_cell(f['paper_accuracy'])} | "
+            f"| {_model_cell(r)} | {f['input_px']} | {_cell(f['paper_accuracy'])} | "
             f"{_cell(f['accuracy'])} | {_cell(f['precision'])} | {_cell(f['recall'])} | "
-            f"{_cell(f['f1'])} | {_cell(f['class_accuracy'])} | {f['params_m']} | "
-            f"{f['size_mb']} | {f['cpu_images_per_s']} | {_cell(f['epochs_run'])} |"
+            f"{_cell(f['f1'])} | {_cell(f['class_accuracy'])} | {_cell(f['params_m'])} | "
+            f"{_cell(f['size_mb'])} | {_cell(f['cpu_images_per_s'])} | {_cell(f['epochs_run'])} |"
         )
     lines += _per_dataset_table(rows)
     sp = summary["split"]
@@ -1130,6 +1170,8 @@ def table_markdown(summary: dict[str, Any]) -> str:
         "threads; the two-stage figure is the whole pipeline with Grad-CAM.",
         *summary.get("notes", []),
     ]
+    if kept := figures_only_note(rows):
+        notes[1:1] = [kept, ""]
     if summary.get("command_line"):
         notes.append(f"Command: `{summary['command_line']}`")
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"

@@ -419,3 +419,42 @@ def test_rows_dir_keeps_finished_rows_for_a_machine_that_lost_the_run(reduced_ru
     assert not (other / "mobilenet_v3_small" / "model.safetensors").exists()
     again = json.loads((rows / "alexnet" / RESULT_FILE).read_text())  # archived anew
     assert again["split_fingerprint"] == row["split_fingerprint"]
+
+
+def test_figures_only_row_is_kept_marked_and_not_trained(reduced_run, tmp_path):
+    """A lost row kept as figures only is taken back, marked, and never trained again."""
+    from heritage.cli import cli
+    from heritage.data import load_split, split_fingerprint
+
+    out, data, runner = reduced_run
+    real = json.loads((out / "alexnet" / RESULT_FILE).read_text())
+    n = real["test"]["n"]
+    row = {  # what scripts/record_figures_only_rows.py writes: no weights, no per-image file
+        "arch": "alexnet", "input_px": 64, "figures_only": True,
+        "figures_source": "copied from the lost run's table",
+        "test": {"n": n, "accuracy": 0.5, "precision": None, "recall": None, "f1": 0.4},
+        "test_per_dataset": {"set": {"n": n, "accuracy": 0.5}},
+        "params": 1000, "size_bytes": 4000, "throughput": None, "epochs_run": 1,
+        "budget": real["budget"], "split_fingerprint": split_fingerprint(load_split(out)),
+    }  # fmt: skip
+    rows = tmp_path / "rows"
+    (rows / "alexnet").mkdir(parents=True)
+    (rows / "alexnet" / RESULT_FILE).write_text(json.dumps(row))
+    fresh = tmp_path / "fresh"
+    res = runner.invoke(cli, reduced_args(data, fresh, "--resume", "--rows-dir", str(rows),
+                                          "--archs", "alexnet"))  # fmt: skip
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert not list(fresh.glob("*/*.safetensors")) and not list(fresh.glob("*/*.pt"))
+    md = (fresh / "comparison.md").read_text(encoding="utf-8")
+    assert "| AlexNet † | 64 | 84.7 | 50.0 | n/a | n/a | 40.0 |" in md
+    assert "| AlexNet † | 50.0 |" in md  # the per-dataset table
+    assert "† Figures only" in md and "(AlexNet: copied from the lost run's table)" in md
+    assert "Part of the run" not in md  # it counts as finished
+    (csv_row,) = csv.DictReader((fresh / "comparison.csv").open(encoding="utf-8"))
+    assert csv_row["figures_only"] == "1" and csv_row["cpu_images_per_s"] == ""
+
+    (rows / "alexnet" / RESULT_FILE).write_text(json.dumps({**row, "split_fingerprint": "0"}))
+    other = tmp_path / "other"  # figures of another split: not shown, the row is still to train
+    res = runner.invoke(cli, reduced_args(data, other, "--table-only", "--rows-dir", str(rows),
+                                          "--archs", "alexnet,mobilenet_v3_small"))  # fmt: skip
+    assert res.exit_code != 0 and "no model of this comparison has finished" in str(res.exception)
