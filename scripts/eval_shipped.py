@@ -144,7 +144,12 @@ def main() -> int:
     ap.add_argument("--run-dir", type=Path, default=ROOT.parent / "runs" / "heritage-lite0-run")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "heritage-default")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation")
-    ap.add_argument("--split", choices=("test", "val"), default="test")
+    ap.add_argument(
+        "--split",
+        choices=("test", "val", "train"),
+        default="test",
+        help="train: only to describe what the model learned (it saw those images)",
+    )
     ap.add_argument("--cam-method", default=None, help="override the card's Grad-CAM method")
     ap.add_argument("--datasets", default=None, help="comma-separated subset (default: all)")
     ap.add_argument(
