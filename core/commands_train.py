@@ -150,6 +150,22 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     callback=lambda ctx, param, value: _oversample(value),
     help="Show DATASET's training images K times per epoch (repeat), e.g. dais-masonry=4.",
 )
+@click.option(
+    "--paint-cracks",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    metavar="P",
+    help="Paint a real crack shape (from --paint-masks) on each crack-free stage-1 "
+    "training image with probability P and label it a crack.",
+)
+@click.option(
+    "--paint-masks",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of crack masks named like their images (e.g. dais-masonry/masks); only "
+    "masks of training-split images are painted.",
+)
 @click.option("--skip-stage2", is_flag=True, help="Train stage 1 only.")
 @click.option(
     "--workers",
@@ -206,7 +222,8 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
 def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage1_weights,
           stage2_pretrained, epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr,
           patience, scheduler, precision, image_size, device, seed, val_fraction, test_fraction,
-          positives, extra_positives, max_per_class, oversample, skip_stage2, workers, threads,
+          positives, extra_positives, max_per_class, oversample, paint_cracks, paint_masks,
+          skip_stage2, workers, threads,
           cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
           resume, model_id, model_version, notes, json_progress) -> None:  # fmt: skip
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
@@ -251,6 +268,8 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
         extra_positives=tuple(extra_positives),
         max_per_class=max_per_class,
         oversample=oversample,
+        paint_cracks=paint_cracks,
+        paint_masks=paint_masks,
         skip_stage2=skip_stage2,
         workers=min(2, cpus) if workers is None else workers,
         resume=resume,

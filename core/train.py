@@ -74,6 +74,12 @@ class TrainConfig:
     #: dataset name -> K: its training images are seen K times per epoch (both stages);
     #: for a small dataset that matters most, e.g. real heritage masonry (dais-masonry)
     oversample: dict[str, int] = field(default_factory=dict)
+    #: probability that a crack-free stage-1 training image gets a real crack painted on
+    #: (heritage.crackpaint) and is labelled ``extra_positive_class``; 0 = never
+    paint_cracks: float = 0.0
+    #: folder of crack masks named like training images (e.g. dais-masonry/masks); only
+    #: masks of training-split images are used
+    paint_masks: str | None = None
     skip_stage2: bool = False
     workers: int = 0
     resume: bool = False
@@ -315,6 +321,44 @@ def _probs_stage1(model: Any, loader: Any, device: str, pos: list[int]) -> tuple
     return probs[:, pos].sum(axis=1), probs.argmax(axis=1), labels.astype(int)
 
 
+def painting_dataset(
+    cfg: TrainConfig,
+    train_ds: Any,
+    by_split: dict[str, list[Item]],
+    classes: Sequence[str],
+    pos: Sequence[int],
+) -> Any:
+    """The stage-1 training dataset with cracks painted on its crack-free images.
+
+    The masks are those of ``cfg.paint_masks`` named like a training image and like no
+    validation or test image, so no crack of the held-out splits is seen in training.
+    """
+    from .crackpaint import CrackPaintingDataset, training_masks
+
+    if not cfg.paint_masks:
+        raise DataError("--paint-cracks needs --paint-masks DIR (crack masks named like images)")
+    if cfg.extra_positive_class not in classes:
+        raise DataError(
+            f"--paint-cracks labels painted images {cfg.extra_positive_class!r}, which is not "
+            f"among the classes {list(classes)}"
+        )
+    held_out = {it.path.name for s in ("val", "test") for it in by_split[s]}
+    names = {it.path.name for it in by_split["train"]} - held_out
+    try:
+        masks = training_masks(Path(cfg.paint_masks), names, cfg.image_size)
+    except (OSError, ValueError) as exc:
+        raise DataError(str(exc)) from exc
+    negative = [i for i in range(len(classes)) if i not in pos]
+    log.info(
+        "painting cracks from %d training masks on %.0f %% of the crack-free training images",
+        len(masks),
+        100 * cfg.paint_cracks,
+    )
+    return CrackPaintingDataset(
+        train_ds, masks, negative, classes.index(cfg.extra_positive_class), cfg.paint_cracks
+    )
+
+
 def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> ModelCard:
     """Train stage 1, make Grad-CAM overlays, train stage 2, evaluate, save the model.
 
@@ -373,6 +417,8 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         )
         for s in D.SPLITS
     }
+    if cfg.paint_cracks > 0:
+        ds["train"] = painting_dataset(cfg, ds["train"], by_split, classes, pos)
     loaders = {
         s: D.make_loader(
             ds[s],
