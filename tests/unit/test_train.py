@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -472,3 +473,49 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     )  # fmt: skip
     assert r.exit_code != 0 and "not trained again" in str(r.exception)
     assert not (tmp_path / "m4").exists()
+
+
+def test_painted_cracks_use_training_masks_only_and_need_a_mask_folder(tiny_data, tmp_path, caplog):
+    import logging
+
+    from PIL import Image
+
+    from heritage.crackpaint import CrackPaintingDataset
+    from heritage.data import load_split
+    from heritage.errors import DataError
+    from heritage.train import painting_dataset
+
+    a, b = tiny_data
+    masks = tmp_path / "masks"
+    cfg = TrainConfig(
+        data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
+        image_size=32, epochs=1, batch_size=8, workers=0, device="cpu", skip_stage2=True,
+        paint_cracks=0.5, paint_masks=str(masks),
+    )  # fmt: skip
+    # a crack mask for every file name (dsA and dsB use the same names)
+    masks.mkdir()
+    for cls in ("crack", "no_crack"):
+        for i in range(12):
+            m = np.zeros((40, 40), bool)
+            m[5 + i, :20] = True
+            Image.fromarray(m.astype(np.uint8) * 255).save(masks / f"{cls}_{i:02d}.png")
+    with caplog.at_level(logging.INFO, logger="heritage.train"):
+        card = train_two_stage(cfg)
+    assert card.training["config"]["paint_cracks"] == 0.5
+    items = load_split(tmp_path / "r")
+    by_split = {s: [it for it in items if it.split == s] for s in ("train", "val", "test")}
+    held_out = {it.path.name for s in ("val", "test") for it in by_split[s]}
+    allowed = {it.path.name for it in by_split["train"]} - held_out
+    assert held_out and allowed  # both kinds exist in this split
+    assert f"painting cracks from {len(allowed)} training masks" in caplog.text
+    ds = painting_dataset(cfg, _Labels(), by_split, ["crack", "no_crack"], [0])
+    assert isinstance(ds, CrackPaintingDataset)
+    assert len(ds.masks) == len(allowed) and ds.negative == {1} and ds.crack_label == 0
+    with pytest.raises(DataError, match="--paint-masks"):
+        painting_dataset(replace(cfg, paint_masks=None), _Labels(), by_split, ["crack"], [0])
+    with pytest.raises(DataError, match="not among the classes"):
+        painting_dataset(cfg, _Labels(), by_split, ["defect", "none"], [0])
+
+
+class _Labels:
+    labels: tuple[int, ...] = ()
