@@ -57,7 +57,13 @@ VIEW_NAMES = (
     "rot90+hflip",
     "vflip",
     "rot270+hflip",
+    "zoom top-left",
+    "zoom top-right",
+    "zoom bottom-left",
+    "zoom bottom-right",
 )
+#: first index of the zoomed views: quadrant k - ZOOM of the input, upsampled 2x
+ZOOM = 8
 #: the view sets compared (indices into VIEW_NAMES)
 VIEW_SETS: dict[str, tuple[int, ...]] = {
     "none": (0,),
@@ -66,12 +72,26 @@ VIEW_SETS: dict[str, tuple[int, ...]] = {
     "flips (hflip, vflip, rot180)": (0, 4, 6, 2),
     "rotations (0/90/180/270)": (0, 1, 2, 3),
     "all 8 dihedral views": tuple(range(8)),
+    "unchanged + 4 zoomed quadrants (mean)": (0, 8, 9, 10, 11),
+}
+#: view sets whose probabilities of "conservation needed" are combined by their maximum
+#: (one view that sees damage is enough, as in the survey's tiled mode)
+MAX_VIEW_SETS: dict[str, tuple[int, ...]] = {
+    "unchanged + 4 zoomed quadrants (max)": (0, 8, 9, 10, 11),
 }
 DATASETS = tuple(TARGETS)
 
 
 def view(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Dihedral view ``k`` of an N×C×H×W batch (see :data:`VIEW_NAMES`)."""
+    """View ``k`` of an N×C×H×W batch (see :data:`VIEW_NAMES`): dihedral for k < 8, else
+    one quadrant (top-left, top-right, bottom-left, bottom-right) upsampled to H×W."""
+    if k >= ZOOM:
+        h, w = x.shape[2] // 2, x.shape[3] // 2
+        top, left = divmod(k - ZOOM, 2)
+        quadrant = x[:, :, top * h : (top + 1) * h, left * w : (left + 1) * w]
+        return torch.nn.functional.interpolate(
+            quadrant, size=x.shape[2:], mode="bilinear", align_corners=False
+        )
     y = torch.rot90(x, k % 4, dims=(2, 3))
     return torch.flip(y, dims=(3,)) if k >= 4 else y
 
@@ -147,17 +167,23 @@ def compute_logits(
     }
 
 
-def p_positive(d: dict, view_idx: list[int]) -> np.ndarray:
-    """P(conservation needed): softmax averaged over the views, positive classes summed."""
-    p = torch.softmax(torch.from_numpy(d["logits"][:, view_idx]), dim=-1).mean(1).numpy()
+def p_positive(d: dict, view_idx: list[int], combine: str = "mean") -> np.ndarray:
+    """P(conservation needed) over the views: ``mean`` averages the softmax outputs, then
+    sums the positive classes; ``max`` takes the largest per-view positive sum."""
+    p = torch.softmax(torch.from_numpy(d["logits"][:, view_idx]), dim=-1).numpy()
     pos = [i for i, lab in enumerate(d["labels"]) if lab in DEFAULT_POSITIVES]
-    return p[:, pos].sum(axis=1)
+    if combine == "max":
+        return p[:, :, pos].sum(axis=2).max(axis=1)
+    if combine != "mean":
+        raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}")
+    return p.mean(1)[:, pos].sum(axis=1)
 
 
 def score(d: dict, p: np.ndarray) -> dict:
     """Threshold from validation; validation balanced accuracy; test right/n per dataset."""
     y = np.isin(d["cls"], DEFAULT_POSITIVES)
     val, test = d["split"] == "val", d["split"] == "test"
+    dais = d["dataset"] == "dais-masonry"
     thr = choose_threshold(y[val].astype(int), p[val])
     right = (p >= thr) == y
     bal = 0.5 * (right[val & y].mean() + right[val & ~y].mean())
@@ -166,6 +192,7 @@ def score(d: dict, p: np.ndarray) -> dict:
         "val_balanced": float(bal),
         "all": (int(right[test].sum()), int(test.sum())),
         "test_right": right[test],
+        "val_dais": (int(right[val & dais].sum()), int((val & dais).sum())),
     }
     for ds in DATASETS:
         m = test & (d["dataset"] == ds)
@@ -177,13 +204,14 @@ def table(rows: list[tuple[str, str, dict]]) -> list[str]:
     """Markdown: one row per (model, view set); the last column pairs each row's test
     outcomes with the first row's (only first right / only this right, exact McNemar p)."""
     short = {ds: ds.split("-")[0] for ds in DATASETS}
-    head = ["stage 1", "views averaged", "threshold", "val balanced acc.", "test all"]
+    head = ["stage 1", "views", "threshold", "val balanced acc.", "val dais", "test all"]
     head += [f"{short[ds]} ({TARGETS[ds][0]} ≥ {TARGETS[ds][1]:.2f})" for ds in DATASETS]
     head.append("test vs first row")
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     base = rows[0][2]["test_right"] if rows else None
     for i, (model, views, r) in enumerate(rows):
-        cells = [model, views, f"{r['threshold']:.3f}", f"{r['val_balanced']:.4f}"]
+        k, n = r["val_dais"]
+        cells = [model, views, f"{r['threshold']:.3f}", f"{r['val_balanced']:.4f}", f"{k}/{n}"]
         for key in ("all", *DATASETS):
             k, n = r[key]
             cells.append(f"{k / n:.3f} ({k}/{n})" if n else "–")
@@ -223,10 +251,12 @@ def score_rows(d: dict, models: list[Path], views: list[int], ensemble: bool) ->
         groups = [(_label(models[0]), [0])]
     rows = []
     for name, blocks in groups:
-        for set_name, wanted in VIEW_SETS.items():
+        sets = [(n, w, "mean") for n, w in VIEW_SETS.items()]
+        sets += [(n, w, "max") for n, w in MAX_VIEW_SETS.items()]
+        for set_name, wanted, combine in sets:
             if all(k in views for k in wanted):
                 columns = [b * len(views) + views.index(k) for b in blocks for k in wanted]
-                rows.append((name, set_name, score(d, p_positive(d, columns))))
+                rows.append((name, set_name, score(d, p_positive(d, columns, combine))))
     return rows
 
 

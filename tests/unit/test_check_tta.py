@@ -27,8 +27,29 @@ def test_views_are_the_eight_distinct_symmetries_of_the_square(tta):
     assert torch.equal(views[4], torch.flip(x, dims=(3,)))  # hflip: left-right
     assert torch.equal(views[6], torch.flip(x, dims=(2,)))  # vflip: top-bottom
     assert torch.equal(views[2], torch.flip(x, dims=(2, 3)))  # rot180
-    assert len(tta.VIEW_NAMES) == 8
-    assert all(set(s) <= set(range(8)) and s[0] == 0 for s in tta.VIEW_SETS.values())
+    assert len(tta.VIEW_NAMES) == 12
+    sets = [*tta.VIEW_SETS.values(), *tta.MAX_VIEW_SETS.values()]
+    assert all(set(s) <= set(range(12)) and s[0] == 0 for s in sets)
+
+
+def test_zoomed_views_are_the_four_quadrants_upsampled_2x(tta):
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    quadrants = [tta.view(x, tta.ZOOM + q) for q in range(4)]
+    assert all(v.shape == x.shape for v in quadrants)
+    # a constant image stays constant; each view holds only its quadrant's values
+    assert torch.equal(tta.view(torch.ones(1, 3, 8, 8), tta.ZOOM), torch.ones(1, 3, 8, 8))
+    for v, (lo, hi) in zip(quadrants, [(0, 5), (2, 7), (8, 13), (10, 15)], strict=True):
+        assert lo <= v.min() and v.max() <= hi
+
+
+def test_p_positive_combines_views_by_mean_or_max(tta):
+    p = np.array([[0.2, 0.9], [0.6, 0.1]])  # 2 images x 2 views, P(crack)
+    logits = np.stack([np.log(p), np.log(1 - p)], axis=-1).astype(np.float32)
+    d = {"logits": logits, "labels": np.array(["crack", "no_crack"])}
+    np.testing.assert_allclose(tta.p_positive(d, [0, 1], "mean"), [0.55, 0.35], rtol=1e-5)
+    np.testing.assert_allclose(tta.p_positive(d, [0, 1], "max"), [0.9, 0.6], rtol=1e-5)
+    with pytest.raises(ValueError):
+        tta.p_positive(d, [0, 1], "median")
 
 
 def test_averaged_stage1_holds_the_mean_of_the_models_weights(tta, tmp_path):
@@ -138,7 +159,7 @@ def test_table_pairs_every_row_with_the_first_on_the_test_images(tta):
     def row(right):
         right = np.array(right, dtype=bool)
         r = {"threshold": 0.5, "val_balanced": 0.9, "all": (int(right.sum()), len(right))}
-        r.update({ds: (0, 0) for ds in tta.DATASETS}, test_right=right)
+        r.update({ds: (0, 0) for ds in tta.DATASETS}, test_right=right, val_dais=(17, 18))
         return r
 
     base = [True] * 8 + [False] * 2
@@ -147,3 +168,4 @@ def test_table_pairs_every_row_with_the_first_on_the_test_images(tta):
     assert lines[2].endswith("| – |")
     assert lines[3].endswith("| 2 / 2, p = 1.00 |")
     assert "| 0.800 (8/10) |" in lines[3] and "| – |" in lines[3]  # datasets absent
+    assert "| 0.9000 | 17/18 |" in lines[3]  # validation Dais patches found
