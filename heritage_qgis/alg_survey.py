@@ -222,7 +222,10 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
         "or the highest-priority building) and 'invalid_photos' (files that were skipped and "
         "why). The layers open styled; click a point to see its photo next to the overlay. "
         "Running again on the same GeoPackage adds only new photos. Start point: lon,lat in "
-        "WGS84 degrees or a point picked on the map."
+        "WGS84 degrees or a point picked on the map. The model is a first-pass triage: it "
+        "misses some cracks, most of all hairline cracks and cracks on clean, modern-looking "
+        "walls, and raises false alarms on photos that do not frame a wall. Review every "
+        "flag, and do not read an unflagged photo of a well-kept facade as 'no crack'."
     )
 
     def initAlgorithm(self, config=None):
