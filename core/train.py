@@ -419,6 +419,8 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     }
     if cfg.paint_cracks > 0:
         ds["train"] = painting_dataset(cfg, ds["train"], by_split, classes, pos)
+    elif cfg.paint_masks:
+        log.warning("--paint-masks is ignored without --paint-cracks P (P > 0)")
     loaders = {
         s: D.make_loader(
             ds[s],
