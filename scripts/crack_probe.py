@@ -33,6 +33,7 @@ import torch
 from heritage import data as D
 from heritage.crackpaint import mask_variant, paint_crack
 from heritage.evaluate import load_mask
+from heritage.fit import predict_proba
 from heritage.modelcard import load_model
 from heritage.predict import load_image, normalise, to_model_rgb
 
@@ -61,12 +62,12 @@ def painted_pairs(walls: list[np.ndarray], masks: list[np.ndarray]) -> list[tupl
 
 def stage1_probabilities(net: torch.nn.Module, rgbs: list[np.ndarray], card) -> np.ndarray:
     """Softmax of stage 1 for uint8 images in the model geometry, batches of 32."""
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(rgbs), 32):
-            x = normalise(rgbs[s : s + 32], card.mean, card.std)
-            out.append(torch.softmax(net(x), dim=1).numpy())
-    return np.concatenate(out)
+    loader = torch.utils.data.DataLoader(
+        rgbs,
+        batch_size=32,
+        collate_fn=lambda batch: (normalise(batch, card.mean, card.std), [0] * len(batch)),
+    )
+    return predict_proba(net, loader)[0]
 
 
 def summarise(
