@@ -114,16 +114,34 @@ route_options = _compose(
     show_default=True,
     help="Photos per model batch and per GeoPackage transaction.",
 )
-@click.option("--tiles", is_flag=True, help="Classify full-resolution overlapping tiles.")
 @click.option(
-    "--tile-size", type=click.IntRange(min=8), default=224, show_default=True, help="Tile px."
+    "--mode",
+    type=click.Choice(["scene", "whole", "tiles"]),
+    default="scene",
+    show_default=True,
+    help="scene: the whole photo in wall-gated tiles at the training patches' scale, close-ups "
+    "as one image (the default, for survey photos); whole: the centre crop resized to the "
+    "model input (close-ups only); tiles: every full-resolution tile, no wall gate, slow.",
+)
+@click.option(
+    "--tiles",
+    is_flag=True,
+    hidden=True,
+    help="Same as --mode tiles (kept for older scripts).",
+)
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=8),
+    default=224,
+    show_default=True,
+    help="Tile px (--mode tiles; scene mode takes its tiles from the model card).",
 )
 @click.option(
     "--tile-overlap",
     type=click.FloatRange(min=0.0, max=1.0, max_open=True),
     default=0.25,
     show_default=True,
-    help="Overlap fraction of neighbouring tiles.",
+    help="Overlap fraction of neighbouring tiles (--mode tiles).",
 )
 @click.option(
     "--embed-overlays",
@@ -160,6 +178,7 @@ def classify(
     device: str,
     cam_method: str | None,
     batch_size: int,
+    mode: str,
     tiles: bool,
     tile_size: int,
     tile_overlap: float,
@@ -181,7 +200,9 @@ def classify(
     no geometry); Grad-CAM overlays, heat maps and thumbnails go to <stem>_overlays/
     beside OUTPUT. Then the priority of every photo, the flagged buildings and an
     inspection route are computed over all photos of OUTPUT. Re-running adds only new
-    photos. In whole-image mode the overlay covers the centre crop the model saw.
+    photos. Scene mode (the default) judges the whole photo in tiles and gives a photo
+    without any wall surface the decision not_assessable; in whole-image mode the
+    overlay covers the centre crop the model saw.
     """
     from .errors import CancelledError
     from .survey import ClassifyConfig, run_survey
@@ -197,7 +218,7 @@ def classify(
         device=device,
         cam_method=cam_method,
         batch_size=batch_size,
-        tiles=tiles,
+        mode="tiles" if tiles else mode,
         tile_size=tile_size,
         tile_overlap=tile_overlap,
         embed_overlays=embed_overlays,

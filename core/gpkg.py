@@ -187,13 +187,45 @@ def _check_existing(path: Path, schema: LayerSchema) -> bool:
     import pyogrio
 
     have = set(pyogrio.read_info(str(path), layer=schema.name)["fields"])
-    missing = [f for f in schema.field_names if f not in have]
-    if missing:
+    missing = [f for f in schema.fields if f.name not in have]
+    if not missing:
+        return True
+    if len(missing) > _MAX_ADDED_COLUMNS:
         raise DataError(
-            f"layer {schema.name!r} in {path} has no column(s) {', '.join(missing)}; "
-            "it was written by another tool or version: write to a new GeoPackage"
+            f"layer {schema.name!r} in {path} has no column(s) "
+            f"{', '.join(f.name for f in missing)}; it was written by another tool or "
+            "version: write to a new GeoPackage"
         )
+    _add_columns(path, schema.name, missing)
     return True
+
+
+#: an existing layer lacking more columns than this is not an older heritage layer
+_MAX_ADDED_COLUMNS = 8
+_SQLITE_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN"}
+
+
+def _add_columns(path: Path, layer: str, fields: Sequence[Field]) -> None:
+    """Add nullable ``fields`` to a layer written by an older version (one transaction);
+    its rows keep every value and get NULL in the new columns."""
+    import sqlite3
+
+    con = sqlite3.connect(str(path))
+    try:
+        with con:
+            for f in fields:
+                con.execute(f'ALTER TABLE "{layer}" ADD COLUMN "{f.name}" {_SQLITE_TYPES[f.type]}')
+    except sqlite3.Error as exc:
+        raise DataError(
+            f"cannot add the column(s) {', '.join(f.name for f in fields)} to {path}|{layer} "
+            f"({exc}); close it in other programs or write to a new GeoPackage"
+        ) from exc
+    finally:
+        con.close()
+    logger.warning(
+        "%s|%s: added the column(s) %s of this version (older rows keep NULL there)",
+        path, layer, ", ".join(f.name for f in fields),
+    )  # fmt: skip
 
 
 def append_batch(

@@ -17,6 +17,9 @@ from pathlib import Path
 from .errors import DataError, InputNotFoundError
 from .priority import CATEGORIES, CATEGORY_LABELS
 
+#: ``observations.decision`` of a photo without a wall in view (heritage.scene)
+NOT_ASSESSABLE = "not_assessable"
+
 logger = logging.getLogger(__name__)
 
 #: colour of each priority category (same as resources/styles/*.qml)
@@ -96,6 +99,11 @@ def plot_survey(
     crs = metric_crs_for(obs)
     obs = obs.to_crs(crs)
     cats = obs["priority_category"].fillna("none").astype(str)
+    unjudged = (
+        obs["decision"].astype(str).eq(NOT_ASSESSABLE)
+        if "decision" in obs
+        else obs.index.to_series(index=obs.index).map(lambda _: False)
+    )
 
     fig, ax = plt.subplots(figsize=size_in)
     if buildings is not None:
@@ -117,8 +125,13 @@ def plot_survey(
                 arrowprops={"arrowstyle": "-|>", "color": "#1f3b73", "lw": 1.2},
                 zorder=4,
             )
+    if unjudged.any():  # scene mode found no wall in view: hollow grey squares
+        obs[unjudged].plot(
+            ax=ax, marker="s", facecolor="none", edgecolor="#5a5a5a", markersize=22,
+            linewidth=0.8, zorder=5,
+        )  # fmt: skip
     for code in reversed(CATEGORIES):  # most urgent drawn last, on top
-        sel = obs[cats == code]
+        sel = obs[(cats == code) & ~unjudged]
         if len(sel):
             sel.plot(
                 ax=ax,
@@ -143,13 +156,18 @@ def plot_survey(
                 zorder=6,
                 bbox={"boxstyle": "circle,pad=0.25", "fc": "white", "ec": "#1f3b73"},
             )
-    present = [c for c in CATEGORIES if (cats == c).any()]
+    present = [c for c in CATEGORIES if ((cats == c) & ~unjudged).any()]
     handles = [
         Patch(
             facecolor=CATEGORY_COLOURS[c], edgecolor="#222222", label=f"{c}: {CATEGORY_LABELS[c]}"
         )
         for c in present
     ]
+    if unjudged.any():
+        handles.append(
+            Line2D([], [], marker="s", linestyle="", markerfacecolor="none",
+                   markeredgecolor="#5a5a5a", label="not assessable (no wall in view)")
+        )  # fmt: skip
     if route is not None:
         total = float(route["cumulative_m"].max())
         handles.append(Line2D([], [], color="#1f3b73", label=f"inspection route ({total:.0f} m)"))
@@ -157,7 +175,12 @@ def plot_survey(
     n_flagged = int(obs["flagged"].fillna(False).astype(bool).sum()) if "flagged" in obs else 0
     outside = _zoom(ax, obs, buildings, route)
     note = f" ({outside} outside the view)" if outside else ""
-    ax.set_title(title or f"{gpkg.name}: {len(obs)} located photos{note}, {n_flagged} flagged")
+    n_unjudged = int(unjudged.sum())
+    ax.set_title(
+        title
+        or f"{gpkg.name}: {len(obs)} located photos{note}, {n_flagged} flagged, "
+        f"{n_unjudged} not assessable"
+    )
     crs_name = crs.name if crs.name and crs.name != "unknown" else "local equidistant"
     ax.set_xlabel(f"easting (m, {crs_name})", fontsize=8)
     ax.set_ylabel("northing (m)", fontsize=8)

@@ -91,6 +91,8 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     created: str = ""
     notes: str = ""
+    #: how scene mode tiles, gates and decides (:class:`heritage.scene.SceneSettings`)
+    scene: dict = field(default_factory=dict)
 
     @property
     def positive_indices(self) -> list[int]:
@@ -310,10 +312,15 @@ def read_card(model_dir: str | Path | None = None) -> ModelCard:
 
 
 def _verified_bytes(model_dir: Path, stage: StageCard, which: str) -> bytes:
-    name = stage.weights
+    return verified_file_bytes(model_dir, stage.weights, stage.sha256, f"{which}.weights")
+
+
+def verified_file_bytes(model_dir: Path, name: str, sha256: str, what: str) -> bytes:
+    """The bytes of the file ``name`` of a model folder, after checking them against the
+    card's ``sha256``; ModelError when it is missing, outside the folder or altered."""
     if not name or Path(name).name != name:
         raise ModelError(
-            f"model.json: {which}.weights must be a file name inside the model folder, got {name!r}"
+            f"model.json: {what} must be a file name inside the model folder, got {name!r}"
         )
     path = model_dir / name
     if not path.is_file():
@@ -323,9 +330,9 @@ def _verified_bytes(model_dir: Path, stage: StageCard, which: str) -> bytes:
         )
     data = path.read_bytes()
     digest = sha256_bytes(data)
-    if digest != stage.sha256.lower():
+    if digest != sha256.lower():
         raise ModelError(
-            f"sha256 mismatch for {path}: model.json says {stage.sha256 or '(none)'}, the "
+            f"sha256 mismatch for {path}: model.json says {sha256 or '(none)'}, the "
             f"file has {digest} ({len(data)} bytes). The file is tampered or truncated; "
             "copy the model folder again from its source or " + _HOW_TO_TRAIN
         )

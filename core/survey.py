@@ -60,6 +60,7 @@ import math
 import sqlite3
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ if TYPE_CHECKING:
 
     from .modelcard import LoadedModel
     from .predict import TwoStageClassifier
+    from .scene import SceneClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,12 @@ OBSERVATION_FIELDS: tuple[Field, ...] = (
     Field("model_version"),
     Field("inference_mode"),
     Field("n_tiles", "int"),
+    Field("n_wall_tiles", "int"),
+    Field("n_flagged_tiles", "int"),
+    Field("best_box_left", "int"),
+    Field("best_box_top", "int"),
+    Field("best_box_right", "int"),
+    Field("best_box_bottom", "int"),
     Field("overlay_path"),
     Field("heatmap_path"),
     Field("thumbnail_path"),
@@ -145,6 +153,10 @@ AREA_THRESHOLD = 0.5
 #: ``decision`` values
 DECISION_FLAGGED = "conservation_needed"
 DECISION_NOT_FLAGGED = "not_flagged"
+#: ``decision`` of a photo with no wall surface the model can judge (scene mode's gate)
+DECISION_NOT_ASSESSABLE = "not_assessable"
+#: ``inference_mode`` choices of :class:`ClassifyConfig`
+MODES = ("scene", "whole", "tiles")
 
 
 def observations_schema(name: str = OBSERVATIONS_LAYER) -> LayerSchema:
@@ -175,7 +187,7 @@ class ClassifyConfig:
     device: str = "auto"
     cam_method: str | None = None
     batch_size: int = 8
-    tiles: bool = False
+    mode: str = "scene"
     tile_size: int = 224
     tile_overlap: float = 0.25
     embed_overlays: bool = False
@@ -206,11 +218,18 @@ class ClassifyConfig:
             raise ValueError("thumbnail_px must be at least 16")
         if self.max_distance_m < 0 or self.cluster_eps_m <= 0:
             raise ValueError("max_distance_m must be >= 0 and cluster_eps_m > 0")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @property
+    def tiles(self) -> bool:
+        """Full-resolution tiled mode (:mod:`heritage.tiling`, no wall gate)."""
+        return self.mode == "tiles"
 
     @property
     def inference_mode(self) -> str:
-        """``"tiles"`` or ``"whole"``."""
-        return "tiles" if self.tiles else "whole"
+        """``"scene"``, ``"whole"`` or ``"tiles"``."""
+        return self.mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +245,12 @@ class SurveySummary:
     classified: int = 0
     no_location: int = 0
     flagged: int = 0
+    not_assessable: int = 0
     already_classified: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     observations_total: int = 0
     flagged_total: int = 0
+    not_assessable_total: int = 0
     buildings: int = 0
     route_m: float = 0.0
     categories: dict[str, int] = field(default_factory=dict)
@@ -251,7 +272,9 @@ class SurveySummary:
             f"GeoPackage: {self.output} (model {self.model_id} {self.model_version}, "
             f"{self.inference_mode} images)",
             f"found {self.found} image file(s); classified {self.classified} "
-            f"({self.flagged} flagged, {self.no_location} without position)"
+            f"({self.flagged} flagged, {self.classified - self.flagged - self.not_assessable} "
+            f"not flagged, {self.not_assessable} not assessable, "
+            f"{self.no_location} without position)"
             + (
                 f", {self.already_classified} already classified" if self.already_classified else ""
             ),
@@ -261,6 +284,7 @@ class SurveySummary:
         out += [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())]
         out.append(
             f"all runs: {self.observations_total} observation(s), {self.flagged_total} flagged, "
+            f"{self.not_assessable_total} not assessable, "
             f"{self.buildings} building(s) to inspect, route {self.route_m:.0f} m"
         )
         if self.categories:
@@ -377,6 +401,57 @@ class _Answer:
     overlay: np.ndarray | None
     n_tiles: int
     area_fraction: float
+    n_wall_tiles: int | None = None
+    n_flagged_tiles: int | None = None
+    best_box: tuple[int, int, int, int] | None = None
+    #: ``observations.decision``; empty: from ``decision`` (flagged or not)
+    verdict: str = ""
+
+    @property
+    def decision_label(self) -> str:
+        """``conservation_needed``, ``not_flagged`` or ``not_assessable``."""
+        if self.verdict:
+            return self.verdict
+        return DECISION_FLAGGED if self.decision else DECISION_NOT_FLAGGED
+
+
+_SCENE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def scene_classifier(clf: TwoStageClassifier, cfg: ClassifyConfig) -> SceneClassifier:
+    """The scene-mode wrapper of ``clf`` (made once per classifier, gate verified)."""
+    from .scene import load_scene_classifier
+
+    scene = _SCENE.get(clf)
+    if scene is None:
+        scene = load_scene_classifier(clf, overlay_max_px=cfg.overlay_max_px)
+        _SCENE[clf] = scene
+    return scene
+
+
+def _answer_scene(clf: TwoStageClassifier, image: Image.Image, cfg: ClassifyConfig) -> _Answer:
+    from .priority import defect_area_fraction
+
+    r = scene_classifier(clf, cfg).classify(image)
+    return _Answer(
+        r.label,
+        r.score,
+        r.p_stage1,
+        r.p_stage2,
+        r.p_final,
+        r.flagged,
+        r.cam_method,
+        r.cam_layer,
+        r.cam_empty,
+        r.heatmap,
+        r.overlay,
+        r.n_tiles,
+        defect_area_fraction(r.heatmap, AREA_THRESHOLD),
+        n_wall_tiles=r.n_wall_tiles,
+        n_flagged_tiles=r.n_flagged_tiles,
+        best_box=r.best_box,
+        verdict=r.decision,
+    )
 
 
 def _answers_whole(clf: TwoStageClassifier, images: list[Image.Image]) -> list[_Answer]:
@@ -441,13 +516,14 @@ def _classify_images(
     clf: TwoStageClassifier, images: list[Image.Image], cfg: ClassifyConfig
 ) -> list[_Answer | str]:
     """One answer (or an error message) per image; a failing batch is retried one by one."""
-    if cfg.tiles:
+    if cfg.mode in ("tiles", "scene"):
+        answer_one = _answer_tiled if cfg.mode == "tiles" else _answer_scene
         out: list[_Answer | str] = []
         for im in images:
             try:
-                out.append(_answer_tiled(clf, im, cfg))
+                out.append(answer_one(clf, im, cfg))
             except (RuntimeError, ValueError, OSError) as exc:
-                logger.warning("tiled classification failed: %s", exc)
+                logger.warning("%s classification failed: %s", cfg.mode, exc)
                 out.append(f"classification failed: {exc}")
         return out
     try:
@@ -496,7 +572,7 @@ def _observation_row(
         p_stage2=answer.p_stage2,
         p_final=answer.p_final,
         flagged=answer.decision,
-        decision=DECISION_FLAGGED if answer.decision else DECISION_NOT_FLAGGED,
+        decision=answer.decision_label,
         cam_method=answer.cam_method,
         cam_layer=answer.cam_layer,
         cam_empty=answer.cam_empty,
@@ -510,6 +586,12 @@ def _observation_row(
         model_version=card_id[1],
         inference_mode=mode,
         n_tiles=answer.n_tiles,
+        n_wall_tiles=answer.n_wall_tiles,
+        n_flagged_tiles=answer.n_flagged_tiles,
+        best_box_left=answer.best_box[0] if answer.best_box else None,
+        best_box_top=answer.best_box[1] if answer.best_box else None,
+        best_box_right=answer.best_box[2] if answer.best_box else None,
+        best_box_bottom=answer.best_box[3] if answer.best_box else None,
         overlay_path=relative_path(paths[0], base),
         heatmap_path=relative_path(paths[1], base),
         thumbnail_path=relative_path(paths[2], base),
@@ -548,6 +630,7 @@ class _Run:
     classified: int = 0
     no_location: int = 0
     flagged: int = 0
+    not_assessable: int = 0
     pending: list[tuple[Photo, str]] = field(default_factory=list)
     in_flight: deque[tuple[list[tuple[Photo, str]], Any]] = field(default_factory=deque)
     executor: BatchExecutor | None = None
@@ -633,6 +716,7 @@ class _Run:
             self.classified += 1
             self.no_location += photo.position is None
             self.flagged += outcome.answer.decision
+            self.not_assessable += outcome.answer.decision_label == DECISION_NOT_ASSESSABLE
 
         def write() -> None:  # one transaction per table
             with self.lock:
@@ -666,9 +750,16 @@ class PhotoOutcome:
     message: str = ""
 
 
-def decode_sides(cfg: ClassifyConfig, input_size: int) -> tuple[int | None, int | None]:
-    """``(min_side, min_long_side)`` for :func:`load_survey_image` (full size when tiled)."""
-    return (None, None) if cfg.tiles else (input_size, cfg.thumbnail_px)
+def decode_sides(cfg: ClassifyConfig, card: Any) -> tuple[int | None, int | None]:
+    """``(min_side, min_long_side)`` for :func:`load_survey_image`: full size in tiled
+    mode, about the working size in scene mode, the model input in whole-image mode."""
+    if cfg.mode == "tiles":
+        return (None, None)
+    if cfg.mode == "scene":  # JPEG draft decoding down to about the working size
+        from .scene import SceneSettings
+
+        return (None, SceneSettings.from_card(getattr(card, "scene", None)).max_side)
+    return (card.input_size, cfg.thumbnail_px)
 
 
 def decode_photo(path: str | Path, sides: tuple[int | None, int | None]) -> Image.Image | str:
@@ -678,6 +769,28 @@ def decode_photo(path: str | Path, sides: tuple[int | None, int | None]) -> Imag
     except Exception as exc:  # Pillow raises many types for broken data
         logger.warning("cannot decode %s: %s", path, exc)
         return f"the image cannot be decoded ({exc})"
+
+
+def _box_in_photo_pixels(answer: _Answer, photo: Photo, image: Image.Image) -> _Answer:
+    """The answer with its strongest-tile box scaled from the decoded image (JPEG draft
+    decoding may have reduced it) to the photo's own pixels, orientation applied (ratio of
+    the longer sides, which orientation does not change)."""
+    if answer.best_box is None or not photo.width or not photo.height:
+        return answer
+    long_side, short_side = max(photo.width, photo.height), min(photo.width, photo.height)
+    f = long_side / max(image.size)
+    if abs(f - 1.0) < 1e-9:
+        return answer
+    landscape = image.size[0] >= image.size[1]
+    width, height = (long_side, short_side) if landscape else (short_side, long_side)
+    left, top, right, bottom = answer.best_box
+    box = (
+        round(left * f),
+        round(top * f),
+        min(round(right * f), width),
+        min(round(bottom * f), height),
+    )
+    return dataclasses.replace(answer, best_box=box)
 
 
 def classify_batch(
@@ -694,7 +807,7 @@ def classify_batch(
     worker (:mod:`heritage.distributed`); it never touches the GeoPackage.
     """
     if images is None:
-        sides = decode_sides(cfg, clf.card.input_size)
+        sides = decode_sides(cfg, clf.card)
         images = [decode_photo(p.path, sides) for p in photos]
     unreadable = str(SkipReason.UNREADABLE_IMAGE)
     outcomes: list[PhotoOutcome | None] = [
@@ -707,6 +820,7 @@ def classify_batch(
         if isinstance(answer, str):
             outcomes[i] = PhotoOutcome(None, None, CLASSIFICATION_FAILED, answer)
             continue
+        answer = _box_in_photo_pixels(answer, photos[i], image)
         paths = _write_outputs(image, answer, photos[i].sha256, folder, cfg.thumbnail_px)
         light = dataclasses.replace(answer, heatmap=None, overlay=None)
         outcomes[i] = PhotoOutcome(light, paths)
@@ -740,7 +854,7 @@ class LocalExecutor:
         from concurrent.futures import ThreadPoolExecutor
 
         self.clf, self.cfg, self.folder = clf, cfg, folder
-        self.sides = decode_sides(cfg, clf.card.input_size)
+        self.sides = decode_sides(cfg, clf.card)
         self.pool = (
             ThreadPoolExecutor(decode_workers, thread_name_prefix="heritage-decode")
             if decode_workers > 0
@@ -832,7 +946,10 @@ def _load_classifier(cfg: ClassifyConfig) -> tuple[LoadedModel, TwoStageClassifi
 
     device = resolve_device(cfg.device)
     loaded = load_model(cfg.model_dir, device=device)
-    return loaded, make_classifier(loaded, device, cfg.cam_method)
+    clf = make_classifier(loaded, device, cfg.cam_method)
+    if cfg.mode == "scene":
+        scene_classifier(clf, cfg)  # settings and wall gate checked before any photo
+    return loaded, clf
 
 
 def _make_executor(cfg: ClassifyConfig, clf: TwoStageClassifier, folder: Path) -> BatchExecutor:
@@ -942,6 +1059,7 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
         classified=run.classified,
         no_location=run.no_location,
         flagged=run.flagged,
+        not_assessable=run.not_assessable,
         already_classified=already,
         skipped=dict(run.skipped),
         seconds=time.perf_counter() - started,
@@ -1238,6 +1356,9 @@ def update_priority(
     return {
         "observations_total": len(scored),
         "flagged_total": len(flagged),
+        "not_assessable_total": int((scored.get("decision") == DECISION_NOT_ASSESSABLE).sum())
+        if "decision" in scored
+        else 0,
         "buildings": len(buildings),
         "route_m": float(np.round(total_m, 3)),
         "categories": dict(cats),

@@ -35,6 +35,8 @@ GPKG_FILTER = "GeoPackage (*.gpkg *.GPKG)"
 #: equal), new ones appended so that saved Processing parameters keep their meaning
 CAM_METHODS = ("", "gradcam", "gradcam++", "eigencam", "layercam", "xgradcam", "hirescam")
 DEVICES = ("auto", "cpu", "cuda")
+#: heritage classify --mode choices, in the order of the MODE enum
+MODES = ("scene", "whole", "tiles")
 #: survey layer -> Processing output name
 SURVEY_OUTPUTS = {
     "observations": "OBSERVATIONS",
@@ -222,7 +224,10 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
         "or the highest-priority building) and 'invalid_photos' (files that were skipped and "
         "why). The layers open styled; click a point to see its photo next to the overlay. "
         "Running again on the same GeoPackage adds only new photos. Start point: lon,lat in "
-        "WGS84 degrees or a point picked on the map. The model is a first-pass triage: it "
+        "WGS84 degrees or a point picked on the map. By default each photo is judged in "
+        "tiles at the scale of the training patches; tiles of sky, trees, cars, people or "
+        "glass cannot raise a flag, and a photo without any wall surface in view is marked "
+        "'not assessable' (hollow square). The model is a first-pass triage: it "
         "misses some cracks, most of all hairline cracks and cracks on clean, modern-looking "
         "walls, and raises false alarms on photos that do not frame a wall. Review every "
         "flag, and do not read an unflagged photo of a well-kept facade as 'no crack'."
@@ -253,8 +258,15 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
         )
         self.addParameter(
             _advanced(
-                QgsProcessingParameterBoolean(
-                    "TILES", self.tr("Classify full-resolution tiles"), defaultValue=False
+                QgsProcessingParameterEnum(
+                    "MODE",
+                    self.tr("How each photo is looked at"),
+                    options=[
+                        self.tr("Scene: whole photo in wall-checked tiles (survey photos)"),
+                        self.tr("Whole image: centre crop (close-ups only)"),
+                        self.tr("Full-resolution tiles, no wall check (slow)"),
+                    ],
+                    defaultValue=0,
                 )
             )
         )
@@ -294,6 +306,7 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
         for name, label in (
             ("CLASSIFIED", "Photos classified"),
             ("FLAGGED", "Photos flagged"),
+            ("NOT_ASSESSABLE", "Photos not assessable (no wall in view)"),
             ("SKIPPED", "Files skipped"),
             ("BUILDINGS", "Buildings to inspect"),
             ("ROUTE_M", "Route length (m)"),
@@ -343,8 +356,9 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
         args += self._start_args(parameters)
         if self.parameterAsBoolean(parameters, "BY_PRIORITY", context):
             args.append("--by-priority")
-        if self.parameterAsBoolean(parameters, "TILES", context):
-            args.append("--tiles")
+        mode = self.parameterAsEnum(parameters, "MODE", context)
+        if mode:
+            args += ["--mode", MODES[mode]]
         cam = self.parameterAsEnum(parameters, "CAM_METHOD", context)
         if cam:
             args += ["--cam-method", CAM_METHODS[cam]]
@@ -361,6 +375,7 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
         results |= self._layer_results(context, out, tuple(SURVEY_OUTPUTS))
         results["CLASSIFIED"] = summary.get("classified")
         results["FLAGGED"] = summary.get("flagged")
+        results["NOT_ASSESSABLE"] = summary.get("not_assessable")
         results["SKIPPED"] = summary.get("skipped_total")
         results["BUILDINGS"] = summary.get("buildings")
         results["ROUTE_M"] = summary.get("route_m")
@@ -373,7 +388,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         return []
     lines = [
         f"classified {summary.get('classified', 0)} photo(s), {summary.get('flagged', 0)} "
-        f"flagged, {summary.get('no_location', 0)} without position",
+        f"flagged, {summary.get('not_assessable', 0)} not assessable, "
+        f"{summary.get('no_location', 0)} without position",
         f"skipped {summary.get('skipped_total', 0)} file(s): "
         + ", ".join(f"{k} {v}" for k, v in sorted((summary.get("skipped") or {}).items())),
         f"{summary.get('buildings', 0)} building(s) to inspect, route "

@@ -8,7 +8,8 @@ The core (``heritage.styles``) only copies these QML texts into the GeoPackage's
 ``layer_styles`` table; it never imports QGIS.
 
 * ``observations``: points categorised on ``priority_category`` (A dark red ... F
-  light grey, ``none`` small grey), map tip = ``resources/maptip.html`` (thumbnail
+  light grey, ``none`` small grey; a hollow square where ``decision`` is
+  ``not_assessable``), map tip = ``resources/maptip.html`` (thumbnail
   next to the Grad-CAM overlay);
 * ``flagged_buildings``: polygons filled by ``priority_category``, labelled with
   ``visit_order``;
@@ -35,6 +36,13 @@ CATEGORY_STYLE = {
     "F": ("#cfcfcf", "F - Weak evidence"),
     "none": ("#8c8c8c", "Not flagged"),
 }
+
+
+#: the observations' symbol class: the priority category, or not_assessable (scene mode)
+NOT_ASSESSABLE = "not_assessable"
+CATEGORY_EXPRESSION = (
+    f"if(\"decision\" = '{NOT_ASSESSABLE}', '{NOT_ASSESSABLE}', \"priority_category\")"
+)
 
 
 def _memory_layer(geometry: str, fields: dict[str, str], name: str):
@@ -84,6 +92,7 @@ def observations_style():
         "Point",
         {
             "file_name": "string",
+            "decision": "string",
             "priority_category": "string",
             "priority_score": "double",
             "p_final": "double",
@@ -100,9 +109,15 @@ def observations_style():
              "outline_width": "0.3", "size": size}
         )  # fmt: skip
         cats.append(QgsRendererCategory(code, symbol, label))
+    # scene mode's "no wall surface in view": a hollow square, apart from "not flagged"
+    unjudged = QgsMarkerSymbol.createSimple(
+        {"name": "square", "color": "255,255,255,0", "outline_color": "#5a5a5a",
+         "outline_width": "0.4", "size": "2.6"}
+    )  # fmt: skip
+    cats.append(QgsRendererCategory(NOT_ASSESSABLE, unjudged, "Not assessable (no wall in view)"))
     other = QgsMarkerSymbol.createSimple({"name": "circle", "color": "#ffffff", "size": "2"})
     cats.append(QgsRendererCategory(None, other, "not prioritised yet"))
-    renderer = QgsCategorizedSymbolRenderer("priority_category", cats)
+    renderer = QgsCategorizedSymbolRenderer(CATEGORY_EXPRESSION, cats)
     layer.setRenderer(renderer)
     layer.setMapTipTemplate(MAPTIP.read_text(encoding="utf-8"))
     layer.setDisplayExpression('"file_name"')

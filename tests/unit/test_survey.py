@@ -146,7 +146,15 @@ def test_observation_values(survey, model_dir: Path) -> None:
     out, summary, _ = survey
     obs = read(out, "observations")
     assert set(obs["model_id"]) == {"tiny-survey"} and set(obs["model_version"]) == {"0.0.1"}
-    assert set(obs["inference_mode"]) == {"whole"} and set(obs["n_tiles"]) == {1}
+    assert set(obs["inference_mode"]) == {"scene"} and (obs["n_tiles"] >= 1).all()
+    # no wall gate in the tiny model's card: every tile is a wall tile
+    assert (obs["n_wall_tiles"] == obs["n_tiles"]).all()
+    assert (obs["n_flagged_tiles"] <= obs["n_wall_tiles"]).all()
+    assert ((obs["n_flagged_tiles"] >= 1) == obs["flagged"]).all()
+    box = obs[["best_box_left", "best_box_top", "best_box_right", "best_box_bottom"]]
+    assert (box["best_box_left"] < box["best_box_right"]).all()
+    longest = obs[["width", "height"]].max(axis=1)
+    assert (box["best_box_right"] <= longest).all() and (box["best_box_bottom"] <= longest).all()
     assert set(obs["cam_layer"]) == {"features.12"}
     assert set(obs["cam_method"]) <= {"gradcam", "eigencam"}
     for col in ("p_stage1", "p_stage2", "p_final", "stage1_score", "defect_area_fraction"):
@@ -201,10 +209,15 @@ def test_overlays_heatmaps_thumbnails_written_with_relative_paths(survey) -> Non
             assert rel.startswith("survey_overlays/")
             assert (out.parent / rel).is_file()
     row = obs.iloc[0]
+    assert (row["width"], row["height"]) == (640, 480)
     with Image.open(out.parent / row["overlay_path"]) as im:
-        assert im.size == (SIZE, SIZE) and im.format == "PNG"  # the crop the model saw
+        assert im.size == (640, 480) and im.format == "PNG"  # the whole photo (scene mode)
     with Image.open(out.parent / row["heatmap_path"]) as im:
-        assert im.size == (SIZE, SIZE)
+        assert im.size == (640, 480)
+    # a large photo: the pictures are at the working size, at the photo's aspect
+    big = obs[obs["file_name"] == "iphone_hdr_NO.jpg"].iloc[0]
+    with Image.open(out.parent / big["overlay_path"]) as im:
+        assert max(im.size) == 2016 and abs(im.size[0] / im.size[1] - 3264 / 2448) < 0.01
     thumbs = dict(zip(obs["file_name"], obs["thumbnail_path"], strict=True))
     sizes = {}
     for name in ("landscape_6.jpg", "portrait_6.jpg", "iphone_hdr_NO.jpg", "Kodak_CX7530.jpg"):
@@ -286,7 +299,8 @@ def test_default_styles_stored_like_qgis(survey) -> None:
         assert (cat, schema, geom, default) == ("", "", "geom", 1)
         assert qml.startswith("<!DOCTYPE qgis")
     obs_qml = rows[2][6]
-    assert 'attr="priority_category"' in obs_qml and "thumbnail_path" in obs_qml
+    assert "&quot;priority_category&quot;)\"" in obs_qml and "thumbnail_path" in obs_qml
+    assert 'value="not_assessable"' in obs_qml  # scene mode's own symbol
 
 
 def test_rerun_adds_only_new_photos(survey) -> None:
@@ -452,7 +466,10 @@ def test_config_is_frozen_and_checked(tmp_path: Path) -> None:
         cfg.batch_size = 3  # type: ignore[misc]
     with pytest.raises(ValueError, match="batch_size"):
         ClassifyConfig((tmp_path,), tmp_path / "o.gpkg", batch_size=0)
-    assert cfg.inference_mode == "whole"
+    assert cfg.inference_mode == "scene" and not cfg.tiles
+    assert ClassifyConfig((tmp_path,), tmp_path / "o.gpkg", mode="tiles").tiles
+    with pytest.raises(ValueError, match="mode"):
+        ClassifyConfig((tmp_path,), tmp_path / "o.gpkg", mode="centre")
 
 
 def test_survey_map_png(survey, tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def test_tiled_survey_of_a_large_photo(exif_gps: Path, tmp_path: Path, one_threa
     shutil.copy(src, photos / "big.jpg")
     out = tmp_path / "tiles.gpkg"
     cfg = ClassifyConfig(
-        (photos,), out, model_dir=model, device="cpu", tiles=True, tile_size=160,
+        (photos,), out, model_dir=model, device="cpu", mode="tiles", tile_size=160,
         tile_overlap=0.25, batch_size=8,
     )  # fmt: skip
     summary = run_survey(cfg)
@@ -139,7 +139,7 @@ def test_tiled_overlay_png_is_capped_but_area_uses_full_map(
     shutil.copy(exif_gps / "gps" / "DSCN0012.jpg", photos / "p.jpg")  # 640x480
     out = tmp_path / "capped.gpkg"
     cfg = ClassifyConfig(
-        (photos,), out, model_dir=model, device="cpu", tiles=True, tile_size=320,
+        (photos,), out, model_dir=model, device="cpu", mode="tiles", tile_size=320,
         tile_overlap=0.0, overlay_max_px=200,
     )  # fmt: skip
     run_survey(cfg)

@@ -1,0 +1,207 @@
+"""Scene mode (heritage.scene) and the wall gate (heritage.wallgate) with a tiny random model.
+
+Shapes, boxes, the close-up rule (same answer as whole-image mode), the gate's effect
+(a photo without a wall tile is not_assessable and never flagged) and the gate's own
+fitting, storage and refusal of bad arrays. The real-model check (a real defect patch
+pasted into a real facade photo is found) is in test_scene_shipped.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_survey import make_tiny_model
+
+from heritage.errors import ModelError
+from heritage.modelcard import load_model
+from heritage.predict import TwoStageClassifier
+from heritage.scene import (
+    DECISION_NOT_ASSESSABLE,
+    MODE_CLOSE_UP,
+    MODE_SCENE,
+    SceneClassifier,
+    SceneSettings,
+    working_image,
+)
+from heritage.wallgate import (
+    FeatureGate,
+    colour_fractions,
+    fit_feature_gate,
+    load_gate,
+    save_gate,
+    with_quantile_threshold,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory):
+    """The tiny model with a stage-1 decision (threshold 0: every wall tile is flagged)."""
+    path = make_tiny_model(tmp_path_factory.mktemp("scene") / "m", threshold=0.0)
+    loaded = load_model(path)
+    card = dataclasses.replace(loaded.card, decision_stage="stage1")
+    loaded = dataclasses.replace(loaded, card=card)
+    c = TwoStageClassifier(loaded, device="cpu")
+    yield c
+    c.close()
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+SMALL = SceneSettings(tile_size=64, overlap=0.5, max_side=256, close_up_side=128, batch_size=8)
+
+
+def test_tiles_cover_the_photo_and_pictures_keep_its_aspect(clf) -> None:
+    with SceneClassifier(clf, SMALL) as scene:
+        r = scene.classify(photo(200, 150))
+    assert r.mode == MODE_SCENE
+    # stride 32 over 200 x 150: x starts 0..128 + 136, y starts 0..64 + 86
+    assert r.n_tiles == len(r.windows) == 6 * 4
+    covered = np.zeros((150, 200), bool)
+    for left, top, right, bottom in r.windows:
+        covered[top:bottom, left:right] = True
+    assert covered.all()
+    assert r.heatmap.shape == (150, 200) and r.overlay.shape == (150, 200, 3)
+    assert r.n_wall_tiles == r.n_tiles  # no gate: every tile is wall
+    assert r.n_flagged_tiles == r.n_tiles and r.flagged  # threshold 0
+    assert r.decision == "conservation_needed"
+    assert r.p_final == pytest.approx(max(r.tile_p))
+    left, top, right, bottom = r.best_box
+    assert 0 <= left < right <= 200 and 0 <= top < bottom <= 150
+
+
+def test_large_photo_is_reduced_and_the_box_is_in_its_own_pixels(clf) -> None:
+    with SceneClassifier(clf, SMALL) as scene:
+        r = scene.classify(photo(1024, 512))
+    assert r.scale == pytest.approx(4.0)
+    assert r.heatmap.shape == (128, 256)
+    left, top, right, bottom = r.best_box
+    assert right - left == 64 * 4 and bottom - top == 64 * 4
+    assert right <= 1024 and bottom <= 512
+
+
+def test_close_up_is_whole_image_mode(clf) -> None:
+    im = photo(180, 120, seed=3)  # shorter side below close_up_side: one close-up
+    with SceneClassifier(clf, SMALL) as scene:
+        r = scene.classify(im)
+    whole = clf.classify([im])[0]
+    assert r.mode == MODE_CLOSE_UP and r.n_tiles == 1
+    assert r.p_final == pytest.approx(whole.p_final, abs=1e-6)
+    assert np.array_equal(r.overlay, whole.overlay)
+    assert r.best_box == (30, 0, 150, 120)  # the centre square the model sees
+
+
+def test_photo_without_wall_tiles_is_not_assessable(clf) -> None:
+    with SceneClassifier(clf, SMALL) as scene:
+        feats = scene.score_tiles([np.zeros((64, 64, 3), np.uint8)])[1]
+    d = feats.shape[1]
+    # a gate whose only class centre is far from anything: every tile is out of scope
+    gate = FeatureGate(np.zeros(d), np.eye(2, d), np.array([[1e6, 1e6]]), np.eye(2), threshold=1.0)
+    with SceneClassifier(clf, SMALL, gate) as scene:
+        r = scene.classify(photo(200, 150))
+        close = scene.classify(photo(100, 100))
+    assert r.decision == DECISION_NOT_ASSESSABLE and not r.flagged
+    assert r.n_wall_tiles == 0 and r.n_flagged_tiles == 0 and r.best_box is None
+    assert r.p_final == 0.0 and not r.heatmap.any()
+    assert close.decision == DECISION_NOT_ASSESSABLE and not close.flagged
+    # the overlay greys out what was not judged: no saturated colour left
+    sat = r.overlay.max(axis=2).astype(int) - r.overlay.min(axis=2)
+    assert sat.max() < 100
+
+
+def test_min_flagged_tiles_rule(clf) -> None:
+    many = dataclasses.replace(SMALL, min_flagged_tiles=1000)
+    with SceneClassifier(clf, many) as scene:
+        r = scene.classify(photo(200, 150))
+    assert r.n_flagged_tiles == r.n_tiles and not r.flagged and r.decision == "not_flagged"
+
+
+def test_settings_refuse_nonsense() -> None:
+    with pytest.raises(ModelError, match="tile_threshold"):
+        SceneSettings(tile_threshold=float("nan"))
+    with pytest.raises(ModelError, match="max_side"):
+        SceneSettings(tile_size=224, max_side=300)
+    with pytest.raises(ModelError, match="gate_file"):
+        SceneSettings(gate_file="gate.safetensors")
+    with pytest.raises(ModelError, match="must be an object"):
+        SceneSettings.from_card([1, 2])
+    assert SceneSettings.from_card({"overlap": 0.25, "future_key": 1}).overlap == 0.25
+
+
+def test_working_image() -> None:
+    im, s = working_image(photo(300, 100), 150)
+    assert im.size == (150, 50) and s == pytest.approx(2.0)
+    im, s = working_image(photo(100, 80), 150)
+    assert im.size == (100, 80) and s == 1.0
+
+
+# ------------------------------------------------------------------ the gate
+
+
+def _clusters(n: int = 400, d: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, (3, d))
+    labels = rng.integers(0, 3, n)
+    return centres[labels] + rng.normal(0, 1, (n, d)), labels, centres
+
+
+def test_feature_gate_accepts_its_classes_and_refuses_far_points() -> None:
+    x, y, centres = _clusters()
+    gate = fit_feature_gate(x, y, n_components=8)
+    gate = with_quantile_threshold(gate, x[:100], 0.99)
+    far = centres.mean(axis=0) + 40.0
+    wall = gate.is_wall(np.vstack([x[100:], far[None, :]]))
+    assert wall[:-1].mean() > 0.95
+    assert not wall[-1]
+
+
+def test_gate_round_trip_and_refusals(tmp_path: Path) -> None:
+    x, y, _ = _clusters()
+    gate = with_quantile_threshold(fit_feature_gate(x, y, 8), x, 0.99)
+    sha = save_gate(gate, tmp_path / "g.safetensors")
+    data = (tmp_path / "g.safetensors").read_bytes()
+    import hashlib
+
+    assert hashlib.sha256(data).hexdigest() == sha
+    back = load_gate(data, gate.threshold)
+    assert np.allclose(back.distances(x), gate.distances(x), rtol=1e-4)
+    with pytest.raises(ModelError, match="not readable"):
+        load_gate(b"garbage", 1.0)
+    arrays = gate.arrays()
+    arrays["precision"][0, 0] = np.nan
+    with pytest.raises(ModelError, match="non-finite"):
+        FeatureGate.from_arrays(arrays, 1.0)
+    with pytest.raises(ModelError, match="threshold"):
+        FeatureGate.from_arrays(gate.arrays(), float("inf"))
+    bad = gate.arrays()
+    bad["means"] = bad["means"][:, :3]
+    with pytest.raises(ModelError, match="do not fit"):
+        FeatureGate.from_arrays(bad, 1.0)
+
+
+def test_colour_fractions() -> None:
+    green = np.zeros((32, 32, 3), np.uint8)
+    green[..., 1] = 160
+    green[..., 0] = 60
+    sky = np.full((32, 32, 3), (170, 200, 235), np.uint8)
+    brick = np.random.default_rng(0).integers(90, 170, (32, 32, 3)).astype(np.uint8)
+    brick[..., 0] += 60
+    assert colour_fractions(green)[0] > 0.99
+    assert colour_fractions(sky)[1] > 0.99
+    veg, sky = colour_fractions(brick)
+    assert veg < 0.05 and sky < 0.05
