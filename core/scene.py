@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .predict import Result, TwoStageClassifier
-    from .wallgate import FeatureGate
+    from .wallgate import WallGate
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class SceneClassifier:
         self,
         clf: TwoStageClassifier,
         settings: SceneSettings | None = None,
-        gate: FeatureGate | None = None,
+        gate: WallGate | None = None,
         *,
         overlay_max_px: int | None = 2048,
     ) -> None:

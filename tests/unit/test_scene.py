@@ -9,6 +9,7 @@ pasted into a real facade photo is found) is in test_scene_shipped.py.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,8 @@ from heritage.scene import (
     working_image,
 )
 from heritage.wallgate import (
-    FeatureGate,
-    colour_fractions,
-    fit_feature_gate,
+    WallGate,
+    fit_wall_gate,
     load_gate,
     save_gate,
     with_quantile_threshold,
@@ -110,8 +110,8 @@ def test_photo_without_wall_tiles_is_not_assessable(clf) -> None:
     with SceneClassifier(clf, SMALL) as scene:
         feats = scene.score_tiles([np.zeros((64, 64, 3), np.uint8)])[1]
     d = feats.shape[1]
-    # a gate whose only class centre is far from anything: every tile is out of scope
-    gate = FeatureGate(np.zeros(d), np.eye(2, d), np.array([[1e6, 1e6]]), np.eye(2), threshold=1.0)
+    # a gate that scores every tile 0: nothing is a wall surface
+    gate = WallGate(np.zeros(d), np.ones(d), np.eye(2, d), np.zeros(2), -50.0, threshold=0.5)
     with SceneClassifier(clf, SMALL, gate) as scene:
         r = scene.classify(photo(200, 150))
         close = scene.classify(photo(100, 100))
@@ -153,55 +153,47 @@ def test_working_image() -> None:
 # ------------------------------------------------------------------ the gate
 
 
-def _clusters(n: int = 400, d: int = 16, seed: int = 0):
+def _walls_and_scenes(n: int = 300, d: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 5, (3, d))
-    labels = rng.integers(0, 3, n)
-    return centres[labels] + rng.normal(0, 1, (n, d)), labels, centres
+    walls = rng.normal(0, 1, (n, d)) + 3.0
+    scenes = rng.normal(0, 1, (n, d)) - 3.0
+    return walls, scenes
 
 
-def test_feature_gate_accepts_its_classes_and_refuses_far_points() -> None:
-    x, y, centres = _clusters()
-    gate = fit_feature_gate(x, y, n_components=8)
-    gate = with_quantile_threshold(gate, x[:100], 0.99)
-    far = centres.mean(axis=0) + 40.0
-    wall = gate.is_wall(np.vstack([x[100:], far[None, :]]))
-    assert wall[:-1].mean() > 0.95
-    assert not wall[-1]
+def test_wall_gate_separates_and_keeps_the_quantile() -> None:
+    walls, scenes = _walls_and_scenes()
+    gate = fit_wall_gate(walls[:200], scenes[:200], n_components=8)
+    gate = with_quantile_threshold(gate, walls[200:], 0.02)
+    assert gate.is_wall(walls[200:]).mean() >= 0.98
+    held_walls, held_scenes = _walls_and_scenes(seed=1)
+    assert gate.is_wall(held_walls).mean() > 0.9
+    assert gate.is_wall(held_scenes).mean() < 0.05
+    with pytest.raises(ValueError, match="features must be"):
+        gate.scores(np.zeros((2, 3)))
 
 
 def test_gate_round_trip_and_refusals(tmp_path: Path) -> None:
-    x, y, _ = _clusters()
-    gate = with_quantile_threshold(fit_feature_gate(x, y, 8), x, 0.99)
+    walls, scenes = _walls_and_scenes()
+    gate = with_quantile_threshold(fit_wall_gate(walls, scenes, 8), walls, 0.01)
     sha = save_gate(gate, tmp_path / "g.safetensors")
     data = (tmp_path / "g.safetensors").read_bytes()
-    import hashlib
-
     assert hashlib.sha256(data).hexdigest() == sha
     back = load_gate(data, gate.threshold)
-    assert np.allclose(back.distances(x), gate.distances(x), rtol=1e-4)
+    assert np.allclose(back.scores(walls), gate.scores(walls), atol=1e-5)
     with pytest.raises(ModelError, match="not readable"):
-        load_gate(b"garbage", 1.0)
+        load_gate(b"garbage", 0.5)
     arrays = gate.arrays()
-    arrays["precision"][0, 0] = np.nan
+    arrays["coef"][0] = np.nan
     with pytest.raises(ModelError, match="non-finite"):
-        FeatureGate.from_arrays(arrays, 1.0)
+        WallGate.from_arrays(arrays, 0.5)
     with pytest.raises(ModelError, match="threshold"):
-        FeatureGate.from_arrays(gate.arrays(), float("inf"))
+        WallGate.from_arrays(gate.arrays(), float("nan"))
+    with pytest.raises(ModelError, match="threshold"):
+        WallGate.from_arrays(gate.arrays(), 1.5)
     bad = gate.arrays()
-    bad["means"] = bad["means"][:, :3]
+    bad["coef"] = bad["coef"][:3]
     with pytest.raises(ModelError, match="do not fit"):
-        FeatureGate.from_arrays(bad, 1.0)
-
-
-def test_colour_fractions() -> None:
-    green = np.zeros((32, 32, 3), np.uint8)
-    green[..., 1] = 160
-    green[..., 0] = 60
-    sky = np.full((32, 32, 3), (170, 200, 235), np.uint8)
-    brick = np.random.default_rng(0).integers(90, 170, (32, 32, 3)).astype(np.uint8)
-    brick[..., 0] += 60
-    assert colour_fractions(green)[0] > 0.99
-    assert colour_fractions(sky)[1] > 0.99
-    veg, sky = colour_fractions(brick)
-    assert veg < 0.05 and sky < 0.05
+        WallGate.from_arrays(bad, 0.5)
+    del bad["intercept"]
+    with pytest.raises(ModelError, match="lacks"):
+        WallGate.from_arrays(bad, 0.5)
