@@ -1157,6 +1157,8 @@ def _read_observations(out: Path) -> gpd.GeoDataFrame:
     import pyogrio
 
     cols = ["file_name", "flagged", "p_final", "defect_area_fraction"]
+    have = set(pyogrio.read_info(str(out), layer=OBSERVATIONS_LAYER)["fields"])
+    cols += [c for c in ("decision",) if c in have]
     gdf = pyogrio.read_dataframe(out, layer=OBSERVATIONS_LAYER, columns=cols, fid_as_index=True)
     gdf["flagged"] = gdf["flagged"].fillna(False).astype(bool)
     gdf["obs_id"] = gdf.index.astype("int64")
@@ -1356,8 +1358,8 @@ def update_priority(
     return {
         "observations_total": len(scored),
         "flagged_total": len(flagged),
-        "not_assessable_total": int((scored.get("decision") == DECISION_NOT_ASSESSABLE).sum())
-        if "decision" in scored
+        "not_assessable_total": int((obs["decision"] == DECISION_NOT_ASSESSABLE).sum())
+        if "decision" in obs
         else 0,
         "buildings": len(buildings),
         "route_m": float(np.round(total_m, 3)),

@@ -69,7 +69,7 @@ def main() -> int:
         gate_method="logistic",
         gate_file=GATE_FILE,
         gate_sha256=sha,
-        gate_threshold=round(gate.threshold, 4),
+        gate_threshold=gate.threshold,
         gate_quantile=a.quantile,
         gate_fit={
             "train_patches": len(tr["feats"]),
