@@ -22,6 +22,7 @@ lint: setup
 	@$(PY) -m ruff format --check core heritage_qgis tests scripts
 
 bench: setup
+	@$(PY) bench/scene_throughput.py
 	@$(PY) bench/throughput.py
 
 plugin: setup

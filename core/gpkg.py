@@ -52,13 +52,16 @@ class LayerSchema:
     """A layer's name, columns, geometry type and CRS.
 
     ``geometry_type`` is an OGR name (``"Point"``, ``"Point Z"``, ``"Polygon"``...) or
-    ``None`` for an attribute-only table (no CRS then).
+    ``None`` for an attribute-only table (no CRS then). ``added_later`` names columns a
+    layer written by an older version may lack: they are added (NULL in older rows)
+    instead of refusing the file.
     """
 
     name: str
     fields: tuple[Field, ...]
     geometry_type: str | None = "Point"
     crs: str | None = "EPSG:4326"
+    added_later: tuple[str, ...] = ()
 
     @property
     def field_names(self) -> list[str]:
@@ -186,22 +189,34 @@ def _check_existing(path: Path, schema: LayerSchema) -> bool:
         return False
     import pyogrio
 
-    have = set(pyogrio.read_info(str(path), layer=schema.name)["fields"])
+    have_order = [str(n) for n in pyogrio.read_info(str(path), layer=schema.name)["fields"]]
+    have = set(have_order)
     missing = [f for f in schema.fields if f.name not in have]
     if not missing:
+        _check_order(path, schema, have_order)
         return True
-    if len(missing) > _MAX_ADDED_COLUMNS:
+    if any(f.name not in schema.added_later for f in missing):
         raise DataError(
             f"layer {schema.name!r} in {path} has no column(s) "
             f"{', '.join(f.name for f in missing)}; it was written by another tool or "
             "version: write to a new GeoPackage"
         )
     _add_columns(path, schema.name, missing)
+    _check_order(path, schema, [*have_order, *(f.name for f in missing)])
     return True
 
 
-#: an existing layer lacking more columns than this is not an older heritage layer
-_MAX_ADDED_COLUMNS = 8
+def _check_order(path: Path, schema: LayerSchema, have_order: list[str]) -> None:
+    """Rows are appended column by column in the schema's order: a layer whose columns
+    come in another order would get values in the wrong columns, so it is refused."""
+    ours = [n for n in have_order if n in set(schema.field_names)]
+    if ours != schema.field_names:
+        raise DataError(
+            f"layer {schema.name!r} in {path} has this version's columns in another order; "
+            "it was written by another tool or version: write to a new GeoPackage"
+        )
+
+
 _SQLITE_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN"}
 
 

@@ -135,18 +135,28 @@ OBSERVATION_FIELDS: tuple[Field, ...] = (
     Field("model_version"),
     Field("inference_mode"),
     Field("n_tiles", "int"),
-    Field("n_wall_tiles", "int"),
-    Field("n_flagged_tiles", "int"),
-    Field("best_box_left", "int"),
-    Field("best_box_top", "int"),
-    Field("best_box_right", "int"),
-    Field("best_box_bottom", "int"),
     Field("overlay_path"),
     Field("heatmap_path"),
     Field("thumbnail_path"),
     Field("status"),
     Field("message"),
     Field("classified_at"),
+    # added with scene mode (0.6.0), last: an older layer gets them appended in this order
+    Field("n_wall_tiles", "int"),
+    Field("n_flagged_tiles", "int"),
+    Field("best_box_left", "int"),
+    Field("best_box_top", "int"),
+    Field("best_box_right", "int"),
+    Field("best_box_bottom", "int"),
+)
+#: columns added with scene mode (model 0.6.0): older surveys get them on the next run
+SCENE_FIELDS = (
+    "n_wall_tiles",
+    "n_flagged_tiles",
+    "best_box_left",
+    "best_box_top",
+    "best_box_right",
+    "best_box_bottom",
 )
 #: heat-map level counted as defect by ``defect_area_fraction`` (priority.py's default)
 AREA_THRESHOLD = 0.5
@@ -161,7 +171,7 @@ MODES = ("scene", "whole", "tiles")
 
 def observations_schema(name: str = OBSERVATIONS_LAYER) -> LayerSchema:
     """The ``observations`` point layer (2D Point, EPSG:4326; altitude in a field)."""
-    return LayerSchema(name, OBSERVATION_FIELDS, "Point", "EPSG:4326")
+    return LayerSchema(name, OBSERVATION_FIELDS, "Point", "EPSG:4326", SCENE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

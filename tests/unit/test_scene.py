@@ -197,3 +197,41 @@ def test_gate_round_trip_and_refusals(tmp_path: Path) -> None:
     del bad["intercept"]
     with pytest.raises(ModelError, match="lacks"):
         WallGate.from_arrays(bad, 0.5)
+
+
+def test_an_older_survey_gets_the_scene_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    import pyogrio
+    import shapely
+
+    from heritage.errors import DataError
+    from heritage.gpkg import Field, LayerSchema, append_batch
+    from heritage.survey import OBSERVATION_FIELDS, SCENE_FIELDS, observations_schema
+
+    out = tmp_path / "old.gpkg"
+    old_fields = tuple(f for f in OBSERVATION_FIELDS if f.name not in SCENE_FIELDS)
+    old = LayerSchema("observations", old_fields, "Point", "EPSG:4326")
+    append_batch(out, old, [{"file_name": "a.jpg", "sha256": "a" * 64}], [shapely.Point(11, 43)])
+    new_row = {"file_name": "b.jpg", "sha256": "b" * 64, "n_wall_tiles": 3, "best_box_left": 7}
+    append_batch(out, observations_schema(), [new_row], [shapely.Point(11.1, 43.1)])
+    obs = pyogrio.read_dataframe(out, layer="observations")
+    assert list(obs["file_name"]) == ["a.jpg", "b.jpg"]
+    assert obs["n_wall_tiles"].isna().tolist() == [True, False]
+    assert int(obs["best_box_left"].iloc[1]) == 7
+    # a column that was never added later is still refused
+    other = LayerSchema("observations", (*old_fields, Field("not_ours")), "Point")
+    with pytest.raises(DataError, match="not_ours"):
+        append_batch(out, other, [], [])
+
+
+def test_a_layer_with_our_columns_in_another_order_is_refused(tmp_path: Path) -> None:
+    import shapely
+
+    from heritage.errors import DataError
+    from heritage.gpkg import Field, LayerSchema, append_batch
+
+    out = tmp_path / "swapped.gpkg"
+    swapped = LayerSchema("t", (Field("b"), Field("a")), "Point")
+    append_batch(out, swapped, [{"a": "1", "b": "2"}], [shapely.Point(0, 0)])
+    ours = LayerSchema("t", (Field("a"), Field("b")), "Point")
+    with pytest.raises(DataError, match="another order"):
+        append_batch(out, ours, [{"a": "3", "b": "4"}], [shapely.Point(0, 0)])

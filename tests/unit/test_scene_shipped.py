@@ -8,6 +8,7 @@ are checked too, so a model that flags everything cannot pass.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -73,3 +74,19 @@ def test_pasted_defects_are_found_in_held_out_facades(
         found += bool(r.flagged and overlaps)
     assert found >= 0.8 * N_PASTES, f"found {found} of {N_PASTES} pasted defects"
     assert clean_flags <= 1, f"{clean_flags} of {N_PASTES} intact facades flagged"
+
+
+def test_shipped_model_is_small_and_holds_no_machine_path() -> None:
+    from heritage.modelcard import default_model_dir
+
+    folder = default_model_dir()
+    total = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    assert total <= 40 * 2**20, f"{total / 2**20:.1f} MiB"
+    text = (folder / "model.json").read_text(encoding="utf-8")
+    assert '"/' not in text, "the card holds an absolute path"
+    card = json.loads(text)
+    scene = card["scene"]
+    keys = ("tile_size", "overlap", "max_side", "max_tiles", "close_up_side", "tile_threshold")
+    keys += ("min_flagged_tiles", "gate_threshold", "gate_quantile", "gate_sha256")
+    for key in keys:
+        assert scene.get(key) is not None, key
