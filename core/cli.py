@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("commands_classify:classify", "Classify a photo survey into a GeoPackage."),
     "group": ("commands_group:group", "Re-group a classified survey per building (in place)."),
     "route": ("commands_route:route", "Re-plan the inspection route of a classified survey."),
+    "report": (
+        "commands_report:report",
+        "Write the inspection report of a survey (HTML, PDF, CSV).",
+    ),
     "classify-raster": (
         "commands_raster:classify_raster",
         "Classify a georeferenced raster tile by tile.",

@@ -1,9 +1,11 @@
-"""A static PNG map of a survey GeoPackage (matplotlib, no basemap).
+"""A static PNG map of a survey GeoPackage (matplotlib).
 
 Drawn in the metric CRS of the survey area (so that distances look right):
 building polygons filled by priority category, the inspection route with its visit
 numbers at the buildings, and every located observation as a point coloured by its
-priority category (A dark red ... F light grey, not flagged small grey). For reports
+priority category (A dark red ... F light grey, not flagged small grey), with a scale
+bar and a north arrow, over a local basemap when one is given (:mod:`heritage.basemap`:
+a georeferenced raster or a folder of XYZ tiles, nothing downloaded). For reports
 and the demo; the GeoPackage's QGIS styles use the same colours.
 
 matplotlib (Agg backend) and geopandas are imported inside :func:`plot_survey`.
@@ -12,6 +14,7 @@ matplotlib (Agg backend) and geopandas are imported inside :func:`plot_survey`.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from .errors import DataError, InputNotFoundError
@@ -64,6 +67,69 @@ def _zoom(ax, obs, buildings, route, pad: float = 0.15, min_span_m: float = 200.
     return int((~inside).sum())
 
 
+def nice_length(span: float) -> float:
+    """A round scale-bar length (1, 2 or 5 x 10^k) of about a fifth of ``span``."""
+    target = max(span / 5.0, 1e-9)
+    exp = math.floor(math.log10(target))
+    for m in (5, 2, 1):
+        if m * 10**exp <= target:
+            return float(m * 10**exp)
+    return float(10**exp)
+
+
+def add_scale_bar(ax) -> float:
+    """A scale bar (metres) in the lower left corner of ``ax``; returns its length."""
+    import matplotlib.font_manager as fm
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    x0, x1 = ax.get_xlim()
+    length = nice_length(x1 - x0)
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    bar = AnchoredSizeBar(
+        ax.transData,
+        length,
+        label,
+        "lower left",
+        pad=0.6,
+        sep=4,
+        frameon=True,
+        size_vertical=(x1 - x0) / 250,
+        fontproperties=fm.FontProperties(size=8),
+    )
+    bar.patch.set_alpha(0.8)
+    ax.add_artist(bar)
+    return length
+
+
+def add_north_arrow(ax) -> None:
+    """A north arrow in the upper left corner (grid north of the metric CRS)."""
+    ax.annotate(
+        "N",
+        xy=(0.05, 0.96),
+        xytext=(0.05, 0.86),
+        xycoords="axes fraction",
+        ha="center",
+        va="center",
+        fontsize=11,
+        fontweight="bold",
+        arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5},
+        zorder=10,
+    )
+
+
+def _draw_basemap(ax, basemap: str | Path, crs, dpi: int) -> None:
+    from .basemap import basemap_image
+
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    width = int(ax.get_window_extent().width * dpi / ax.figure.dpi)
+    img = basemap_image(basemap, crs, (x0, x1, y0, y1), width_px=max(200, width))
+    if img is not None:
+        ax.imshow(img, extent=(x0, x1, y0, y1), origin="upper", zorder=0, interpolation="bilinear")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+
+
 def plot_survey(
     gpkg: str | Path,
     png: str | Path,
@@ -71,9 +137,11 @@ def plot_survey(
     title: str | None = None,
     dpi: int = 150,
     size_in: tuple[float, float] = (9.0, 8.0),
+    basemap: str | Path | None = None,
 ) -> Path:
     """Render the survey ``gpkg`` (observations, flagged_buildings, inspection_route) to ``png``.
 
+    ``basemap``: a georeferenced raster or a folder of XYZ tiles drawn underneath.
     Raises InputNotFoundError for a missing file and DataError when the GeoPackage
     has no located observation. Returns the PNG path.
     """
@@ -171,9 +239,14 @@ def plot_survey(
     if route is not None:
         total = float(route["cumulative_m"].max())
         handles.append(Line2D([], [], color="#1f3b73", label=f"inspection route ({total:.0f} m)"))
-    ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
     n_flagged = int(obs["flagged"].fillna(False).astype(bool).sum()) if "flagged" in obs else 0
     outside = _zoom(ax, obs, buildings, route)
+    ax.set_aspect("equal")
+    if basemap is not None:
+        _draw_basemap(ax, basemap, crs, dpi)
+    add_scale_bar(ax)
+    add_north_arrow(ax)
     note = f" ({outside} outside the view)" if outside else ""
     n_unjudged = int(unjudged.sum())
     ax.set_title(
@@ -184,12 +257,11 @@ def plot_survey(
     crs_name = crs.name if crs.name and crs.name != "unknown" else "local equidistant"
     ax.set_xlabel(f"easting (m, {crs_name})", fontsize=8)
     ax.set_ylabel("northing (m)", fontsize=8)
-    ax.set_aspect("equal")
     ax.ticklabel_format(useOffset=False, style="plain")
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=dpi)
     plt.close(fig)
-    logger.info("survey map written to %s", png)
+    logger.debug("survey map written to %s", png)
     return png

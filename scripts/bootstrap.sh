@@ -23,6 +23,26 @@ if ! "$SYS_PY" -c "import qgis.core, mock" >/dev/null 2>&1 || ! "$SYS_PY" -m ven
         python3-qgis python3-mock python3-venv python3-matplotlib >/dev/null
 fi
 
+# 1b. Debian libraries of the PDF report (WeasyPrint draws text with Pango and subsets
+#     fonts with HarfBuzz) and pdftoppm (poppler-utils), which its test renders pages with.
+pdf_libs_ok() {
+    command -v pdftoppm >/dev/null 2>&1 \
+        && ldconfig -p | grep -q "libpangoft2-1.0.so.0" \
+        && ldconfig -p | grep -q "libharfbuzz-subset.so.0" \
+        && fc-list 2>/dev/null | grep -qi "DejaVu Sans"
+}
+if ! pdf_libs_ok; then
+    log "installing Pango, HarfBuzz-subset, DejaVu fonts and poppler-utils (PDF report)"
+    if [ "$(id -u)" -ne 0 ]; then
+        log "this step needs root: run 'sudo apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils'"
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fontconfig \
+        poppler-utils >/dev/null
+fi
+
 # 2. The virtual environment, on Debian's Python, seeing Debian's site-packages (qgis).
 if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV on $SYS_PY with --system-site-packages"
@@ -39,7 +59,7 @@ if [ "$want" != "$have" ]; then
         -r requirements.lock -r requirements-dev.lock 2>&1 | grep -v "^WARNING: Location" >&2 || true
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
         -e . 2>&1 | grep -v "^WARNING: Location" >&2 || true
-    "$VENV/bin/python" -c "import torch, torchvision, pytorch_grad_cam, rasterio, geopandas, exifread, heritage" \
+    "$VENV/bin/python" -c "import torch, torchvision, pytorch_grad_cam, rasterio, geopandas, exifread, jinja2, weasyprint, heritage" \
         || { log "the Python environment is incomplete; see the messages above"; exit 1; }
     echo "$want" > "$STAMP"
 fi
