@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: demo test setup lint plugin bench clean
+.PHONY: demo test setup lint plugin bench bench-report clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -24,6 +24,9 @@ lint: setup
 bench: setup
 	@$(PY) bench/scene_throughput.py
 	@$(PY) bench/throughput.py
+
+bench-report: setup
+	@$(PY) bench/report_time.py
 
 plugin: setup
 	@$(PY) scripts/build_plugin.py

@@ -178,21 +178,7 @@ def plot_survey(
         buildings = buildings.to_crs(crs)
         colours = [CATEGORY_COLOURS.get(str(c), "#ffffff") for c in buildings["priority_category"]]
         buildings.plot(ax=ax, color=colours, alpha=0.45, edgecolor="#333333", linewidth=0.8)
-    if route is not None:
-        route = route.to_crs(crs)
-        route.plot(ax=ax, color="#1f3b73", linewidth=1.6, zorder=3)
-        if "from_id" in route.columns and str(route["from_id"].iloc[0]) == "start":
-            x, y = route.geometry.iloc[0].coords[0]
-            ax.plot([x], [y], marker="*", markersize=14, color="#1f3b73", zorder=6)
-        for geom in route.geometry:
-            (x0, y0), (x1, y1) = geom.coords[-2], geom.coords[-1]
-            ax.annotate(
-                "",
-                xy=(x1, y1),
-                xytext=(x0 + 0.8 * (x1 - x0), y0 + 0.8 * (y1 - y0)),
-                arrowprops={"arrowstyle": "-|>", "color": "#1f3b73", "lw": 1.2},
-                zorder=4,
-            )
+    # every geopandas plot redraws the figure: the layers first, the annotations after
     if unjudged.any():  # scene mode found no wall in view: hollow grey squares
         obs[unjudged].plot(
             ax=ax, marker="s", facecolor="none", edgecolor="#5a5a5a", markersize=22,
@@ -208,6 +194,21 @@ def plot_survey(
                 edgecolor="#222222",
                 linewidth=0.5,
                 zorder=5,
+            )
+    if route is not None:
+        route = route.to_crs(crs)
+        route.plot(ax=ax, color="#1f3b73", linewidth=1.6, zorder=3)
+        if "from_id" in route.columns and str(route["from_id"].iloc[0]) == "start":
+            x, y = route.geometry.iloc[0].coords[0]
+            ax.plot([x], [y], marker="*", markersize=14, color="#1f3b73", zorder=6)
+        for geom in route.geometry:
+            (x0, y0), (x1, y1) = geom.coords[-2], geom.coords[-1]
+            ax.annotate(
+                "",
+                xy=(x1, y1),
+                xytext=(x0 + 0.8 * (x1 - x0), y0 + 0.8 * (y1 - y0)),
+                arrowprops={"arrowstyle": "-|>", "color": "#1f3b73", "lw": 1.2},
+                zorder=4,
             )
     if buildings is not None and "visit_order" in buildings.columns:
         for geom, visit in zip(buildings.geometry, buildings["visit_order"], strict=True):

@@ -41,7 +41,8 @@ class ImageJob:
 
 
 def jobs_for(data: ReportData) -> list[ImageJob]:
-    """The photo and overlay images of every photo of every building, in report order."""
+    """The photo of every photo of every building and the overlay of the flagged ones,
+    in report order."""
     base = data.survey.parent
     jobs = []
     seen = set()
@@ -51,7 +52,10 @@ def jobs_for(data: ReportData) -> list[ImageJob]:
                 continue
             seen.add(photo.fid)
             stem = f"{photo.fid}_{photo.sha256[:12]}" if photo.sha256 else str(photo.fid)
-            for kind, rel in (("photo", photo.thumbnail_path), ("overlay", photo.overlay_path)):
+            kinds = [("photo", photo.thumbnail_path)]
+            if photo.flagged:  # the report shows the overlays of flagged photos only
+                kinds.append(("overlay", photo.overlay_path))
+            for kind, rel in kinds:
                 src = base / rel if rel else None
                 jobs.append(ImageJob(photo, kind, src, f"{stem}_{kind}.jpg"))
     return jobs

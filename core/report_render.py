@@ -220,7 +220,7 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
     """Write the inspection report of ``cfg.survey`` (see the module docstring)."""
     from .mapplot import plot_survey
     from .report import csv_text, read_report_data, table_rows
-    from .report_images import data_uri, prepare_images
+    from .report_images import data_uri, jobs_for, prepare_images
 
     progress = progress or NullProgress()
     check_outputs(cfg)
@@ -254,7 +254,7 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
         seconds["map"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        n_images = 2 * len({p.fid for b in data.buildings for p in b.photos})
+        n_images = len(jobs_for(data))
         progress.start("Preparing the photos and overlays", total=n_images)
 
         def done() -> None:

@@ -117,8 +117,9 @@ def test_report_html_pdf_csv_on_the_demo_survey(demo_survey: Path, tmp_path: Pat
     assert [s["id"] for s in parsed.sections] == [f"b{bid}" for bid, _ in expected]
     for section, (_, names) in zip(parsed.sections, expected, strict=True):
         shown = {h.split("·")[0].strip() for h in section["photos"]}
-        assert shown == names
+        assert shown == names  # every photo is flagged in this survey
         assert len(section["imgs"]) == 2 * len(names)  # photo and overlay of each
+        assert sum("_overlay.jpg" in src for src in section["imgs"]) == len(names)
         for src in section["imgs"]:
             img = out.parent / src
             assert src.startswith("report_files/") and img.is_file()
@@ -402,3 +403,34 @@ def test_heading_text() -> None:
     assert replace(base, heading=200.0).heading_text == "200° (SSW)"
     assert replace(base, heading=359.0).heading_text == "359° (N)"
     assert re.fullmatch(r"\d+° \(\w+\)", replace(base, heading=90.4).heading_text)
+
+
+def test_unflagged_photos_of_a_flagged_building_are_shown_small(
+    survey_copy: Path, tmp_path: Path
+) -> None:
+    from heritage.survey import regroup_survey
+
+    multi = [names for _, names in _expected(survey_copy) if len(names) >= 2]
+    assert multi, "the demo survey has a building with several photos"
+    names = multi[0]
+    unflag = sorted(names)[0]
+    con = connect_gpkg(survey_copy)
+    with con:
+        con.execute(
+            "UPDATE observations SET flagged = 0, decision = 'not_flagged' WHERE file_name = ?",
+            (unflag,),
+        )
+    con.close()
+    regroup_survey(survey_copy)
+    data = read_report_data(survey_copy)
+    building = next(b for b in data.buildings if unflag in {p.file_name for p in b.photos})
+    assert [p.file_name for p in building.photos][-1] == unflag  # flagged photos first
+
+    out = tmp_path / "r.html"
+    write_report(ReportConfig(survey_copy, out))
+    section = next(s for s in _parse(out).sections if s["id"] == f"b{building.building_id}")
+    flagged = {p.file_name for p in building.photos if p.flagged}
+    assert any("Also photographed here, not flagged (1)" in h for h in section["photos"])
+    assert {h.split("·")[0].strip() for h in section["photos"][:-1]} == flagged
+    assert sum("_overlay.jpg" in s for s in section["imgs"]) == len(flagged)
+    assert len(section["imgs"]) == 2 * len(flagged) + 1
