@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def all_algorithms() -> list:
     """Fresh instances of every Heritage algorithm."""
+    from .alg_inspection import CreateAtlasAlgorithm, FieldPackageAlgorithm
     from .alg_raster import ClassifyRasterAlgorithm
     from .alg_survey import (
         ClassifySurveyAlgorithm,
@@ -21,4 +22,6 @@ def all_algorithms() -> list:
         GroupBuildingsAlgorithm(),
         PlanRouteAlgorithm(),
         TrainModelAlgorithm(),
+        CreateAtlasAlgorithm(),
+        FieldPackageAlgorithm(),
     ]

@@ -24,6 +24,8 @@ ALGORITHMS = {
     "heritage:groupbuildings",
     "heritage:planroute",
     "heritage:trainmodel",
+    "heritage:inspectionatlas",
+    "heritage:fieldpackage",
 }
 
 FAKE_BACKEND = textwrap.dedent(

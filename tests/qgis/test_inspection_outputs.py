@@ -1,0 +1,211 @@
+"""Headless QGIS: the inspection atlas (a print layout exported to PDF, one page per
+flagged building, saved in the project) and the QField field package (relative paths,
+image widgets that load the photos)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from heritage.survey import ClassifyConfig, run_survey
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture(scope="module")
+def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 9 Arezzo photos classified by a random model that flags every photo."""
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from test_survey import make_tiny_model
+
+    tmp = tmp_path_factory.mktemp("inspection")
+    photos = tmp / "photos"
+    photos.mkdir()
+    for f in sorted((exif_gps / "gps").glob("DSCN*.jpg")):
+        shutil.copy(f, photos / f.name)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = make_tiny_model(tmp / "model", threshold=0.0)
+        summary = run_survey(
+            ClassifyConfig((photos,), tmp / "survey" / "survey.gpkg", model_dir=model)
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert summary.classified == 9 and summary.buildings >= 2
+    return tmp / "survey" / "survey.gpkg"
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_app):
+    from processing.core.Processing import Processing
+    from qgis.core import QgsApplication
+
+    from heritage_qgis.provider import HeritageProvider
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    prov = registry.providerById("heritage")
+    if prov is not None:
+        yield prov
+        return
+    prov = HeritageProvider()
+    registry.addProvider(prov)
+    yield prov
+    registry.removeProvider(prov)
+
+
+def _pdf_pages(pdf: Path) -> int:
+    out = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True)
+    return int(re.search(r"^Pages:\s+(\d+)", out.stdout, flags=re.M).group(1))
+
+
+def test_atlas_one_page_per_building_saved_in_the_project(
+    qgis_app, qgis_new_project, provider, survey_gpkg: Path, tmp_path: Path
+) -> None:
+    import processing
+    from qgis.core import QgsLayoutItemPicture, QgsProject, QgsVectorLayer
+
+    buildings = QgsVectorLayer(f"{survey_gpkg}|layername=flagged_buildings", "b", "ogr")
+    n_buildings = buildings.featureCount()
+    pdf = tmp_path / "atlas.pdf"
+    result = processing.run(
+        "heritage:inspectionatlas", {"SURVEY": str(survey_gpkg), "OUTPUT": str(pdf)}
+    )
+    assert result["PAGES"] == n_buildings
+    assert _pdf_pages(pdf) == n_buildings
+    subprocess.run(["pdftoppm", "-r", "30", "-png", "-f", "1", "-l", "1", str(pdf),
+                    str(tmp_path / "page")], check=True)  # fmt: skip
+    assert list(tmp_path.glob("page-*.png"))
+
+    project = QgsProject.instance()
+    layout = project.layoutManager().layoutByName(result["LAYOUT"])
+    assert layout is not None and layout.atlas().enabled()
+    assert layout.atlas().coverageLayer().source().endswith("layername=flagged_buildings")
+    # page k shows the strongest flagged photo of the k-th building of the round
+    atlas = layout.atlas()
+    assert atlas.beginRender()
+    pictures = [i for i in layout.items() if isinstance(i, QgsLayoutItemPicture)]
+    obs = QgsVectorLayer(f"{survey_gpkg}|layername=observations", "o", "ogr")
+    for k in range(atlas.count()):
+        assert atlas.seekTo(k)
+        bid = atlas.layout().reportContext().feature()["building_id"]
+        visit = atlas.layout().reportContext().feature()["visit_order"]
+        assert visit == k + 1
+        best = max(
+            (f for f in obs.getFeatures() if f["building_id"] == bid and f["flagged"]),
+            key=lambda f: f["priority_score"],
+        )
+        for pic in pictures:
+            pic.refreshDataDefinedProperty()
+        paths = {Path(p.evaluatedPath()).name for p in pictures if p.evaluatedPath()}
+        assert Path(best["thumbnail_path"]).name in paths
+        assert Path(best["overlay_path"]).name in paths
+    atlas.endRender()
+
+    qgz = tmp_path / "analyst.qgz"
+    assert project.write(str(qgz))
+    again = QgsProject()
+    assert again.read(str(qgz))
+    saved = again.layoutManager().layoutByName(result["LAYOUT"])
+    assert saved is not None and saved.atlas().enabled()
+    assert saved.atlas().coverageLayer() is not None
+    assert saved.atlas().updateFeatures() == n_buildings
+
+    # a second run replaces the layout instead of adding another
+    processing.run("heritage:inspectionatlas", {"SURVEY": str(survey_gpkg), "OUTPUT": str(pdf)})
+    names = [lay.name() for lay in project.layoutManager().layouts()]
+    assert names.count(result["LAYOUT"]) == 1
+
+
+def test_atlas_refuses_a_survey_without_flagged_buildings(
+    qgis_app, qgis_new_project, survey_gpkg: Path, tmp_path: Path
+) -> None:
+    from qgis.core import QgsProject
+
+    from heritage.survey import connect_gpkg, regroup_survey
+    from heritage_qgis.atlas import create_inspection_atlas
+
+    copy = tmp_path / "none.gpkg"
+    shutil.copy(survey_gpkg, copy)
+    con = connect_gpkg(copy)
+    with con:
+        con.execute("UPDATE observations SET flagged = 0")
+    con.close()
+    regroup_survey(copy)
+    with pytest.raises(ValueError, match="no flagged building"):
+        create_inspection_atlas(QgsProject.instance(), copy, tmp_path / "a.pdf")
+    assert not (tmp_path / "a.pdf").exists()
+
+
+def test_field_package_is_relative_and_its_photo_widgets_load_images(
+    qgis_app, survey_gpkg: Path, tmp_path: Path
+) -> None:
+    from qgis.core import QgsProject
+    from qgis.gui import QgsGui
+    from qgis.PyQt.QtWidgets import QLabel
+
+    from heritage_qgis.fieldpkg import RELATIVE_TO_PROJECT, write_field_package
+
+    qgz = write_field_package(survey_gpkg, tmp_path / "pkg")
+    with zipfile.ZipFile(qgz) as z:
+        xml = z.read(next(n for n in z.namelist() if n.endswith(".qgs"))).decode()
+    sources = [s for s in re.findall(r"<datasource>([^<]*)</datasource>", xml) if s]
+    assert sources and all(s.startswith("./survey.gpkg|layername=") for s in sources)
+    assert str(tmp_path) not in xml and str(survey_gpkg.parent) not in xml
+
+    moved = tmp_path / "tablet" / "survey_package"  # copied elsewhere, as onto a tablet
+    moved.parent.mkdir()
+    shutil.move(str(tmp_path / "pkg"), moved)
+    project = QgsProject.instance()
+    project.clear()
+    assert project.read(str(moved / "survey.qgz"))
+    layers = {lyr.source().split("layername=")[-1]: lyr for lyr in project.mapLayers().values()}
+    assert {"observations", "flagged_buildings", "inspection_route"} <= set(layers)
+    assert all(lyr.isValid() for lyr in layers.values())
+    obs = layers["observations"]
+    form = obs.editFormConfig()
+    first_tab = [c.name() for c in form.tabs()[0].children()]
+    assert first_tab == ["thumbnail_path", "overlay_path"]
+
+    QgsGui.editorWidgetRegistry().initEditors()
+    for field in ("thumbnail_path", "overlay_path"):
+        idx = obs.fields().indexOf(field)
+        setup = obs.editorWidgetSetup(idx)
+        assert setup.type() == "ExternalResource"
+        assert setup.config()["RelativeStorage"] == RELATIVE_TO_PROJECT
+        assert setup.config()["DocumentViewer"] == 1 and form.readOnly(idx)
+        for feature in obs.getFeatures():
+            assert (moved / feature[field]).is_file()
+        wrapper = QgsGui.editorWidgetRegistry().create(
+            "ExternalResource", obs, idx, setup.config(), None, None
+        )
+        widget = wrapper.widget()
+        viewer = next(
+            lab for lab in widget.findChildren(QLabel)
+            if lab.metaObject().className() == "QgsPixmapLabel"
+        )  # fmt: skip
+        feature = next(obs.getFeatures())
+        wrapper.setValues(feature[field], [])
+        assert viewer.pixmap() is not None and not viewer.pixmap().isNull()
+        wrapper.setValues("survey_overlays/not_there.png", [])
+        assert viewer.pixmap() is None or viewer.pixmap().isNull()
+    project.clear()
+
+
+def test_field_package_refuses_the_survey_folder(qgis_app, survey_gpkg: Path) -> None:
+    from heritage_qgis.fieldpkg import write_field_package
+
+    with pytest.raises(ValueError, match="other than"):
+        write_field_package(survey_gpkg, survey_gpkg.parent)
