@@ -209,3 +209,15 @@ def test_field_package_refuses_the_survey_folder(qgis_app, survey_gpkg: Path) ->
 
     with pytest.raises(ValueError, match="other than"):
         write_field_package(survey_gpkg, survey_gpkg.parent)
+
+
+def test_field_package_script(qgis_app, survey_gpkg: Path, tmp_path: Path, capsys) -> None:
+    from conftest import load_script
+
+    script = load_script("field_package")
+    assert script.main([str(survey_gpkg), str(tmp_path / "pkg")]) == 0
+    assert (tmp_path / "pkg" / "survey.qgz").is_file()
+    assert (tmp_path / "pkg" / "survey.gpkg").is_file()
+    assert "open survey.qgz in QField" in capsys.readouterr().out
+    assert script.main([str(tmp_path / "missing.gpkg"), str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err.startswith("Error: survey GeoPackage not found")
