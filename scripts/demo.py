@@ -6,7 +6,9 @@ With a model (``$HERITAGE_MODEL_DIR`` or ``models/heritage-default``):
    ``flagged_buildings``, ``inspection_route``, table ``invalid_photos``, default QGIS
    styles), with Grad-CAM overlays, heat maps and thumbnails in
    ``out/demo/survey_overlays/``;
-2. draw ``out/demo/survey_map.png`` (points by priority category, buildings, route).
+2. draw ``out/demo/survey_map.png`` (points by priority category, buildings, route);
+3. write the inspection report ``out/demo/report.html`` (images in ``report_files/``),
+   ``report.pdf`` and ``report.csv`` (``heritage report``).
 
 Without a model it says so and only imports the geotagged photos (layer ``photos``).
 Re-runs add nothing new (photos are recognised by sha256).
@@ -27,6 +29,7 @@ DEMO_PHOTOS = ROOT / "resources" / "demo" / "photos"
 OUT_DIR = ROOT / "out" / "demo"
 SURVEY = OUT_DIR / "survey.gpkg"
 MAP_PNG = OUT_DIR / "survey_map.png"
+REPORT = OUT_DIR / "report.html"
 
 
 def _rel(path: Path) -> str:
@@ -65,6 +68,24 @@ def draw_map(survey: Path = SURVEY, png: Path = MAP_PNG) -> Path:
     return plot_survey(survey, png, title="heritage demo survey: Arezzo historic centre")
 
 
+def write_demo_report(survey: Path = SURVEY, html: Path = REPORT):
+    """Step 3: the inspection report (HTML, PDF, CSV)."""
+    from heritage.report_render import ReportConfig, write_report
+
+    progress = TqdmProgress()
+    try:
+        cfg = ReportConfig(
+            survey,
+            html,
+            pdf=html.with_suffix(".pdf"),
+            csv=True,
+            title="Inspection report: heritage demo survey, Arezzo",
+        )
+        return write_report(cfg, progress)
+    finally:
+        progress.close()
+
+
 def main() -> int:
     """Run the demo steps and print where the results are."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -87,7 +108,10 @@ def main() -> int:
     for line in result.lines():
         print(f"  {line}")
     png = draw_map()
+    report = write_demo_report()
     print(f"\nMap: {_rel(png)}")
+    print(f"Report: {_rel(report.html)}, {_rel(report.pdf)} ({report.pdf_pages} pages), "
+          f"{_rel(report.csv)}")  # fmt: skip
     print(
         f"Open {_rel(SURVEY)} in QGIS: observations (hover a point for the photo and its "
         "Grad-CAM overlay), flagged_buildings and inspection_route open styled."
