@@ -217,6 +217,8 @@ class ReportSummary:
     taken: tuple[str, str] | None
     building_categories: dict[str, int] = field(default_factory=dict)
     reviews: dict[str, int] | None = None
+    grouped: bool = True
+    n_flagged_unplaced: int = 0
 
     @property
     def n_reviewed(self) -> int:
@@ -446,11 +448,14 @@ def read_report_data(survey: str | Path, generated_at: str | None = None) -> Rep
 
     by_building: dict[int, list[ReportPhoto]] = {}
     n_on: dict[int, int] = {}
+    unplaced = 0
     for row, photo in zip(rows, photos, strict=True):
         bid = _int(row.get("building_id"))
         if bid is not None:
             by_building.setdefault(bid, []).append(photo)
             n_on[photo.fid] = _int(row.get("n_flagged_on_building")) or 0
+        elif photo.flagged:
+            unplaced += 1
 
     buildings: list[ReportBuilding] = []
     legs = _legs(survey)
@@ -508,6 +513,8 @@ def read_report_data(survey: str | Path, generated_at: str | None = None) -> Rep
         taken=_span([p.taken_at for p in photos]),
         building_categories=dict(Counter(b.category for b in buildings)),
         reviews=dict(review_states) if REVIEWS in layers else None,
+        grouped=BUILDINGS in layers,
+        n_flagged_unplaced=unplaced,
     )
     return ReportData(survey=survey, summary=summary, buildings=tuple(buildings))
 

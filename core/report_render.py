@@ -195,18 +195,44 @@ def render_html(context: dict[str, Any]) -> str:
     return env.get_template(TEMPLATE).render(**context)
 
 
-def write_pdf(html_path: Path, pdf: Path) -> tuple[int, int]:
+class _PageSteps(logging.Handler):
+    """WeasyPrint's "Creating layout - Page N" progress log lines -> one step each."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Creating layout" in record.getMessage():
+            self.progress.step(1)
+            self.progress.check_cancelled()  # raises out of WeasyPrint's layout loop
+
+
+def write_pdf(html_path: Path, pdf: Path, progress: Progress | None = None) -> tuple[int, int]:
     """Render ``html_path`` (its images resolved beside it) to ``pdf`` with WeasyPrint;
-    returns (pages, bytes). Written through a temporary file."""
-    for name in ("fontTools", "weasyprint", "weasyprint.progress"):  # per-page INFO lines
+    returns (pages, bytes). Written through a temporary file. ``progress`` gets one step
+    per page laid out (the total is not known beforehand)."""
+    for name in ("fontTools", "weasyprint"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    pages_log = logging.getLogger("weasyprint.progress")
+    saved = pages_log.level, pages_log.propagate
+    pages_log.setLevel(logging.WARNING)  # its per-page INFO lines are not for the terminal
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as exc:  # OSError: Pango missing
         raise DataError(
             f"the PDF needs WeasyPrint and Pango ({exc}); run 'make setup' or leave out --pdf"
         ) from exc
-    doc = HTML(filename=str(html_path), base_url=str(html_path.parent)).render()
+    handler = _PageSteps(progress or NullProgress())
+    pages_log.addHandler(handler)
+    pages_log.setLevel(logging.INFO)
+    pages_log.propagate = False
+    try:
+        doc = HTML(filename=str(html_path), base_url=str(html_path.parent)).render()
+    finally:
+        pages_log.removeHandler(handler)
+        pages_log.setLevel(logging.WARNING if saved[0] == logging.NOTSET else saved[0])
+        pages_log.propagate = saved[1]
     data = doc.write_pdf()
     atomic_write_bytes(pdf, data)
     return len(doc.pages), len(data)
@@ -321,9 +347,8 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
     if cfg.pdf is not None:
         progress.check_cancelled()
         t0 = time.perf_counter()
-        progress.start("Writing the PDF", total=1)
-        result.pdf_pages, result.pdf_bytes = write_pdf(cfg.html, cfg.pdf)
+        progress.start("Writing the PDF (pages laid out)", total=None)
+        result.pdf_pages, result.pdf_bytes = write_pdf(cfg.html, cfg.pdf, progress)
         result.pdf = cfg.pdf
-        progress.step(1)
         seconds["pdf"] = time.perf_counter() - t0
     return result

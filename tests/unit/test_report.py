@@ -62,6 +62,22 @@ def survey_copy(demo_survey: Path, tmp_path: Path) -> Path:
     return dest / "survey.gpkg"
 
 
+class _Recorder(NullProgress):
+    """Counts the steps of each stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage = ""
+        self.steps: dict[str, int] = {}
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self.stage = stage
+        self.steps[stage] = 0
+
+    def step(self, n: int = 1, **info) -> None:
+        self.steps[self.stage] += n
+
+
 class _Sections(HTMLParser):
     """The building sections of a report: id, the photo file names (h3) and image srcs."""
 
@@ -110,7 +126,10 @@ def _expected(survey: Path) -> list[tuple[int, set[str]]]:
 def test_report_html_pdf_csv_on_the_demo_survey(demo_survey: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "report.html"
     cfg = ReportConfig(demo_survey, out, pdf=tmp_path / "out" / "report.pdf", csv=True)
-    result = write_report(cfg)
+    progress = _Recorder()
+    result = write_report(cfg, progress)
+    assert progress.steps["Writing the PDF (pages laid out)"] == result.pdf_pages
+    assert progress.steps["Preparing the photos and overlays"] == result.images
 
     expected = _expected(demo_survey)
     parsed = _parse(out)
@@ -434,3 +453,41 @@ def test_unflagged_photos_of_a_flagged_building_are_shown_small(
     assert {h.split("·")[0].strip() for h in section["photos"][:-1]} == flagged
     assert sum("_overlay.jpg" in s for s in section["imgs"]) == len(flagged)
     assert len(section["imgs"]) == 2 * len(flagged) + 1
+
+
+def test_flagged_photos_not_grouped_or_without_position(survey_copy: Path, tmp_path: Path) -> None:
+    from heritage.survey import regroup_survey
+
+    # a survey whose classification stopped before prioritising: observations only
+    obs = pyogrio.read_dataframe(survey_copy, layer="observations")
+    ungrouped = tmp_path / "ungrouped.gpkg"
+    pyogrio.write_dataframe(obs, ungrouped, layer="observations", driver="GPKG")
+    out = tmp_path / "u.html"
+    result = write_report(ReportConfig(ungrouped, out))
+    html = out.read_text(encoding="utf-8")
+    assert result.buildings == 0
+    assert "21 photo(s) are flagged but not grouped into buildings yet" in html
+    assert "heritage group ungrouped.gpkg" in html and "No building was flagged" not in html
+
+    # a flagged photo without position is on no building: said in the summary
+    name = obs["file_name"].iloc[0]
+    con = connect_gpkg(survey_copy)
+    with con:
+        con.execute(
+            "UPDATE observations SET geom = NULL, status = 'no_location' WHERE file_name = ?",
+            (name,),
+        )
+    con.close()
+    regroup_survey(survey_copy)
+    out = tmp_path / "p.html"
+    write_report(ReportConfig(survey_copy, out))
+    html = out.read_text(encoding="utf-8")
+    assert "Flagged photos on no building</th><td>1 " in html
+    assert "(1 without position)" in html
+    assert name not in {h.split("·")[0].strip() for s in _parse(out).sections for h in s["photos"]}
+
+
+def test_scale_bar_lengths_are_round() -> None:
+    from heritage.mapplot import nice_length
+
+    assert [nice_length(s) for s in (90, 1000, 1200, 30_000, 3)] == [10, 200, 200, 5000, 0.5]
