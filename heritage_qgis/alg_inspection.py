@@ -1,7 +1,8 @@
-"""Inspection outputs made inside QGIS: the print-layout atlas and the QField package.
+"""Inspection outputs: the report (backend ``heritage report``), the print-layout atlas
+and the QField package.
 
-Both run in QGIS itself (no backend): they change the project or write one, so they
-run on the main thread (``FlagNoThreading``).
+The atlas and the package run in QGIS itself (no backend): they change the project or
+write one, so they run on the main thread (``FlagNoThreading``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
@@ -22,6 +24,22 @@ from qgis.core import (
 
 from .alg_base import HeritageAlgorithm
 from .params import is_gpkg
+
+
+def check_survey(alg: HeritageAlgorithm, parameters, context) -> list[str]:
+    """Problems with ``alg``'s SURVEY parameter: missing, or not a classified survey."""
+    from .layers import existing_layers
+
+    path = alg.parameterAsFile(parameters, "SURVEY", context)
+    if not path or not Path(path).is_file():
+        return [alg.tr("The survey GeoPackage {0} does not exist.").format(path)]
+    if not is_gpkg(path) or "observations" not in existing_layers(path):
+        return [
+            alg.tr("{0} is not a classified survey: run 'Classify a photo survey' first.").format(
+                path
+            )
+        ]
+    return []
 
 
 class _InQgisAlgorithm(HeritageAlgorithm):
@@ -41,20 +59,6 @@ class _InQgisAlgorithm(HeritageAlgorithm):
             "SURVEY", self.tr("Survey GeoPackage (from 'Classify a photo survey')"),
             extension="gpkg",
         )  # fmt: skip
-
-    def _check_survey(self, parameters, context) -> list[str]:
-        from .layers import existing_layers
-
-        path = self.parameterAsFile(parameters, "SURVEY", context)
-        if not path or not Path(path).is_file():
-            return [self.tr("The survey GeoPackage {0} does not exist.").format(path)]
-        if not is_gpkg(path) or "observations" not in existing_layers(path):
-            return [
-                self.tr(
-                    "{0} is not a classified survey: run 'Classify a photo survey' first."
-                ).format(path)
-            ]
-        return []
 
 
 class CreateAtlasAlgorithm(_InQgisAlgorithm):
@@ -80,7 +84,7 @@ class CreateAtlasAlgorithm(_InQgisAlgorithm):
         self.addOutput(QgsProcessingOutputString("LAYOUT", self.tr("Layout name")))
 
     def check_values(self, parameters, context):
-        return self._check_survey(parameters, context)
+        return check_survey(self, parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         from .atlas import create_inspection_atlas
@@ -121,7 +125,7 @@ class FieldPackageAlgorithm(_InQgisAlgorithm):
         self.addOutput(QgsProcessingOutputFile("PROJECT", self.tr("Project file")))
 
     def check_values(self, parameters, context):
-        problems = self._check_survey(parameters, context)
+        problems = check_survey(self, parameters, context)
         out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         gpkg = self.parameterAsFile(parameters, "SURVEY", context)
         if not problems and out and Path(out).resolve() == Path(gpkg).resolve().parent:
@@ -139,3 +143,72 @@ class FieldPackageAlgorithm(_InQgisAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(self.tr("Field package written: {0}").format(qgz))
         return {"OUTPUT": out, "PROJECT": str(qgz)}
+
+
+class WriteReportAlgorithm(HeritageAlgorithm):
+    """heritage report: the survey's inspection report (HTML, optional PDF and CSV)."""
+
+    ALG_ID = "inspectionreport"
+    COMMAND = "report"
+    GROUP_ID = "inspection"
+    GROUP = "Inspection"
+    DISPLAY = "Write inspection report (HTML, PDF)"
+    HELP = (
+        "Writes the inspection report of a classified survey for site managers who do not "
+        "use QGIS: the survey in figures, a map of the round, then one section per flagged "
+        "building in visiting order with its priority, the terms of its score, and its "
+        "photos beside their Grad-CAM overlays. HTML with its images in a folder beside it, "
+        "optionally a PDF (A4) and a CSV of the buildings table. A survey without flagged "
+        "buildings gets a report that says so."
+    )
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(
+            QgsProcessingParameterFile("SURVEY", self.tr("Survey GeoPackage"), extension="gpkg")
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT", self.tr("Report (HTML)"), "HTML (*.html)"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "PDF", self.tr("Report (PDF)"), "PDF (*.pdf)", optional=True,
+                createByDefault=False,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "CSV", self.tr("Also the buildings table as CSV beside the HTML"), False
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("BUILDINGS", self.tr("Buildings in the report")))
+        self.addOutput(QgsProcessingOutputNumber("PAGES", self.tr("PDF pages")))
+
+    def check_values(self, parameters, context):
+        problems = check_survey(self, parameters, context)
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        if not out.lower().endswith((".html", ".htm")):
+            problems.append(self.tr("The report must be an .html file."))
+        return problems
+
+    def build_args(self, parameters, context):
+        gpkg = self.parameterAsFile(parameters, "SURVEY", context)
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        args = ["report", gpkg, "-o", out]
+        pdf = self.parameterAsFileOutput(parameters, "PDF", context)
+        if pdf:
+            args += ["--pdf", pdf]
+        if self.parameterAsBoolean(parameters, "CSV", context):
+            args.append("--csv")
+        return [*args, "--json-progress"]
+
+    def processAlgorithm(self, parameters, context, feedback):
+        result = self.run_backend(self.build_args(parameters, context), feedback)
+        summary = result.summary or {}
+        return {
+            "OUTPUT": self.parameterAsFileOutput(parameters, "OUTPUT", context),
+            "PDF": summary.get("pdf"),
+            "BUILDINGS": summary.get("buildings"),
+            "PAGES": summary.get("pdf_pages"),
+        }

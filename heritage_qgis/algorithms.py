@@ -5,7 +5,11 @@ from __future__ import annotations
 
 def all_algorithms() -> list:
     """Fresh instances of every Heritage algorithm."""
-    from .alg_inspection import CreateAtlasAlgorithm, FieldPackageAlgorithm
+    from .alg_inspection import (
+        CreateAtlasAlgorithm,
+        FieldPackageAlgorithm,
+        WriteReportAlgorithm,
+    )
     from .alg_raster import ClassifyRasterAlgorithm
     from .alg_survey import (
         ClassifySurveyAlgorithm,
@@ -22,6 +26,7 @@ def all_algorithms() -> list:
         GroupBuildingsAlgorithm(),
         PlanRouteAlgorithm(),
         TrainModelAlgorithm(),
+        WriteReportAlgorithm(),
         CreateAtlasAlgorithm(),
         FieldPackageAlgorithm(),
     ]

@@ -221,3 +221,60 @@ def test_field_package_script(qgis_app, survey_gpkg: Path, tmp_path: Path, capsy
     assert "open survey.qgz in QField" in capsys.readouterr().out
     assert script.main([str(tmp_path / "missing.gpkg"), str(tmp_path / "x")]) == 1
     assert capsys.readouterr().err.startswith("Error: survey GeoPackage not found")
+
+
+def test_report_algorithm_runs_the_backend(
+    provider, survey_gpkg: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import processing
+
+    import heritage
+    from heritage_qgis import backend
+
+    # the backend of this checkout (the runner drops PYTHONPATH, so set it in a wrapper)
+    wrapper = tmp_path / "heritage"
+    wrapper.write_text(
+        f"#!/bin/sh\nPYTHONPATH={Path(heritage.__file__).parents[1]} "
+        f'exec {sys.executable} -m heritage.cli "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv(backend.ENV_VAR, str(wrapper))
+    html, pdf = tmp_path / "out" / "report.html", tmp_path / "out" / "report.pdf"
+    result = processing.run(
+        "heritage:inspectionreport",
+        {"SURVEY": str(survey_gpkg), "OUTPUT": str(html), "PDF": str(pdf), "CSV": True},
+    )
+    buildings = _n_buildings(survey_gpkg)
+    assert result["BUILDINGS"] == buildings and result["PAGES"] == _pdf_pages(pdf)
+    assert html.is_file() and (tmp_path / "out" / "report.csv").is_file()
+    assert html.read_text(encoding="utf-8").count('<section class="building"') == buildings
+
+
+def _n_buildings(gpkg: Path) -> int:
+    from qgis.core import QgsVectorLayer
+
+    return QgsVectorLayer(f"{gpkg}|layername=flagged_buildings", "b", "ogr").featureCount()
+
+
+def test_inspection_algorithms_check_their_survey(provider, tmp_path: Path) -> None:
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProject
+
+    from heritage.photos import import_photos
+
+    photos_only = tmp_path / "photos.gpkg"
+    import_photos([ROOT / "resources" / "demo" / "photos"], photos_only)
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    registry = QgsApplication.processingRegistry()
+    for alg_id, out in (
+        ("heritage:inspectionatlas", str(tmp_path / "a.pdf")),
+        ("heritage:fieldpackage", str(tmp_path / "pkg")),
+        ("heritage:inspectionreport", str(tmp_path / "r.html")),
+    ):
+        alg = registry.createAlgorithmById(alg_id)
+        ok, msg = alg.checkParameterValues(
+            {"SURVEY": str(tmp_path / "none.gpkg"), "OUTPUT": out}, context
+        )
+        assert not ok and "does not exist" in msg, alg_id
+        ok, msg = alg.checkParameterValues({"SURVEY": str(photos_only), "OUTPUT": out}, context)
+        assert not ok and "not a classified survey" in msg, alg_id

@@ -24,6 +24,7 @@ ALGORITHMS = {
     "heritage:groupbuildings",
     "heritage:planroute",
     "heritage:trainmodel",
+    "heritage:inspectionreport",
     "heritage:inspectionatlas",
     "heritage:fieldpackage",
 }

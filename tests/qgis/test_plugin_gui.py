@@ -55,6 +55,7 @@ def test_toolbar_menu_and_provider_added_and_removed(qgis_app, qgis_iface, monke
             "groupbuildings",
             "planroute",
             "trainmodel",
+            "inspectionreport",
             "inspectionatlas",
             "fieldpackage",
         }

@@ -86,7 +86,7 @@ def test_zip_installs_into_a_clean_profile_and_loads(
             plugin = qgis.utils.plugins[PLUGIN]
             assert plugin.action is not None and not plugin.action.icon().isNull()
             provider = QgsApplication.processingRegistry().providerById("heritage")
-            assert provider is not None and len(provider.algorithms()) == 8
+            assert provider is not None and len(provider.algorithms()) == 9
         finally:
             assert qgis.utils.unloadPlugin(PLUGIN)
         assert QgsApplication.processingRegistry().providerById("heritage") is None
