@@ -179,6 +179,14 @@ def photo_meta(photo: ReportPhoto, reviews_table: bool = False) -> list[str]:
     return out
 
 
+def css_string(text: str) -> Any:
+    """``text`` as a quoted CSS string, safe inside ``<style>`` (no HTML escaping there)."""
+    from markupsafe import Markup
+
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("<", "\\3c ")
+    return Markup(f'"{escaped.replace(chr(10), " ")}"')
+
+
 def render_html(context: dict[str, Any]) -> str:
     """The report's HTML from the template and ``context``."""
     import jinja2
@@ -190,6 +198,7 @@ def render_html(context: dict[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["css_string"] = css_string
     reviews_table = bool(context.get("reviews_table"))
     env.globals["photo_meta"] = lambda p: photo_meta(p, reviews_table)
     return env.get_template(TEMPLATE).render(**context)
@@ -263,7 +272,8 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
         t0 = time.perf_counter()
         progress.start("Drawing the overview map", total=1)
         map_src = map_problem = None
-        try:
+        if data.summary.n_photos > data.summary.n_no_location:
+            # a basemap that cannot be read is the user's to fix: a one-line error
             title = cfg.title or f"Inspection round: {cfg.survey.stem}"
             png = plot_survey(
                 cfg.survey, work_dir / MAP_NAME, title=title, basemap=cfg.basemap, dpi=cfg.map_dpi
@@ -273,8 +283,8 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
                 if final_dir is None
                 else f"{final_dir.name}/{MAP_NAME}"
             )
-        except DataError as exc:
-            map_problem = str(exc)
+        else:
+            map_problem = "the survey has no photo with a position."
         progress.step(1)
         progress.check_cancelled()
         seconds["map"] = time.perf_counter() - t0

@@ -248,7 +248,11 @@ def test_survey_without_flagged_buildings_says_so(survey_copy: Path, tmp_path: P
 
 def test_embedded_images_make_one_file(demo_survey: Path, tmp_path: Path) -> None:
     out = tmp_path / "one.html"
-    write_report(ReportConfig(demo_survey, out, embed_images=True, image_max_px=128))
+    title = 'Round "A" & B </style>'
+    write_report(ReportConfig(demo_survey, out, embed_images=True, image_max_px=128, title=title))
+    text = out.read_text(encoding="utf-8")
+    assert "<h1>Round &#34;A&#34; &amp; B &lt;/style&gt;</h1>" in text
+    assert 'content: "Round \\"A\\" & B \\3c /style>";' in text  # a CSS string
     parsed = _parse(out)
     assert parsed.all_imgs and all(s.startswith("data:image/") for s in parsed.all_imgs)
     assert not (tmp_path / "one_files").exists()
@@ -491,3 +495,27 @@ def test_scale_bar_lengths_are_round() -> None:
     from heritage.mapplot import nice_length
 
     assert [nice_length(s) for s in (90, 1000, 1200, 30_000, 3)] == [10, 200, 200, 5000, 0.5]
+
+
+def test_bad_basemap_is_an_error_and_no_position_means_no_map(
+    survey_copy: Path, tmp_path: Path
+) -> None:
+    from heritage.survey import regroup_survey
+
+    empty = tmp_path / "tiles"
+    (empty / "12").mkdir(parents=True)
+    out = tmp_path / "r.html"
+    with pytest.raises(DataError, match=r"holds no \{z\}"):
+        write_report(ReportConfig(survey_copy, out, basemap=empty))
+    assert not out.exists() and not list(tmp_path.glob(".r_files*"))
+
+    con = connect_gpkg(survey_copy)
+    with con:
+        con.execute("UPDATE observations SET geom = NULL, status = 'no_location'")
+    con.close()
+    regroup_survey(survey_copy)
+    result = write_report(ReportConfig(survey_copy, out))
+    html = out.read_text(encoding="utf-8")
+    assert "No map: the survey has no photo with a position." in html
+    assert "have no position, so none of them is on a building" in html
+    assert result.buildings == 0
