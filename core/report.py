@@ -8,12 +8,12 @@ its photos (flagged first) with their image paths, capture time, heading and rev
 
 Optional parts are read when the GeoPackage has them and left out otherwise:
 
-* the status ``not_assessable`` of photos that show no wall (counted when present);
+* the decision ``not_assessable`` of photos that show no wall (scene mode; counted);
 * a ``reviews`` table (one row per review, keyed by the photo's ``sha256``): the
   latest review of each photo is its review state; columns are matched by name
   (:data:`REVIEW_COLUMNS`), so that a history table with more columns works as is;
 * the box of the strongest finding in the photo (:data:`BOX_COLUMNS`), outlined on
-  the report's images.
+  the report's images, and the photo's tile counts (scene and tiled modes).
 
 Rendering lives in :mod:`heritage.report_render`; images in :mod:`heritage.report_images`.
 """
@@ -46,7 +46,9 @@ BUILDINGS = "flagged_buildings"
 ROUTE = "inspection_route"
 INVALID = "invalid_photos"
 REVIEWS = "reviews"
-STATUS_NOT_ASSESSABLE = "not_assessable"
+#: ``decision`` (scene mode; ``status`` in no version so far, also accepted) of a photo
+#: without a wall in view
+NOT_ASSESSABLE = "not_assessable"
 STATUS_NO_LOCATION = "no_location"
 
 #: observation columns the report reads when present (older surveys lack some)
@@ -73,6 +75,9 @@ OBSERVATION_COLUMNS = (
     "model_id",
     "model_version",
     "inference_mode",
+    "n_tiles",
+    "n_wall_tiles",
+    "n_flagged_tiles",
     "thumbnail_path",
     "overlay_path",
     "heatmap_path",
@@ -88,6 +93,7 @@ REVIEW_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: strongest-finding box in original photo pixels: (x0, y0, x1, y1) column names
 BOX_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("best_box_left", "best_box_top", "best_box_right", "best_box_bottom"),
     ("box_x0", "box_y0", "box_x1", "box_y1"),
     ("strongest_x0", "strongest_y0", "strongest_x1", "strongest_y1"),
     ("strongest_box_x0", "strongest_box_y0", "strongest_box_x1", "strongest_box_y1"),
@@ -131,6 +137,14 @@ class ReportPhoto:
     photo_size: tuple[int, int] | None = None
     box: tuple[float, float, float, float] | None = None
     review: Review | None = None
+    n_tiles: int | None = None
+    n_wall_tiles: int | None = None
+    n_flagged_tiles: int | None = None
+
+    @property
+    def not_assessable(self) -> bool:
+        """No wall in view (scene mode's gate): the model could not judge the photo."""
+        return NOT_ASSESSABLE in (self.decision, self.status)
 
     @property
     def heading_text(self) -> str:
@@ -357,6 +371,9 @@ def _photo(row: dict[str, Any], cols: set[str], reviews: dict[str, Review]) -> R
         photo_size=(w, h) if w and h else None,
         box=_box(row, cols),
         review=reviews.get(sha),
+        n_tiles=_int(row.get("n_tiles")),
+        n_wall_tiles=_int(row.get("n_wall_tiles")),
+        n_flagged_tiles=_int(row.get("n_flagged_tiles")),
     )
 
 
@@ -490,6 +507,8 @@ def read_report_data(survey: str | Path, generated_at: str | None = None) -> Rep
     buildings.sort(key=lambda b: (b.visit_order <= 0, b.visit_order, b.building_id))
 
     statuses = Counter(p.status for p in photos)
+    n_unjudged = sum(p.not_assessable for p in photos)
+    modes = sorted({p.inference_mode for p in photos if p.inference_mode})
     models = sorted(
         {f"{r.get('model_id')} {r.get('model_version')}".strip() for r in rows if r.get("model_id")}
     )
@@ -504,11 +523,11 @@ def read_report_data(survey: str | Path, generated_at: str | None = None) -> Rep
         n_skipped=int(pyogrio.read_info(str(survey), layer=INVALID)["features"])
         if INVALID in layers
         else 0,
-        n_not_assessable=statuses.get(STATUS_NOT_ASSESSABLE) or None,
+        n_not_assessable=n_unjudged if n_unjudged or "scene" in modes else None,
         n_buildings=len(buildings),
         route_m=float(route_m),
         models=tuple(models),
-        inference_modes=tuple(sorted({p.inference_mode for p in photos if p.inference_mode})),
+        inference_modes=tuple(modes),
         classified=_span([_text(r.get("classified_at")) for r in rows]),
         taken=_span([p.taken_at for p in photos]),
         building_categories=dict(Counter(b.category for b in buildings)),

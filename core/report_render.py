@@ -163,7 +163,12 @@ def photo_meta(photo: ReportPhoto, reviews_table: bool = False) -> list[str]:
         out.append(f"P(conservation needed) {photo.p_final:.3f}")
     if photo.area_fraction is not None:
         out.append(f"extent {100 * photo.area_fraction:.1f} %")
-    if photo.status and photo.status != "ok":
+    if photo.n_wall_tiles is not None and photo.n_tiles and photo.n_tiles > 1:
+        flagged = f", {photo.n_flagged_tiles} flagged" if photo.n_flagged_tiles is not None else ""
+        out.append(f"tiles: {photo.n_wall_tiles} of {photo.n_tiles} on a wall{flagged}")
+    if photo.not_assessable:
+        out.append("not assessable (no wall in view)")
+    if photo.status and photo.status not in ("ok", "not_assessable"):
         out.append(f"status {photo.status}")
     if reviews_table:
         r = photo.review

@@ -174,6 +174,11 @@ def test_report_html_pdf_csv_on_the_demo_survey(demo_survey: Path, tmp_path: Pat
 
 def test_priority_terms_add_up_to_the_stored_score(demo_survey: Path) -> None:
     data = read_report_data(demo_survey)
+    # scene mode (the default) records the strongest tile's box and the tile counts
+    flagged = [p for b in data.buildings for p in b.photos if p.flagged]
+    assert flagged and all(p.box is not None and p.photo_size for p in flagged)
+    assert all(p.n_tiles and p.n_wall_tiles is not None for p in flagged)
+    assert data.summary.inference_modes == ("scene",) and data.summary.n_not_assessable == 0
     for b in data.buildings:
         t = b.terms
         assert t is not None and 0 <= t.c <= 1 and 0 <= t.a <= 1 and 0 <= t.b < 1
@@ -208,7 +213,7 @@ def test_reviews_not_assessable_and_missing_images(survey_copy: Path, tmp_path: 
             "VALUES ('reviews', 'attributes', 'reviews')"
         )
         con.execute(
-            "UPDATE observations SET status = 'not_assessable' WHERE file_name = ?",
+            "UPDATE observations SET decision = 'not_assessable', flagged = 0 WHERE file_name = ?",
             (obs["file_name"].iloc[-1],),
         )
     con.close()
