@@ -89,6 +89,7 @@ class ReportResult:
     photos: int
     images: int
     missing_images: list[str] = field(default_factory=list)
+    reused_images: int = 0
     html_bytes: int = 0
     pdf_bytes: int = 0
     pdf_pages: int = 0
@@ -105,6 +106,7 @@ class ReportResult:
             "photos": self.photos,
             "images": self.images,
             "missing_images": len(self.missing_images),
+            "reused_images": self.reused_images,
             "html_bytes": self.html_bytes,
             "pdf_bytes": self.pdf_bytes,
             "pdf_pages": self.pdf_pages,
@@ -118,7 +120,12 @@ class ReportResult:
             if self.buildings
             else ("no flagged building: the report says so")
         )
-        out = [f"report: {self.html} ({what}; {_mb(self.html_bytes)} with its images)"]
+        reused = (
+            f", {self.reused_images} images of the previous run reused"
+            if self.reused_images
+            else ""
+        )
+        out = [f"report: {self.html} ({what}; {_mb(self.html_bytes)} with its images{reused})"]
         if self.pdf:
             out.append(f"pdf: {self.pdf} ({self.pdf_pages} page(s), {_mb(self.pdf_bytes)})")
         if self.csv:
@@ -308,6 +315,7 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
             src_prefix=final_dir.name if final_dir else None,
             max_px=cfg.image_max_px,
             on_done=done,
+            reuse_dir=final_dir if final_dir is not None and final_dir.is_dir() else None,
         )
         seconds["images"] = time.perf_counter() - t0
 
@@ -354,6 +362,7 @@ def write_report(cfg: ReportConfig, progress: Progress | None = None) -> ReportR
         photos=data.n_report_photos,
         images=len(images.src),
         missing_images=images.missing,
+        reused_images=images.reused,
         html_bytes=cfg.html.stat().st_size + (_dir_size(final_dir) if final_dir else 0),
         seconds=seconds,
     )

@@ -524,3 +524,26 @@ def test_bad_basemap_is_an_error_and_no_position_means_no_map(
     assert "No map: the survey has no photo with a position." in html
     assert "have no position, so none of them is on a building" in html
     assert result.buildings == 0
+
+
+def test_a_report_written_again_reuses_unchanged_images(survey_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again.html"
+    first = write_report(ReportConfig(survey_copy, out))
+    assert first.reused_images == 0 and first.images > 2
+    before = {p.name: p.read_bytes() for p in (tmp_path / "again_files").glob("*.jpg")}
+    second = write_report(ReportConfig(survey_copy, out))
+    assert second.reused_images == second.images
+    after = {p.name: p.read_bytes() for p in (tmp_path / "again_files").glob("*.jpg")}
+    assert after == before
+    # a changed source image is made again, the others are reused
+    obs = pyogrio.read_dataframe(survey_copy, layer="observations", read_geometry=False)
+    flagged = obs[obs["flagged"]].iloc[0]
+    thumb = survey_copy.parent / flagged["thumbnail_path"]
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(thumb)
+    third = write_report(ReportConfig(survey_copy, out))
+    assert third.reused_images == third.images - 1
+    changed = [n for n in after if n.endswith("_photo.jpg") and n in before]
+    new = {p.name: p.read_bytes() for p in (tmp_path / "again_files").glob("*.jpg")}
+    assert sum(new[n] != before[n] for n in changed) == 1
+    # another image size: nothing reused
+    assert write_report(ReportConfig(survey_copy, out, image_max_px=200)).reused_images == 0
