@@ -190,14 +190,17 @@ def create_atlas_layout(
         "|| format_number(\"priority_score\", 1) %]",
         10, 7, 277, 9, 14, True,
     )  # fmt: skip
+    leg = (
+        "coalesce('leg ' || format_number(aggregate(layer:='" + route.id() + "', "
+        'aggregate:=\'max\', expression:="leg_m", filter:="to_id" = '
+        "to_string(attribute(@parent, 'building_id'))), 0) || ' m from the previous stop', "
+        "'first stop')"
+        if route is not None
+        else "'no route'"
+    )
     _label(
         layout,
-        "[% \"n_flagged\" || ' of ' || \"n_photos\" || ' photo(s) flagged  ·  '"
-        " || coalesce('leg ' || format_number(aggregate(layer:='"
-        + (route.id() if route is not None else "")
-        + "', aggregate:='max', expression:=\"leg_m\", filter:=\"to_id\" = "
-        "to_string(attribute(@parent, 'building_id'))), 0) || ' m from the previous stop', "
-        "'first stop') %]",
+        f"[% \"n_flagged\" || ' of ' || \"n_photos\" || ' photo(s) flagged  ·  ' || {leg} %]",
         10, 16, 277, 6, 9,
     )  # fmt: skip
 
