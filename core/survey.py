@@ -180,7 +180,9 @@ class ClassifyConfig:
 
     ``start``: ``(lon, lat)`` in WGS84 or a vector file whose first feature is the
     start; ``None`` starts at the highest-priority building. ``model_dir`` ``None``
-    uses :func:`heritage.modelcard.default_model_dir`. ``overlay_max_px`` caps the
+    uses :func:`heritage.modelcard.default_model_dir`. ``scene_overlay_px`` caps the
+    longer side of scene-mode overlay/heat-map PNGs (enough to see where on the facade;
+    reports and map tips decode them quickly). ``overlay_max_px`` caps the
     longer side of tiled-mode overlay/heat-map PNGs (``None``: full size).
     ``priority.confidence_floor``
     is replaced by the model's decision threshold (the score's zero).
@@ -209,6 +211,7 @@ class ClassifyConfig:
     by_priority: bool = False
     thumbnail_px: int = 480
     overlay_max_px: int | None = 2048
+    scene_overlay_px: int = 1280
     max_pixels: int | None = None
     priority: PriorityConfig = DEFAULT_CONFIG
     decode_workers: int = 0
@@ -434,15 +437,20 @@ def scene_classifier(clf: TwoStageClassifier, cfg: ClassifyConfig) -> SceneClass
 
     scene = _SCENE.get(clf)
     if scene is None:
-        scene = load_scene_classifier(clf, overlay_max_px=cfg.overlay_max_px)
+        scene = load_scene_classifier(clf, overlay_max_px=cfg.scene_overlay_px)
         _SCENE[clf] = scene
     return scene
 
 
 def _answer_scene(clf: TwoStageClassifier, image: Image.Image, cfg: ClassifyConfig) -> _Answer:
     from .priority import defect_area_fraction
+    from .tiling import resize_map
 
     r = scene_classifier(clf, cfg).classify(image)
+    area = defect_area_fraction(r.heatmap, AREA_THRESHOLD)  # at the working size
+    heat = r.heatmap
+    if r.mode == "scene" and heat.shape[:2] != r.overlay.shape[:2]:
+        heat = resize_map(heat, r.overlay.shape[1], r.overlay.shape[0])  # the overlay's size
     return _Answer(
         r.label,
         r.score,
@@ -453,10 +461,10 @@ def _answer_scene(clf: TwoStageClassifier, image: Image.Image, cfg: ClassifyConf
         r.cam_method,
         r.cam_layer,
         r.cam_empty,
-        r.heatmap,
+        heat,
         r.overlay,
         r.n_tiles,
-        defect_area_fraction(r.heatmap, AREA_THRESHOLD),
+        area,
         n_wall_tiles=r.n_wall_tiles,
         n_flagged_tiles=r.n_flagged_tiles,
         best_box=r.best_box,

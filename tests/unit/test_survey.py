@@ -217,7 +217,9 @@ def test_overlays_heatmaps_thumbnails_written_with_relative_paths(survey) -> Non
     # a large photo: the pictures are at the working size, at the photo's aspect
     big = obs[obs["file_name"] == "iphone_hdr_NO.jpg"].iloc[0]
     with Image.open(out.parent / big["overlay_path"]) as im:
-        assert max(im.size) == 2016 and abs(im.size[0] / im.size[1] - 3264 / 2448) < 0.01
+        assert max(im.size) == 1280 and abs(im.size[0] / im.size[1] - 3264 / 2448) < 0.01
+    with Image.open(out.parent / big["heatmap_path"]) as heat:
+        assert heat.size == im.size
     thumbs = dict(zip(obs["file_name"], obs["thumbnail_path"], strict=True))
     sizes = {}
     for name in ("landscape_6.jpg", "portrait_6.jpg", "iphone_hdr_NO.jpg", "Kodak_CX7530.jpg"):
@@ -299,7 +301,7 @@ def test_default_styles_stored_like_qgis(survey) -> None:
         assert (cat, schema, geom, default) == ("", "", "geom", 1)
         assert qml.startswith("<!DOCTYPE qgis")
     obs_qml = rows[2][6]
-    assert "&quot;priority_category&quot;)\"" in obs_qml and "thumbnail_path" in obs_qml
+    assert '&quot;priority_category&quot;)"' in obs_qml and "thumbnail_path" in obs_qml
     assert 'value="not_assessable"' in obs_qml  # scene mode's own symbol
 
 
