@@ -10,10 +10,13 @@ Decisions, documented here because they shape the data:
 - **Missing GPSLatitudeRef / GPSLongitudeRef**: the coordinate keeps the sign it was
   stored with (north / east for the usual unsigned rationals), and a warning is kept
   in ``ExifInfo.warnings``. Refs other than N/S/E/W are treated as missing.
-- **Rationals with a zero denominator**: ``0/0`` in a degrees/minutes/seconds
-  component reads as 0 (cameras write it for "unused", e.g. seconds when minutes carry
-  decimals); any other ``n/0`` there makes the position ``corrupt_exif``. For altitude
-  and heading ``n/0`` means "unknown" (``None``) with a warning.
+- **Rationals with a zero denominator**: ``0/0`` in a minutes or seconds component
+  reads as 0 (cameras write it for "unused", e.g. seconds when minutes carry
+  decimals); ``0/0`` degrees (no value at all) and any other ``n/0`` make the position
+  ``corrupt_exif``. For altitude and heading ``n/0`` means "unknown" (``None``) with a
+  warning.
+- **Out-of-range components**: minutes or seconds of 60 or more, and negative
+  components (the sign is the ref's), make the position ``corrupt_exif``.
 - **Out-of-range** latitude (beyond ±90) or longitude (beyond ±180) is ``corrupt_exif``;
   exactly 0/0 is ``zero_coordinates`` (the usual "no fix" placeholder).
 - **Altitude** below sea level when ``GPSAltitudeRef`` is 1; a missing ref means above.
@@ -183,19 +186,32 @@ def _text(tag: Any) -> str | None:
 def dms_to_degrees(values: Sequence[Any]) -> float:
     """Degrees from 1-3 rational components (degrees, minutes, seconds).
 
-    ``0/0`` components count as 0; any other zero denominator raises ``ValueError``.
+    The one place that checks GPS rationals. ``0/0`` in the minutes or seconds counts as
+    0 (cameras write it for "unused"); ``ValueError`` when the degrees are ``0/0`` (no
+    value at all), any other component has a zero denominator or is not finite, the
+    minutes or seconds are negative or 60 or more. Negative degrees (a signed rational)
+    make the whole value negative.
     """
     if not 1 <= len(values) <= 3:
         raise ValueError(f"expected 1 to 3 components, got {len(values)}")
-    total = 0.0
-    for value, scale in zip(values, (1.0, 60.0, 3600.0), strict=False):
+    total, sign = 0.0, 1.0
+    for index, (value, scale) in enumerate(zip(values, (1.0, 60.0, 3600.0), strict=False)):
+        what = ("degrees", "minutes", "seconds")[index]
         number = ratio_to_float(value)
         if number is None:
-            if value.numerator == 0:
-                continue
-            raise ValueError(f"component {value.numerator}/0 has a zero denominator")
+            if value.numerator != 0:
+                raise ValueError(f"{what} {value.numerator}/0 has a zero denominator")
+            if index == 0:
+                raise ValueError("degrees are 0/0 (no value)")
+            continue
+        if not math.isfinite(number):
+            raise ValueError(f"{what} are not a finite number")
+        if index == 0 and number < 0:
+            sign, number = -1.0, -number
+        elif index > 0 and not 0.0 <= number < 60.0:
+            raise ValueError(f"{what} {number:g} are out of range 0..60")
         total += number / scale
-    return total
+    return sign * total
 
 
 def _signed(

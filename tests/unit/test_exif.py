@@ -253,3 +253,29 @@ def test_helpers() -> None:
     assert dms_to_degrees([R(1, 1), R(30, 1)]) == pytest.approx(1.5)
     with pytest.raises(ValueError):
         dms_to_degrees([])
+
+
+def test_all_zero_over_zero_latitude_is_corrupt_not_a_position(tmp_path: Path) -> None:
+    """Issue 25 item 4: 0/0 degrees is no value; it used to be placed at 0° and routed."""
+    zz = (R(0, 0), R(0, 0), R(0, 0))
+    gps = {1: "N", 2: zz, 3: "E", 4: (R(0, 0), R(1, 1), R(0, 0))}
+    info = read_exif(make_photo(tmp_path / "zz.jpg", gps))
+    assert info.position is None and info.problem is SkipReason.CORRUPT_EXIF
+    assert "0/0" in info.message
+    with pytest.raises(ValueError, match="0/0"):
+        dms_to_degrees(zz)
+
+
+@pytest.mark.parametrize(
+    ("values", "word"),
+    [(dms(44, 99), "minutes"), (dms(44, 10, 60), "seconds"), (dms(44, 60), "minutes")],
+)
+def test_minutes_or_seconds_of_60_or_more_are_corrupt(
+    tmp_path: Path, values: tuple, word: str
+) -> None:
+    """Issue 25 item 4: 99 minutes used to read as 44.6775°."""
+    gps = {1: "N", 2: values, 3: "E", 4: dms(11, 52)}
+    info = read_exif(make_photo(tmp_path / "m.jpg", gps))
+    assert info.position is None and info.problem is SkipReason.CORRUPT_EXIF
+    assert word in info.message and "out of range" in info.message
+    assert dms_to_degrees(dms(44, 59, R(5999, 100))) == pytest.approx(44 + 59 / 60 + 59.99 / 3600)
