@@ -41,26 +41,25 @@ import struct
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputNotFoundError
 from .exif import read_exif
+from .filenames import name_problem, name_text, path_text
 from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, layer_geometry_type, read_rows
 from .progress import NullProgress, Progress
 from .records import Photo, SkippedFile, SkipReason
+from .scan import (  # noqa: F401  (re-exported: the photo file kinds are defined there)
+    PHOTO_SUFFIXES,
+    UNSUPPORTED_SUFFIXES,
+    find_photo_files,
+    scan_photo_files,
+)
 
 logger = logging.getLogger(__name__)
 
-#: extensions imported as photos (compared lower-case)
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".heic", ".heif"})
-#: image extensions we recognise but do not import (listed as unsupported_format)
-UNSUPPORTED_SUFFIXES = frozenset(
-    {".gif", ".bmp", ".webp", ".avif", ".jxl", ".jp2", ".psd", ".svg", ".dng", ".cr2", ".cr3",
-     ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef"}
-)  # fmt: skip
 #: Pillow formats accepted for import
 PILLOW_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "HEIF"})
 
@@ -170,27 +169,6 @@ class ImportSummary:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def find_photo_files(dirs: Iterable[str | Path]) -> list[Path]:
-    """Every photo or recognised image file under ``dirs`` (recursive, sorted, absolute).
-
-    Raises :class:`InputNotFoundError` for a folder that does not exist. Hidden
-    folders (``.git``...) are skipped; symbolic links to folders are not followed.
-    """
-    found: set[Path] = set()
-    wanted = PHOTO_SUFFIXES | UNSUPPORTED_SUFFIXES
-    for d in dirs:
-        root = Path(d).expanduser().absolute()
-        if not root.is_dir():
-            what = "is not a folder" if root.exists() else "does not exist"
-            raise InputNotFoundError(f"photo folder {root} {what}; give a folder of photos")
-        for base, subdirs, files in os.walk(root):
-            subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
-            for name in files:
-                if Path(name).suffix.lower() in wanted and not name.startswith("._"):
-                    found.add(Path(base, name))
-    return sorted(found)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -375,11 +353,13 @@ def inspect_photo_keeping_unlocated(
 
 
 def relative_path(path: str | Path, base: str | Path) -> str:
-    """``path`` relative to folder ``base`` with forward slashes (absolute if impossible)."""
+    """``path`` relative to folder ``base`` with forward slashes (absolute if impossible),
+    as text that can be stored (:func:`heritage.filenames.path_text`)."""
     try:
-        return Path(os.path.relpath(Path(path).absolute(), Path(base).absolute())).as_posix()
+        rel = Path(os.path.relpath(Path(path).absolute(), Path(base).absolute())).as_posix()
     except ValueError:  # another drive on Windows
-        return Path(path).absolute().as_posix()
+        rel = Path(path).absolute().as_posix()
+    return path_text(rel)
 
 
 def photo_row(photo: Photo, base: str | Path) -> dict[str, Any]:
@@ -387,7 +367,7 @@ def photo_row(photo: Photo, base: str | Path) -> dict[str, Any]:
     pos = photo.position
     return {
         "path": relative_path(photo.path, base),
-        "file_name": Path(photo.path).name,
+        "file_name": name_text(photo.path),
         "sha256": photo.sha256,
         "latitude": pos.lat if pos else None,
         "longitude": pos.lon if pos else None,
@@ -408,7 +388,7 @@ def skipped_row(skipped: SkippedFile, base: str | Path) -> dict[str, Any]:
     """The ``invalid_photos`` attributes of ``skipped``."""
     return {
         "path": relative_path(skipped.path, base),
-        "file_name": Path(skipped.path).name,
+        "file_name": name_text(skipped.path),
         "sha256": skipped.sha256,
         "reason": str(skipped.reason),
         "message": skipped.message,
@@ -453,7 +433,8 @@ def import_photos(
     """
     started = time.perf_counter()
     progress = progress or NullProgress()
-    files = find_photo_files(dirs)
+    scan = scan_photo_files(dirs)
+    files = scan.files
     out = ensure_writable(output)
     base = out.parent
 
@@ -483,9 +464,17 @@ def import_photos(
     ):
         photo_writer.ensure_layer()
         invalid_writer.ensure_layer()
+        for folder in scan.skipped:  # folders not read: listed, never silently skipped
+            skipped[str(folder.reason)] += 1
+            key = (relative_path(folder.path, base), folder.sha256)
+            if key not in known_invalid:
+                invalid_writer.add(skipped_row(folder, base))
+                known_invalid[key] = str(folder.reason)
         for path in files:
             progress.check_cancelled()
             rel = relative_path(path, base)
+            if problem := name_problem(path):
+                logger.warning("%s: %s", rel, problem)
             result, status = _classify(path, rel, seen, known_photos, config)
             if result is None:
                 already += 1

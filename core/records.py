@@ -22,6 +22,8 @@ class SkipReason(StrEnum):
     UNREADABLE_IMAGE = "unreadable_image"
     UNSUPPORTED_FORMAT = "unsupported_format"
     DUPLICATE = "duplicate"
+    #: a folder of the photo folders that was not read (unreadable, symlink, hidden, output)
+    SKIPPED_FOLDER = "skipped_folder"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,15 @@ Steps of :func:`run_survey`:
 1. **Check before working**: the photo folders exist, the output is a writable
    GeoPackage, and the model loads (sha256-verified); a missing or corrupt model is a
    :class:`~heritage.errors.ModelError` before any file is read.
-2. **Scan and classify** the photos found as :func:`heritage.photos.find_photo_files`
-   does, in sorted order, ``batch_size`` at a time. Each file is hashed (sha256) and
-   inspected like ``heritage photos`` (same skip reasons). Photos without a usable
-   position (``no_gps``, ``zero_coordinates``, ``corrupt_exif``) are still classified
-   and kept with a null geometry and status ``no_location`` (the reason is in
-   ``message``). Files that cannot be classified (unreadable, unsupported format,
-   duplicate content, or a model failure: reason ``classification_failed``) are rows
-   of the table ``invalid_photos``; one bad file never stops the batch.
+2. **Scan and classify** the photos found by :func:`heritage.scan.scan_photo_files`
+   (output folders such as ``<stem>_overlays/`` are never read; folders not read are
+   rows of ``invalid_photos``), in sorted order, ``batch_size`` at a time. Each file is
+   hashed (sha256) and inspected like ``heritage photos`` (same skip reasons). Photos
+   without a usable position (``no_gps``, ``zero_coordinates``, ``corrupt_exif``) are
+   still classified and kept with a null geometry and status ``no_location`` (the reason
+   is in ``message``). Files that cannot be classified (unreadable, unsupported format,
+   duplicate content, or a model failure: reason ``classification_failed``) are rows of
+   the table ``invalid_photos``; one bad file never stops the batch.
    For each photo the Grad-CAM overlay and the heat map (PNG) and a thumbnail (JPEG,
    at most ``thumbnail_px`` px, EXIF orientation applied) are written to
    ``<stem>_overlays/`` beside the GeoPackage, named after the photo's sha256, and
@@ -69,11 +70,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import CancelledError, DataError, InputNotFoundError
+from .filenames import name_problem, name_text
 from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, list_layers, read_rows
 from .photos import (
     INVALID_LAYER,
     PHOTO_FIELDS,
-    find_photo_files,
     inspect_photo_keeping_unlocated,
     invalid_schema,
     relative_path,
@@ -83,6 +84,7 @@ from .photos import (
 from .priority import DEFAULT_CONFIG, PriorityConfig
 from .progress import NullProgress, Progress
 from .records import Photo, SkippedFile, SkipReason
+from .scan import mark_output_folder, scan_photo_files
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -614,7 +616,7 @@ def _observation_row(
         heatmap_path=relative_path(paths[1], base),
         thumbnail_path=relative_path(paths[2], base),
         status=STATUS_OK if photo.position is not None else STATUS_NO_LOCATION,
-        message=message,
+        message="; ".join(m for m in (message, name_problem(photo.path)) if m),
         classified_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return row
@@ -665,7 +667,7 @@ class _Run:
             path, reason, message, sha = item
             row = {
                 "path": relative_path(path, self.base),
-                "file_name": Path(path).name,
+                "file_name": name_text(path),
                 "sha256": sha,
                 "reason": reason,
                 "message": message,
@@ -1001,7 +1003,9 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
     executor: BatchExecutor | None = None
     try:
         executor = _make_executor(cfg, clf, folder)  # a Dask scheduler is reached here
-        files = find_photo_files(cfg.photo_dirs)
+        mark_output_folder(folder)  # before the scan: never read back as photos
+        scan = scan_photo_files(cfg.photo_dirs, exclude=[folder])
+        files = scan.files
         columns = ["sha256", "path", "model_id", "model_version"]
         earlier = read_rows(out, OBSERVATIONS_LAYER, columns)
         known_obs = {r["sha256"]: r["path"] for r in earlier}
@@ -1012,7 +1016,6 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
         logger.info(
             "%d file(s) found; %d observation(s) already in %s", len(files), len(known_obs), out
         )
-        folder.mkdir(parents=True, exist_ok=True)
         already = 0
         with (
             BatchWriter(out, observations_schema(), cfg.batch_size) as obs_writer,
@@ -1035,6 +1038,8 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
             run.executor = executor
             if run.executor.depth > 0:
                 run.write_pool = ThreadPoolExecutor(1, thread_name_prefix="heritage-gpkg")
+            for skipped_folder in scan.skipped:
+                run.skip(skipped_folder)
             seen: dict[str, str] = {}
             progress.start("Classifying photos", total=len(files))
             try:

@@ -198,6 +198,7 @@ EXPECTED_REASONS = {
     "bad_rational.jpg": "corrupt_exif",
     "bomb.png": "unreadable_image",
     "bomb.jpg": "unreadable_image",
+    ".hidden": "skipped_folder",  # a folder not read is listed, never skipped in silence
 }
 
 
@@ -216,6 +217,7 @@ def test_messy_folder(messy: Path, tmp_path: Path) -> None:
         "no_gps": 1,
         "zero_coordinates": 1,
         "corrupt_exif": 1,
+        "skipped_folder": 1,
     }
     assert photos["good.JPG"]["altitude"] == pytest.approx(-3.5)  # below sea level
     assert photos["scan.PNG"]["latitude"] == pytest.approx(-12.25)
