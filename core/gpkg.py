@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,9 @@ class LayerSchema:
     ``geometry_type`` is an OGR name (``"Point"``, ``"Point Z"``, ``"Polygon"``...) or
     ``None`` for an attribute-only table (no CRS then). ``added_later`` names columns a
     layer written by an older version may lack: they are added (NULL in older rows)
-    instead of refusing the file.
+    instead of refusing the file. ``unique``: columns whose values are unique in the
+    layer, kept so by a unique index that :class:`BatchWriter` creates with the layer
+    (a duplicate makes the write fail).
     """
 
     name: str
@@ -62,6 +65,7 @@ class LayerSchema:
     geometry_type: str | None = "Point"
     crs: str | None = "EPSG:4326"
     added_later: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
 
     @property
     def field_names(self) -> list[str]:
@@ -91,20 +95,94 @@ def ensure_writable(path: str | Path) -> Path:
             f"cannot create the folder {path.parent} ({exc.strerror}); choose another output"
         ) from exc
     if path.exists():
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise OutputNotWritableError(f"{path} is not writable; check its permissions")
-        try:
-            list_layers(path)
-        except Exception as exc:
+        if problem := geopackage_problem(path):
             raise OutputNotWritableError(
-                f"{path} exists but is not a readable GeoPackage ({exc}); "
-                "remove it or choose another output"
-            ) from exc
+                f"{path} exists but {problem}; remove it or choose another output"
+            )
+        if not is_writable(path):
+            raise OutputNotWritableError(
+                f"{path} is read-only; make it writable (e.g. chmod u+w) or choose another output"
+            )
     elif not os.access(path.parent, os.W_OK | os.X_OK):
         raise OutputNotWritableError(
             f"cannot write in {path.parent} (permission denied); choose another output folder"
         )
     return path
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_MAGICS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"II*\x00": "a TIFF file",
+    b"MM\x00*": "a TIFF file",
+    b"PK\x03\x04": "a ZIP archive",
+    b"%PDF": "a PDF document",
+}
+
+
+def geopackage_problem(path: str | Path) -> str:
+    """Empty when ``path`` looks like a complete GeoPackage; else what it is instead
+    (a phrase that follows the file name: "is an empty file (0 bytes)").
+
+    Cheap: reads the 100-byte SQLite header (file kind, truncation against the page
+    count it records) and the table list (a plain SQLite database has no
+    ``gpkg_contents``). Opening the file rolls back a hot journal left by a kill.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "is an empty file (0 bytes), not a GeoPackage"
+    if not head.startswith(SQLITE_MAGIC):
+        kind = next((k for m, k in _MAGICS.items() if head.startswith(m)), None)
+        if kind is None:
+            kind = "a text file" if _looks_like_text(head) else "not an SQLite file"
+        return f"is not a GeoPackage (it is {kind})"
+    if len(head) < 100:
+        return "is truncated (shorter than an SQLite header), not a usable GeoPackage"
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    if head[24:28] == head[92:96] and pages and size < pages * page_size:
+        return (
+            f"is truncated ({size} of {pages * page_size} bytes): an incomplete copy or "
+            "download, not a usable GeoPackage"
+        )
+    try:
+        con = sqlite3.connect(path)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return f"is a damaged SQLite file ({exc}), not a usable GeoPackage"
+    if "gpkg_contents" not in tables:
+        return "is an SQLite database but not a GeoPackage (it has no gpkg_contents table)"
+    return ""
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def is_writable(path: str | Path) -> bool:
+    """False when the file is read-only: no write permission for this user, or no write
+    bit set at all (respected even by root, who could write it anyway)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and bool(mode & 0o222)
 
 
 def list_layers(path: str | Path) -> dict[str, str | None]:
@@ -341,6 +419,7 @@ class BatchWriter:
 
     def flush(self) -> int:
         """Write the pending rows now (one transaction); returns how many."""
+        self.ensure_layer()
         rows, geoms = self._rows, self._geoms
         self._rows, self._geoms = [], []
         n = append_batch(self.path, self.schema, rows, geoms if self.schema.geometry_type else None)
@@ -351,6 +430,7 @@ class BatchWriter:
         """Create the (empty) layer now if it does not exist yet."""
         if not self._checked:
             append_batch(self.path, self.schema, [], [] if self.schema.geometry_type else None)
+            ensure_unique_index(self.path, self.schema)
             self._checked = True
 
     def __enter__(self) -> BatchWriter:
@@ -369,3 +449,60 @@ class BatchWriter:
                 if exc is None:
                     raise
                 logger.exception("could not write the last batch to %s", self.path)
+
+
+def _gpkg_envelope(blob: bytes | None) -> tuple[bool, tuple[float, float, float, float] | None]:
+    """(is_empty, (minx, maxx, miny, maxy)) of a GeoPackage geometry blob."""
+    import shapely
+
+    if blob is None or len(blob) < 8 or blob[:2] != b"GP":
+        return True, None
+    flags = blob[3]
+    if flags & 0x10:
+        return True, None
+    env = (flags >> 1) & 0x07
+    header = 8 + {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}.get(env, 0)
+    geom = shapely.from_wkb(bytes(blob[header:]))
+    if geom is None or geom.is_empty:
+        return True, None
+    minx, miny, maxx, maxy = geom.bounds
+    return False, (minx, maxx, miny, maxy)
+
+
+def connect_gpkg(path: str | Path) -> sqlite3.Connection:
+    """A sqlite3 connection to a GeoPackage with the ``ST_*`` functions its R-tree
+    triggers call (``ST_IsEmpty``, ``ST_MinX``...), so that UPDATEs can run without
+    SpatiaLite."""
+    con = sqlite3.connect(path)
+    con.create_function("ST_IsEmpty", 1, lambda b: int(_gpkg_envelope(b)[0]), deterministic=True)
+    for i, name in enumerate(("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY")):
+
+        def bound(b: bytes | None, i: int = i) -> float | None:
+            box = _gpkg_envelope(b)[1]
+            return None if box is None else box[i]
+
+        con.create_function(name, 1, bound, deterministic=True)
+    return con
+
+
+def ensure_unique_index(path: str | Path, schema: LayerSchema) -> None:
+    """Create the unique index of ``schema.unique`` on the layer when it is missing.
+
+    Raises :class:`DataError` when the layer already holds duplicates (see
+    :func:`heritage.surveyfile.repair_duplicates`).
+    """
+    if not schema.unique:
+        return
+    cols = ", ".join(f'"{c}"' for c in schema.unique)
+    name = f"{schema.name}_{'_'.join(schema.unique)}_unique"
+    con = sqlite3.connect(path)
+    try:
+        with con:
+            con.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "{name}" ON "{schema.name}" ({cols})')
+    except sqlite3.IntegrityError as exc:
+        raise DataError(
+            f"layer {schema.name!r} of {path} holds duplicate {', '.join(schema.unique)} values; "
+            "open it with 'heritage classify' or 'heritage photos' to repair it"
+        ) from exc
+    finally:
+        con.close()

@@ -48,12 +48,13 @@ from typing import Any
 
 from .exif import read_exif
 from .filenames import name_problem, name_text, path_text
-from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, layer_geometry_type, read_rows
+from .gpkg import BatchWriter, Field, LayerSchema, layer_geometry_type, read_rows
 from .progress import NullProgress, Progress
 from .records import Photo, SkippedFile, SkipReason
 from .scan import (  # noqa: F401  (re-exported: the photo file kinds are defined there)
     PHOTO_SUFFIXES,
     UNSUPPORTED_SUFFIXES,
+    PhotoScan,
     find_photo_files,
     scan_photo_files,
 )
@@ -94,7 +95,9 @@ INVALID_FIELDS: tuple[Field, ...] = (
 
 def photos_schema(with_z: bool, name: str = PHOTOS_LAYER) -> LayerSchema:
     """The ``photos`` point layer (EPSG:4326), ``Point Z`` when ``with_z``."""
-    return LayerSchema(name, PHOTO_FIELDS, "Point Z" if with_z else "Point", "EPSG:4326")
+    return LayerSchema(
+        name, PHOTO_FIELDS, "Point Z" if with_z else "Point", "EPSG:4326", unique=("sha256",)
+    )
 
 
 def invalid_schema(name: str = INVALID_LAYER) -> LayerSchema:
@@ -431,11 +434,16 @@ def import_photos(
     :class:`~heritage.errors.OutputNotWritableError` for an output that cannot be
     written. A cancel through ``progress`` keeps everything written so far.
     """
-    started = time.perf_counter()
-    progress = progress or NullProgress()
+    from .surveyfile import open_survey
+
     scan = scan_photo_files(dirs)
+    with open_survey(output, create=True) as out:  # checks, single-writer lock, repair
+        return _import(scan, out, config, progress or NullProgress())
+
+
+def _import(scan: PhotoScan, out: Path, config: ImportConfig, progress: Progress) -> ImportSummary:
+    started = time.perf_counter()
     files = scan.files
-    out = ensure_writable(output)
     base = out.parent
 
     existing_type = layer_geometry_type(out, config.layer)

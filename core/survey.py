@@ -58,7 +58,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sqlite3
 import threading
 import time
 import weakref
@@ -71,7 +70,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import CancelledError, DataError, InputNotFoundError
 from .filenames import name_problem, name_text
-from .gpkg import BatchWriter, Field, LayerSchema, ensure_writable, list_layers, read_rows
+from .gpkg import (  # noqa: F401  (connect_gpkg: re-exported, it used to live here)
+    BatchWriter,
+    Field,
+    LayerSchema,
+    connect_gpkg,
+    list_layers,
+    read_rows,
+)
 from .photos import (
     INVALID_LAYER,
     PHOTO_FIELDS,
@@ -85,6 +91,7 @@ from .priority import DEFAULT_CONFIG, PriorityConfig
 from .progress import NullProgress, Progress
 from .records import Photo, SkippedFile, SkipReason
 from .scan import mark_output_folder, scan_photo_files
+from .surveyfile import open_survey
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -172,8 +179,11 @@ MODES = ("scene", "whole", "tiles")
 
 
 def observations_schema(name: str = OBSERVATIONS_LAYER) -> LayerSchema:
-    """The ``observations`` point layer (2D Point, EPSG:4326; altitude in a field)."""
-    return LayerSchema(name, OBSERVATION_FIELDS, "Point", "EPSG:4326", SCENE_FIELDS)
+    """The ``observations`` point layer (2D Point, EPSG:4326; altitude in a field), one
+    row per photo content (a unique index on ``sha256``)."""
+    return LayerSchema(
+        name, OBSERVATION_FIELDS, "Point", "EPSG:4326", SCENE_FIELDS, unique=("sha256",)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -983,16 +993,26 @@ def _make_executor(cfg: ClassifyConfig, clf: TwoStageClassifier, folder: Path) -
 def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveySummary:
     """Run the whole survey pipeline (see the module docstring); returns its summary.
 
-    Raises InputNotFoundError (missing folder), OutputNotWritableError, ModelError
-    (before any photo is read) and CancelledError (after writing what was done).
+    Raises InputNotFoundError (missing folder), OutputNotWritableError (also
+    :class:`~heritage.surveyfile.SurveyBusyError` while another process writes the
+    same GeoPackage), ModelError (before any photo is read) and CancelledError (after
+    writing what was done). The GeoPackage is opened through
+    :func:`heritage.surveyfile.open_survey` (checks, single-writer lock, repair of
+    duplicate observations, one-line errors for failed writes).
     """
-    started = time.perf_counter()
-    progress = progress or NullProgress()
     for d in cfg.photo_dirs:
         if not Path(d).expanduser().is_dir():
             what = "is not a folder" if Path(d).exists() else "does not exist"
             raise InputNotFoundError(f"photo folder {d} {what}; give a folder of photos")
-    out = ensure_writable(cfg.output)
+    repairs: list[str] = []
+    with open_survey(cfg.output, create=True, repairs=repairs) as out:
+        return _run_survey(cfg, out, progress or NullProgress(), repairs)
+
+
+def _run_survey(
+    cfg: ClassifyConfig, out: Path, progress: Progress, repairs: list[str]
+) -> SurveySummary:
+    started = time.perf_counter()
     for extra in (cfg.footprints, cfg.network, cfg.start if isinstance(cfg.start, Path) else None):
         if extra is not None and not Path(extra).exists():
             raise InputNotFoundError(f"vector file not found: {extra}")
@@ -1061,8 +1081,7 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
             finally:
                 run.close()
         totals = update_priority(out, cfg, card.threshold, progress)
-        if mixed:
-            totals["problems"] = [mixed, *totals.get("problems", [])]
+        totals["problems"] = [*repairs, *([mixed] if mixed else []), *totals["problems"]]
         if cfg.embed_overlays:
             embed_overlays(out)
         from .styles import write_default_styles
@@ -1140,40 +1159,6 @@ def _scan_one(
 
 
 # ------------------------------------------------------------------ prioritise
-
-
-def _gpkg_envelope(blob: bytes | None) -> tuple[bool, tuple[float, float, float, float] | None]:
-    """(is_empty, (minx, maxx, miny, maxy)) of a GeoPackage geometry blob."""
-    import shapely
-
-    if blob is None or len(blob) < 8 or blob[:2] != b"GP":
-        return True, None
-    flags = blob[3]
-    if flags & 0x10:
-        return True, None
-    env = (flags >> 1) & 0x07
-    header = 8 + {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}.get(env, 0)
-    geom = shapely.from_wkb(bytes(blob[header:]))
-    if geom is None or geom.is_empty:
-        return True, None
-    minx, miny, maxx, maxy = geom.bounds
-    return False, (minx, maxx, miny, maxy)
-
-
-def connect_gpkg(path: str | Path) -> sqlite3.Connection:
-    """A sqlite3 connection to a GeoPackage with the ``ST_*`` functions its R-tree
-    triggers call (``ST_IsEmpty``, ``ST_MinX``...), so that UPDATEs can run without
-    SpatiaLite."""
-    con = sqlite3.connect(path)
-    con.create_function("ST_IsEmpty", 1, lambda b: int(_gpkg_envelope(b)[0]), deterministic=True)
-    for i, name in enumerate(("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY")):
-
-        def bound(b: bytes | None, i: int = i) -> float | None:
-            box = _gpkg_envelope(b)[1]
-            return None if box is None else box[i]
-
-        con.create_function(name, 1, bound, deterministic=True)
-    return con
 
 
 def _read_observations(out: Path) -> gpd.GeoDataFrame:
@@ -1452,6 +1437,15 @@ __all__ = [
 
 # ------------------------------------------------------------------ regroup / reroute
 
+#: columns of ``observations`` that ``heritage group`` reads and writes
+GROUP_COLUMNS = (
+    "file_name", "flagged", "p_final", "defect_area_fraction", "building_id",
+    "n_flagged_on_building", "priority_score", "priority_category", "visit_order",
+)  # fmt: skip
+#: columns that ``heritage route`` reads and writes
+ROUTE_COLUMNS = ("building_id", "visit_order")
+BUILDING_ROUTE_COLUMNS = ("building_id", "priority_score", "priority_category")
+
 
 def regroup_survey(
     out: str | Path,
@@ -1472,12 +1466,30 @@ def regroup_survey(
     rewritten (:func:`update_priority`). ``threshold`` is the model's decision
     threshold (the priority score's zero); ``None`` keeps the default floor.
     """
-    out = Path(out)
-    if not out.is_file():
-        raise InputNotFoundError(f"survey GeoPackage not found: {out}")
-    if OBSERVATIONS_LAYER not in list_layers(out):
-        raise DataError(f"{out} has no '{OBSERVATIONS_LAYER}' layer; run 'heritage classify' first")
-    cfg = ClassifyConfig(
+    repairs: list[str] = []
+    with open_survey(out, {OBSERVATIONS_LAYER: GROUP_COLUMNS}, repairs=repairs) as out:
+        totals = update_priority(
+            out,
+            _regroup_config(
+                out, footprints, max_distance_m, cluster_eps_m, start, network, by_priority
+            ),
+            threshold,
+            progress,
+        )
+    totals["problems"] = [*repairs, *totals["problems"]]
+    return totals
+
+
+def _regroup_config(
+    out: Path,
+    footprints: Path | None,
+    max_distance_m: float,
+    cluster_eps_m: float,
+    start: tuple[float, float] | Path | None,
+    network: Path | None,
+    by_priority: bool,
+) -> ClassifyConfig:
+    return ClassifyConfig(
         photo_dirs=(out.parent,),  # not read: nothing is classified again
         output=out,
         footprints=footprints,
@@ -1487,7 +1499,6 @@ def regroup_survey(
         network=network,
         by_priority=by_priority,
     )
-    return update_priority(out, cfg, threshold, progress)
 
 
 def replan_route(
@@ -1504,20 +1515,23 @@ def replan_route(
     rewrites ``inspection_route`` and the ``visit_order`` of buildings and
     observations (one SQLite transaction for the observations).
     """
+    required = {OBSERVATIONS_LAYER: ROUTE_COLUMNS, BUILDINGS_LAYER: BUILDING_ROUTE_COLUMNS}
+    with open_survey(out, required) as out:
+        return _replan_route(out, start, network, by_priority, progress or NullProgress())
+
+
+def _replan_route(
+    out: Path,
+    start: tuple[float, float] | Path | None,
+    network: Path | None,
+    by_priority: bool,
+    progress: Progress,
+) -> dict[str, Any]:
     import pyogrio
 
     from .geo import read_vector
     from .route import LEG_COLUMNS
 
-    out = Path(out)
-    if not out.is_file():
-        raise InputNotFoundError(f"survey GeoPackage not found: {out}")
-    layers = list_layers(out)
-    if BUILDINGS_LAYER not in layers:
-        raise DataError(
-            f"{out} has no '{BUILDINGS_LAYER}' layer; run 'heritage classify' or 'heritage group'"
-        )
-    progress = progress or NullProgress()
     progress.start("Planning the inspection route", total=1)
     buildings = pyogrio.read_dataframe(out, layer=BUILDINGS_LAYER)
     net = read_vector(network) if network is not None else None

@@ -310,7 +310,7 @@ def test_missing_folder_and_unwritable_output(tmp_path: Path) -> None:
         import_photos([tmp_path / "photos"], blocker / "o.gpkg")
     fake = tmp_path / "fake.gpkg"
     fake.write_text("not a geopackage")
-    with pytest.raises(OutputNotWritableError, match="not a readable GeoPackage"):
+    with pytest.raises(OutputNotWritableError, match="is not a GeoPackage"):
         import_photos([tmp_path / "photos"], fake)
     with pytest.raises(OutputNotWritableError, match=r"\.gpkg"):
         import_photos([tmp_path / "photos"], tmp_path / "out.shp")
