@@ -93,7 +93,7 @@ def main() -> None:
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(1)  # the README's contract: 1 for any usage or input error (click says 2)
     except HeritageError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)

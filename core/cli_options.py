@@ -28,6 +28,22 @@ def device_option(
     )
 
 
+def cam_method_option(
+    help: str = "Grad-CAM method (default: the model card's).", default: str | None = None
+) -> Callable[[Any], Any]:
+    """``--cam-method M``, one of the methods heritage implements, checked before any model
+    is loaded (case-insensitive, passed on in lower case)."""
+    from .cardcheck import CAM_METHOD_NAMES
+
+    return click.option(
+        "--cam-method",
+        type=click.Choice(CAM_METHOD_NAMES, case_sensitive=False),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
 def json_progress_option(
     help: str = "Progress (and the summary) as JSON lines on stdout, for the QGIS plugin.",
 ) -> Callable[[Any], Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .cli_options import device_option, json_progress_option, model_option
+from .cli_options import cam_method_option, device_option, json_progress_option, model_option
 from .interrupts import EXIT_CANCELLED, stop_on_signals
 from .progress import JsonLinesProgress, NullProgress, TqdmProgress
 
@@ -101,12 +101,7 @@ route_options = _compose(
 )
 @model_option(help="Model folder (default: $HERITAGE_MODEL_DIR or models/heritage-default).")
 @device_option(help="Where the model runs.")
-@click.option(
-    "--cam-method",
-    default=None,
-    help="Grad-CAM method (gradcam, gradcam++, eigencam, layercam, xgradcam, hirescam; "
-    "default: the model's).",
-)
+@cam_method_option(help="Grad-CAM method (default: the model's).")
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import device_option, json_progress_option, model_option
+from .cli_options import cam_method_option, device_option, json_progress_option, model_option
 from .raster import COMBINE_METHODS, RasterConfig
 
 _DEFAULTS = RasterConfig()
@@ -107,12 +107,7 @@ def _float_pair(value: str) -> tuple[float, float]:
     "--batch-size", default=_DEFAULTS.batch_size, show_default=True, type=click.IntRange(min=1)
 )
 @device_option()
-@click.option(
-    "--cam-method",
-    default=None,
-    metavar="M",
-    help="CAM method: gradcam, gradcam++, eigencam, layercam (default: the model card's).",
-)
+@cam_method_option(help="CAM method (default: the model card's).")
 @click.option(
     "--vector",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .cli_options import (
+    cam_method_option,
     device_option,
     extra_positives_option,
     json_progress_option,
@@ -186,7 +187,7 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     metavar="T|auto",
     help="Decision threshold, or 'auto' to choose it on the validation split.",
 )
-@click.option("--cam-method", default="gradcam", show_default=True)
+@cam_method_option(help="Grad-CAM method written into the model card.", default="gradcam")
 @click.option(
     "--cam-layer",
     default=None,

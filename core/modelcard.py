@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cardcheck import CAM_METHOD_NAMES, INPUT_SIZE_RANGE, card_problems, is_int, is_number
 from .errors import ModelError, OutputNotWritableError
 from .fileio import atomic_write_bytes
 
@@ -54,13 +55,16 @@ _HOW_TO_TRAIN = (
 @dataclass(frozen=True)
 class StageCard:
     """One stage's network: architecture, weights file (name inside the model folder),
-    its sha256, the number of outputs and the output labels (stage 2: one logit)."""
+    its sha256, the number of outputs and the output labels (stage 2: one logit).
+    ``size``: the weights file's size in bytes (written by :func:`save_model`; older
+    cards have none and are bounded by the architecture's size instead)."""
 
     arch: str
     weights: str
     sha256: str
     num_outputs: int
     labels: tuple[str, ...]
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,14 @@ class ModelCard:
         missing = sorted(required - set(d))
         if missing:
             raise ModelError(f"model.json lacks {', '.join(missing)}; " + _HOW_TO_TRAIN)
+        problems = card_problems(d)  # the whole card, before any conversion
+        if problems:
+            raise ModelError(
+                "invalid model card: "
+                + "; ".join(problems)
+                + "; fix model.json or "
+                + _HOW_TO_TRAIN
+            )
         try:
             kw = {k: d[k] for k in names if k in d}
             kw["stage1"] = _stage(kw["stage1"])
@@ -147,7 +159,7 @@ class ModelCard:
             if "stage2_cam_alpha" in kw:
                 kw["stage2_cam_alpha"] = float(kw["stage2_cam_alpha"])
             card = cls(**kw)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise ModelError(f"model.json has a malformed field ({exc}); " + _HOW_TO_TRAIN) from exc
         card.validate()
         return card
@@ -155,13 +167,21 @@ class ModelCard:
     def validate(self) -> None:
         """Raise ModelError when the card's fields contradict each other."""
         problems = []
-        if self.input_size <= 0:
-            problems.append(f"input_size must be positive (got {self.input_size})")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            problems.append("mean and std need 3 values each, std > 0")
-        if not 0.0 <= self.threshold <= 1.0:
+        lo, hi = INPUT_SIZE_RANGE
+        if not (is_int(self.input_size) and lo <= self.input_size <= hi):
+            problems.append(
+                f"input_size must be a whole number in {lo}..{hi} (got {self.input_size})"
+            )
+        finite = all(is_number(v) for v in (*self.mean, *self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or not finite or min(self.std) <= 0:
+            problems.append("mean and std need 3 finite values each, std > 0")
+        if self.cam_method.lower() not in CAM_METHOD_NAMES:
+            problems.append(
+                f"cam_method {self.cam_method!r} is unknown (known: {', '.join(CAM_METHOD_NAMES)})"
+            )
+        if not is_number(self.threshold) or not 0.0 <= self.threshold <= 1.0:
             problems.append(f"threshold must lie in [0, 1] (got {self.threshold})")
-        if not 0.0 <= self.stage2_cam_alpha <= 1.0:
+        if not is_number(self.stage2_cam_alpha) or not 0.0 <= self.stage2_cam_alpha <= 1.0:
             problems.append(f"stage2_cam_alpha must lie in [0, 1] (got {self.stage2_cam_alpha})")
         if self.decision_stage not in DECISION_STAGES:
             problems.append(
@@ -195,6 +215,7 @@ def _stage(d: Any) -> StageCard:
         sha256=str(d.get("sha256", "")),
         num_outputs=int(d["num_outputs"]),
         labels=tuple(str(v) for v in d["labels"]),
+        size=None if d.get("size") is None else int(d["size"]),
     )
 
 
@@ -266,14 +287,16 @@ def save_model(
         s1_name = "stage1.safetensors"
         s1_bytes = _state_bytes(stage1_model, fp16)
         atomic_write_bytes(model_dir / s1_name, s1_bytes)
-        stage1 = dataclasses.replace(card.stage1, weights=s1_name, sha256=sha256_bytes(s1_bytes))
+        stage1 = dataclasses.replace(
+            card.stage1, weights=s1_name, sha256=sha256_bytes(s1_bytes), size=len(s1_bytes)
+        )
         stage2 = None
         if stage2_model is not None:
             s2_name = "stage2.safetensors"
             s2_bytes = _state_bytes(stage2_model, fp16)
             atomic_write_bytes(model_dir / s2_name, s2_bytes)
             stage2 = dataclasses.replace(
-                card.stage2, weights=s2_name, sha256=sha256_bytes(s2_bytes)
+                card.stage2, weights=s2_name, sha256=sha256_bytes(s2_bytes), size=len(s2_bytes)
             )
         decision = card.decision_stage if stage2 is not None else "stage1"
         out = dataclasses.replace(
@@ -311,13 +334,51 @@ def read_card(model_dir: str | Path | None = None) -> ModelCard:
     return ModelCard.from_json(text)
 
 
-def _verified_bytes(model_dir: Path, stage: StageCard, which: str) -> bytes:
-    return verified_file_bytes(model_dir, stage.weights, stage.sha256, f"{which}.weights")
+#: bytes read at a time while hashing a model file
+_CHUNK = 1 << 20
+#: the most bytes of a model file whose card records no size and no architecture bounds
+DEFAULT_FILE_LIMIT = 1 << 30
 
 
-def verified_file_bytes(model_dir: Path, name: str, sha256: str, what: str) -> bytes:
-    """The bytes of the file ``name`` of a model folder, after checking them against the
-    card's ``sha256``; ModelError when it is missing, outside the folder or altered."""
+def weights_limit(stage: StageCard, model: torch.nn.Module | None) -> int:
+    """The most bytes the weights file of ``stage`` may have: the card's ``size`` when it
+    records one, else float32 tensors of every parameter and buffer of ``model`` (the
+    architecture built from the card) plus 1 MiB of safetensors header, plus 5 %."""
+    if stage.size is not None:
+        return stage.size
+    if model is None:
+        return DEFAULT_FILE_LIMIT
+    n = sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+    return int(n * 4 * 1.05) + (1 << 20)
+
+
+def _verified_bytes(
+    model_dir: Path, stage: StageCard, which: str, limit: int | None = None
+) -> bytes:
+    """A stage's weights, hashed while they are read, never more than ``limit``
+    (default: :func:`weights_limit` of the stage's architecture)."""
+    if limit is None:
+        limit = weights_limit(stage, None if stage.size is not None else _network(stage))
+    return verified_file_bytes(
+        model_dir, stage.weights, stage.sha256, f"{which}.weights",
+        limit=limit, size=stage.size, arch=stage.arch,
+    )  # fmt: skip
+
+
+def verified_file_bytes(
+    model_dir: Path,
+    name: str,
+    sha256: str,
+    what: str,
+    *,
+    limit: int = DEFAULT_FILE_LIMIT,
+    size: int | None = None,
+    arch: str = "",
+) -> bytes:
+    """The bytes of the file ``name`` of a model folder, hashed while they are read and
+    checked against the card's ``sha256``. ModelError when it is missing, outside the
+    folder, not ``size`` bytes (when the card records it), larger than ``limit`` (checked
+    before a byte is read) or altered."""
     if not name or Path(name).name != name:
         raise ModelError(
             f"model.json: {what} must be a file name inside the model folder, got {name!r}"
@@ -328,15 +389,34 @@ def verified_file_bytes(model_dir: Path, name: str, sha256: str, what: str) -> b
             f"weights file {path} named in model.json is missing; copy the whole model "
             "folder again or " + _HOW_TO_TRAIN
         )
-    data = path.read_bytes()
-    digest = sha256_bytes(data)
-    if digest != sha256.lower():
+    digest = hashlib.sha256()
+    data = bytearray()
+    with open(path, "rb") as fh:
+        have = os.fstat(fh.fileno()).st_size
+        if size is not None and have != size:
+            raise ModelError(
+                f"{path} has {have} bytes, model.json says {size}: the file is tampered "
+                "or truncated; copy the model folder again from its source or " + _HOW_TO_TRAIN
+            )
+        if have > limit:
+            raise ModelError(
+                f"{path} has {have} bytes, model.json allows at most {limit} bytes"
+                + (f" for a {arch}" if arch else "")
+                + ": the file is not this model's; copy the model folder again from its "
+                "source or " + _HOW_TO_TRAIN
+            )
+        while block := fh.read(_CHUNK):
+            data += block
+            if len(data) > limit:  # grew while being read
+                raise ModelError(f"{path} grew beyond {limit} bytes while being read; try again")
+            digest.update(block)
+    if digest.hexdigest() != sha256.lower():
         raise ModelError(
             f"sha256 mismatch for {path}: model.json says {sha256 or '(none)'}, the "
-            f"file has {digest} ({len(data)} bytes). The file is tampered or truncated; "
-            "copy the model folder again from its source or " + _HOW_TO_TRAIN
+            f"file has {digest.hexdigest()} ({len(data)} bytes). The file is tampered or "
+            "truncated; copy the model folder again from its source or " + _HOW_TO_TRAIN
         )
-    return data
+    return bytes(data)
 
 
 def _check_arch(stage: StageCard, which: str) -> None:
@@ -349,26 +429,45 @@ def _check_arch(stage: StageCard, which: str) -> None:
         )
 
 
+def _network(stage: StageCard) -> torch.nn.Module:
+    """The card's architecture with random weights (no download): for the layer check,
+    the weights' size limit, and to load the weights into."""
+    from . import modelzoo
+
+    return modelzoo.build_model(stage.arch, stage.num_outputs, pretrained=None)
+
+
+def _check_cam_layer(card: ModelCard, net: torch.nn.Module) -> None:
+    try:
+        net.get_submodule(card.cam_layer)
+    except AttributeError as exc:
+        raise ModelError(
+            f"model.json: cam_layer {card.cam_layer!r} is not a layer of a {card.stage1.arch} "
+            "(see heritage.modelzoo.cam_target_layer); fix model.json or " + _HOW_TO_TRAIN
+        ) from exc
+
+
 def _build(
-    stage: StageCard, data: bytes, which: str, path: Path, pruned: bool = False
+    stage: StageCard,
+    data: bytes,
+    path: Path,
+    model: torch.nn.Module | None = None,
 ) -> torch.nn.Module:
+    """Load the verified safetensors ``data`` into ``model`` (the card's architecture) or,
+    when ``None``, into a network rebuilt from the weights' shapes (a pruned model)."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load
-
-    from . import modelzoo
 
     try:
         state = load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} is not a readable safetensors file ({exc})") from exc
-    if pruned:  # non-standard channel counts: rebuild the network from the weights' shapes
+    if model is None:  # non-standard channel counts: rebuild the network from the weights
         from .prune import rebuild_pruned
 
         shapes = {k: tuple(v.shape) for k, v in state.items()}
         model = rebuild_pruned(stage.arch, shapes, stage.num_outputs)
-    else:
-        model = modelzoo.build_model(stage.arch, stage.num_outputs, pretrained=None)
     target = model.state_dict()
     state = {
         k: (v.to(target[k].dtype) if k in target and v.is_floating_point() else v)
@@ -388,31 +487,30 @@ def _build(
 def load_model(model_dir: str | Path | None = None, device: str = "cpu") -> LoadedModel:
     """Load a verified model folder (default: :func:`default_model_dir`) onto ``device``.
 
-    Every weights file's sha256 is compared with the card before it is parsed. Raises
-    ModelError when the folder, the card or a weights file is missing, the card is
-    malformed or names an unknown architecture, or a hash does not match.
+    The card is checked as a whole first (:mod:`heritage.cardcheck`, the architectures
+    and the CAM layer); then each weights file is hashed while it is read, refused
+    beyond its size limit (:func:`weights_limit`) before a byte is read, and parsed only
+    when its sha256 matches the card. Raises ModelError when the folder, the card or a
+    weights file is missing, the card is malformed or names an unknown architecture or
+    layer, a file is too large, or a hash does not match.
     """
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-    card = read_card(model_dir)
+    card = read_card(model_dir)  # the whole card is checked here, before any weights
     _check_arch(card.stage1, "stage1")
     if card.stage2 is not None:
         _check_arch(card.stage2, "stage2")
     pruned = isinstance(card.training.get("pruning"), dict)
-    s1 = _build(
-        card.stage1,
-        _verified_bytes(model_dir, card.stage1, "stage1"),
-        "stage1",
-        model_dir / card.stage1.weights,
-        pruned=pruned,
-    )
+    net1 = _network(card.stage1)
+    _check_cam_layer(card, net1)
+    net2 = _network(card.stage2) if card.stage2 is not None else None
+    data1 = _verified_bytes(model_dir, card.stage1, "stage1", weights_limit(card.stage1, net1))
+    s1 = _build(card.stage1, data1, model_dir / card.stage1.weights, None if pruned else net1)
+    del data1
     s2 = None
     if card.stage2 is not None:
-        s2 = _build(
-            card.stage2,
-            _verified_bytes(model_dir, card.stage2, "stage2"),
-            "stage2",
-            model_dir / card.stage2.weights,
-        )
+        limit2 = weights_limit(card.stage2, net2)
+        data2 = _verified_bytes(model_dir, card.stage2, "stage2", limit2)
+        s2 = _build(card.stage2, data2, model_dir / card.stage2.weights, net2)
     s1.to(device)
     if s2 is not None:
         s2.to(device)

@@ -315,11 +315,13 @@ def load_pruned(model_dir: str | Path, device: str = "cpu") -> LoadedModel:
     s1.float().eval().to(device)
     s2 = None
     if card.stage2 is not None:
+        net2 = mc._network(card.stage2)
+        limit2 = mc.weights_limit(card.stage2, net2)
         s2 = mc._build(
             card.stage2,
-            mc._verified_bytes(model_dir, card.stage2, "stage2"),
-            "stage2",
+            mc._verified_bytes(model_dir, card.stage2, "stage2", limit2),
             model_dir / card.stage2.weights,
+            net2,
         ).to(device)
     return mc.LoadedModel(card=card, stage1=s1, stage2=s2, model_dir=model_dir)
 

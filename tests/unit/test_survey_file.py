@@ -19,9 +19,8 @@ import pytest
 import torch
 from PIL import Image
 from test_survey import make_tiny_model
-from test_survey_inputs import _photos, _survey
+from test_survey_inputs import _photos, _survey, cli_line
 
-from heritage.cli import main
 from heritage.gpkg import connect_gpkg
 from heritage.surveyfile import SurveyBusyError, lock_path
 
@@ -46,18 +45,6 @@ def survey(tmp_path_factory, model_dir: Path) -> Path:
     out = d / "survey.gpkg"
     _survey(_photos(d / "photos"), out, model_dir)
     return out
-
-
-def cli_line(capsys, *args: str) -> tuple[int, str]:
-    """Run the console entry point in-process: (exit code, what it printed on stderr)."""
-    argv = sys.argv
-    sys.argv = ["heritage", *args]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        sys.argv = argv
-    return int(exited.value.code or 0), capsys.readouterr().err
 
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_lock(

@@ -86,3 +86,28 @@ def test_symlinked_and_hidden_subfolders_are_listed(tmp_path: Path, model_dir: P
     assert dict(bad["reason"]) == {".cache": "skipped_folder", "linked": "skipped_folder"}
     assert "symbolic link" in bad.loc["linked", "message"]
     assert summary.skipped == {"skipped_folder": 2} and summary.classified == 1
+
+
+def cli_line(capsys, *args: str) -> tuple[int, str]:
+    """Run the console entry point in-process: (exit code, what it printed on stderr)."""
+    import sys
+
+    from heritage.cli import main
+
+    argv = sys.argv
+    sys.argv = ["heritage", *args]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = argv
+    return int(exited.value.code or 0), capsys.readouterr().err
+
+
+def test_unknown_cam_method_is_refused_before_the_model_loads(tmp_path: Path, capsys) -> None:
+    """Item 5: --cam-method bogus failed after 10 s of loading, with a traceback."""
+    code, err = cli_line(
+        capsys, "classify", str(tmp_path), "-o", str(tmp_path / "x.gpkg"), "--cam-method", "bogus"
+    )
+    assert code == 1 and "'bogus' is not one of" in err and "hirescam" in err  # README: 1
+    assert "Traceback" not in err and not (tmp_path / "x.gpkg").exists()
