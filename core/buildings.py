@@ -105,6 +105,60 @@ def _repair(fp: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, list[str]]:
     return repair_geometries(fp, what="footprint")
 
 
+def _polygons_only(fp: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Footprints must be polygons: DataError when none is, the others dropped with a
+    problem each."""
+    kinds = fp.geom_type
+    polygonal = kinds.isin(["Polygon", "MultiPolygon"]).to_numpy()
+    if len(fp) and not polygonal.any():
+        raise DataError(
+            f"the footprints are {', '.join(sorted(set(kinds)))} geometries, not building "
+            "polygons; give footprint polygons (e.g. buildings from OpenStreetMap or a cadastre)"
+        )
+    problems = [
+        f"footprint {label}: a {kind}, not a polygon, dropped"
+        for label, kind in zip(fp.index[~polygonal], kinds[~polygonal], strict=True)
+    ]
+    for p in problems:
+        log.warning(p)
+    return fp[polygonal], problems
+
+
+def _no_photo_near(points: gpd.GeoDataFrame, fp: gpd.GeoDataFrame, max_distance_m: float) -> str:
+    """Raise DataError when the footprints look like latitude and longitude are swapped
+    (their x/y box, swapped, covers the photos); else the warning that no photo lies
+    near a footprint."""
+    pts = points.geometry.to_crs(WGS84) if not points.crs.equals(WGS84) else points.geometry
+    fpw = fp.geometry.to_crs(WGS84) if not fp.crs.equals(WGS84) else fp.geometry
+    px0, py0, px1, py1 = pts.total_bounds
+    fx0, fy0, fx1, fy1 = fpw.total_bounds
+    margin = 0.01  # degrees, about a kilometre
+
+    def overlaps(ax0: float, ay0: float, ax1: float, ay1: float) -> bool:
+        return (
+            ax0 <= px1 + margin
+            and px0 - margin <= ax1
+            and ay0 <= py1 + margin
+            and (py0 - margin <= ay1)
+        )
+
+    if overlaps(fy0, fx0, fy1, fx1) and not overlaps(fx0, fy0, fx1, fy1):
+        raise DataError(
+            "the footprints lie where the photos would be with latitude and longitude "
+            f"swapped (footprints x {fx0:.4f}..{fx1:.4f}, y {fy0:.4f}..{fy1:.4f}; photos lon "
+            f"{px0:.4f}..{px1:.4f}, lat {py0:.4f}..{py1:.4f}): fix the axis order of the "
+            "footprints (x must be the longitude), then run again"
+        )
+    msg = (
+        f"none of the {len(pts)} located photo(s) lies within {max_distance_m:g} m of a "
+        f"footprint (footprints lon {fx0:.4f}..{fx1:.4f}, lat {fy0:.4f}..{fy1:.4f}; photos "
+        f"lon {px0:.4f}..{px1:.4f}, lat {py0:.4f}..{py1:.4f}): check the footprints' area "
+        "and CRS, or raise --max-distance"
+    )
+    log.warning(msg)
+    return msg
+
+
 def _nearest_footprint(
     points_gdf: gpd.GeoDataFrame, fp: gpd.GeoDataFrame, max_distance_m: float
 ) -> np.ndarray:
@@ -242,7 +296,11 @@ def group_observations(
 
     if footprints_gdf is not None:
         fp, problems = _prepare_footprints(footprints_gdf)
+        fp, kept = _polygons_only(fp)
+        problems += kept
         fp_pos = _nearest_footprint(observations_gdf, fp, max_distance_m)
+        if located.any() and not (fp_pos[located] >= 0).any():
+            problems.append(_no_photo_near(observations_gdf[located], fp, max_distance_m))
         flagged_fps = sorted({int(p) for p in fp_pos[flagged & (fp_pos >= 0)]})
         fps = fp.loc[flagged_fps]
         if not fps.crs.equals(WGS84):

@@ -30,7 +30,7 @@ def _start_option(ctx: click.Context, param: click.Parameter, value: str | None)
         start = parse_start(value)
     except DataError as exc:
         raise click.BadParameter(str(exc)) from exc
-    if isinstance(start, Path) and not start.exists():
+    if isinstance(start, Path) and not start.is_file():
         raise click.BadParameter(
             f"{value!r} is neither LON,LAT nor an existing points file (.gpkg/.geojson/.shp)"
         )

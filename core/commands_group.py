@@ -48,17 +48,21 @@ def group(
     from .survey import regroup_survey
 
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
-    totals = regroup_survey(
-        survey,
-        footprints=footprints,
-        max_distance_m=max_distance,
-        cluster_eps_m=cluster_eps,
-        start=start,  # type: ignore[arg-type]
-        network=network,
-        by_priority=by_priority,
-        threshold=_model_threshold(model_dir),
-        progress=progress,
-    )
+    try:
+        totals = regroup_survey(
+            survey,
+            footprints=footprints,
+            max_distance_m=max_distance,
+            cluster_eps_m=cluster_eps,
+            start=start,  # type: ignore[arg-type]
+            network=network,
+            by_priority=by_priority,
+            threshold=_model_threshold(model_dir),
+            progress=progress,
+        )
+    finally:  # the bar ends its line before any error message
+        if isinstance(progress, TqdmProgress):
+            progress.close()
     if json_progress:
         click.echo(json.dumps({"event": "summary", **totals}, default=str))
     else:

@@ -23,13 +23,17 @@ def route(
     from .survey import replan_route
 
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
-    totals = replan_route(
-        survey,
-        start=start,
-        network=network,
-        by_priority=by_priority,
-        progress=progress,  # type: ignore[arg-type]
-    )
+    try:
+        totals = replan_route(
+            survey,
+            start=start,
+            network=network,
+            by_priority=by_priority,
+            progress=progress,  # type: ignore[arg-type]
+        )
+    finally:  # the bar ends its line before any error message
+        if isinstance(progress, TqdmProgress):
+            progress.close()
     if json_progress:
         click.echo(json.dumps({"event": "summary", **totals}))
     else:

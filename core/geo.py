@@ -205,3 +205,37 @@ def read_vector(
         gdf = gdf.to_crs(to_crs)
     gdf.attrs["problems"] = problems
     return gdf
+
+
+#: a route start farther than this from every building is checked for swapped axes
+FAR_START_M = 100_000.0
+
+
+def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres between two WGS84 points (mean Earth radius)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def check_start(start: tuple[float, float], places: Iterable[tuple[float, float]]) -> None:
+    """Raise :class:`DataError` when a route start ``(lon, lat)`` is far from every place
+    (``(lon, lat)`` pairs) but near one with latitude and longitude swapped; log a
+    warning when it is far either way."""
+    places = list(places)
+    if not places:
+        return
+    lon, lat = start
+    near = min(haversine_m(lon, lat, x, y) for x, y in places)
+    if near <= FAR_START_M:
+        return
+    if -90.0 <= lon <= 90.0:
+        swapped = min(haversine_m(lat, lon, x, y) for x, y in places)
+        if swapped <= FAR_START_M:
+            raise DataError(
+                f"the start {lon:g},{lat:g} is {near / 1000:,.0f} km from the nearest building "
+                f"but {swapped / 1000:,.1f} km with latitude and longitude swapped: give "
+                f"LON,LAT (longitude first), e.g. --start {lat:g},{lon:g}"
+            )
+    log.warning("the route start is %.0f km from the nearest building", near / 1000)

@@ -601,9 +601,18 @@ def classify_raster(
             log.warning(msg)
             progress.message(msg)
             summary.warnings.append(msg)
+        elif src.transform.is_identity and not gcps and not src.rpcs:
+            raise DataError(
+                f"{input_path} has a CRS ({summary.crs}) but no georeferencing (no geotransform, "
+                "GCPs or RPCs): its pixels have no position on the map; georeference it (QGIS "
+                "Georeferencer, or gdal_translate -a_ullr) and run again"
+            )
         if src.count < 3 and config.bands is None:
             log.info("%s has %d band(s): band 1 is read as greyscale", input_path, src.count)
-        scaling = band_scaling(src, bands, config.percentiles, config.stats_max_pixels)
+        try:
+            scaling = band_scaling(src, bands, config.percentiles, config.stats_max_pixels)
+        except rasterio.errors.RasterioIOError as exc:
+            raise _unreadable(input_path, exc) from exc
         summary.scaling = scaling
         if scaling is not None:
             log.info(
@@ -683,7 +692,10 @@ def classify_raster(
                     progress.start("classify tiles", total)
 
                     def read(t: _Tile) -> bool:
-                        return _read_tile(src, t, bands, scaling, size, s, config.min_valid)
+                        try:
+                            return _read_tile(src, t, bands, scaling, size, s, config.min_valid)
+                        except rasterio.errors.RasterioIOError as exc:
+                            raise _unreadable(input_path, exc) from exc
 
                     seen: set[tuple[int, int]] = set()
                     for (x0, x1), cols in zip(panels, panel_cols, strict=True):
@@ -737,6 +749,14 @@ def classify_raster(
     summary.seconds = time.perf_counter() - t_start
     log.info("wrote %s (%d tiles classified)", out_path, summary.classified)
     return summary
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    """The one-line error for a raster whose pixels cannot be read (truncated, damaged)."""
+    return DataError(
+        f"{path} cannot be read ({exc}): the file is truncated or damaged; copy it again "
+        "from its source (check it with gdalinfo -checksum) and run again"
+    )
 
 
 def _scaled_gcps(gcps: Sequence[Any], scale: int) -> list[Any]:

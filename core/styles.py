@@ -135,8 +135,16 @@ def write_default_styles(
                 done.append(layer)
         con.close()
     except sqlite3.Error as exc:
+        from .surveyfile import write_failure
+
+        hint = (
+            "is it open for editing elsewhere? Close it there"
+            if "locked" in str(exc).lower()
+            else "check the file and the free disk space"
+        )
         raise OutputNotWritableError(
-            f"cannot store the layer styles in {gpkg}: {exc}; is it open for editing elsewhere?"
+            write_failure(gpkg, exc)
+            or f"cannot store the layer styles in {gpkg}: {exc}; {hint}, then run again"
         ) from exc
     logger.debug("default styles written for %s", done)
     return done

@@ -379,7 +379,11 @@ def load_survey_image(
 
 
 def parse_start(text: str) -> tuple[float, float] | Path:
-    """``"LON,LAT"`` -> ``(lon, lat)``; anything else is a path to a points file."""
+    """``"LON,LAT"`` -> ``(lon, lat)``; anything else is a path to a points file.
+
+    An empty text is a :class:`DataError` (it would name the current folder)."""
+    if not text.strip():
+        raise DataError("the start is empty: give LON,LAT (e.g. 11.88,43.46) or a points file")
     parts = text.split(",")
     if len(parts) == 2:
         try:
@@ -1213,6 +1217,11 @@ def _route(
     from .priority import category_rank
     from .route import START, plan_route
 
+    if start is not None and len(buildings):
+        from .geo import check_start
+
+        reps = buildings.geometry.representative_point()
+        check_start(start, zip(reps.x, reps.y, strict=True))  # swapped LON,LAT is refused
     if start is not None or len(buildings) < 2:
         res = plan_route(buildings, start=start, by_priority=by_priority, network_gdf=network)
         return res.visit_order, res.legs, res.total_m

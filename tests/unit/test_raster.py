@@ -492,3 +492,23 @@ def test_raster_smaller_than_a_tile_and_all_nodata_raster(tmp_path, loaded):
     assert summary.classified == 0 and summary.skipped == summary.tiles
     with rasterio.open(summary.output) as out:
         assert (out.read() == NODATA).all()
+
+
+def test_truncated_raster_is_one_line_that_says_what_to_do(tmp_path, loaded):
+    """Issue 25 item 5: a truncated GeoTIFF gave a RasterioIOError traceback."""
+    whole = make_raster(tmp_path / "whole.tif", 300, 200, border=(0, 0))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DataError, match="truncated or damaged; copy it again") as err:
+        classify_raster(cut, tmp_path / "out.tif", config=small_config(), loaded=loaded)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_crs_without_geotransform_is_refused(tmp_path, loaded):
+    """Issue 25 item 7: a raster with a CRS but no geotransform was accepted in silence."""
+    path = make_raster(tmp_path / "nogt.tif", 200, 150, crs=None, border=(0, 0))
+    with rasterio.open(path, "r+") as ds:
+        ds.crs = "EPSG:32632"
+    with pytest.raises(DataError, match=r"has a CRS \(EPSG:32632\) but no georeferencing"):
+        classify_raster(path, tmp_path / "out.tif", config=small_config(), loaded=loaded)

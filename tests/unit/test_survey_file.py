@@ -19,10 +19,9 @@ import pytest
 import torch
 from PIL import Image
 from test_survey import make_tiny_model
-from test_survey_inputs import _photos, _survey, cli_line
+from test_survey_inputs import _photos, _survey, cli_line, one_error
 
-from heritage.gpkg import connect_gpkg
-from heritage.surveyfile import SurveyBusyError, lock_path
+from heritage.survey import connect_gpkg
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,6 +50,8 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     tmp_path: Path, model_dir: Path, capsys
 ) -> None:
     """Item 2: two runs at once both succeeded and stored every photo twice."""
+    from heritage.surveyfile import SurveyBusyError, lock_path
+
     d = _photos(tmp_path / "p")
     out = tmp_path / "c.gpkg"
     holder = subprocess.Popen(  # another process writing the same GeoPackage
@@ -68,7 +69,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
         with pytest.raises(SurveyBusyError, match="another heritage command is writing"):
             _survey(d, out, model_dir)
         code, err = cli_line(capsys, "classify", str(d), "-o", str(out), "--model", str(model_dir))
-        assert code == 1 and err.count("\n") == 1 and "wait until it has finished" in err
+        assert code == 1 and one_error(err) and "wait until it has finished" in err
     finally:
         holder.communicate("")
     assert lock_path(out).name == ".c.gpkg.lock"
@@ -130,27 +131,36 @@ def test_group_and_route_on_what_is_not_a_geopackage_say_so_in_one_line(
     make, words = BAD_FILES[kind]
     path = make(tmp_path / "x.gpkg")
     code, err = cli_line(capsys, command, str(path))
-    assert code == 1 and err.startswith("Error: ") and err.count("\n") == 1, err
+    assert code == 1 and err.startswith("Error: ") and one_error(err), err
     assert words in err and "heritage classify" in err
 
 
-def test_truncated_read_only_and_incomplete_surveys(tmp_path: Path, survey: Path, capsys) -> None:
-    """Item 5: truncated or read-only GeoPackage, route without observations, group
-    without the flagged column: one line each, exit 1, the file untouched."""
+def test_truncated_survey(tmp_path: Path, survey: Path, capsys) -> None:
+    """Item 5: a truncated GeoPackage gave a traceback."""
     cut = tmp_path / "cut.gpkg"
     cut.write_bytes(survey.read_bytes()[: survey.stat().st_size // 2])
     code, err = cli_line(capsys, "group", str(cut))
-    assert code == 1 and "is truncated" in err and err.count("\n") == 1
+    assert code == 1 and "is truncated" in err and one_error(err)
 
+
+def test_read_only_survey_is_left_untouched(tmp_path: Path, survey: Path, capsys) -> None:
+    """Item 5: a read-only GeoPackage gave a traceback (root writes it anyway: the
+    missing write bits are respected)."""
     ro = tmp_path / "ro.gpkg"
     shutil.copy(survey, ro)
     ro.chmod(0o444)
     before = ro.read_bytes()
     for command in ("group", "route"):
         code, err = cli_line(capsys, command, str(ro))
-        assert code == 1 and "is read-only" in err and err.count("\n") == 1
+        assert code == 1 and "is read-only" in err and one_error(err)
     assert ro.read_bytes() == before
 
+
+def test_route_without_observations_and_group_without_flagged(
+    tmp_path: Path, survey: Path, capsys
+) -> None:
+    """Item 5: route on a GeoPackage without observations, group without the flagged
+    column: tracebacks."""
     no_obs = tmp_path / "no_obs.gpkg"
     shutil.copy(survey, no_obs)
     pyogrio.write_dataframe(  # same file, observations layer dropped through GDAL
@@ -162,7 +172,7 @@ def test_truncated_read_only_and_incomplete_surveys(tmp_path: Path, survey: Path
         con.execute("DELETE FROM gpkg_contents WHERE table_name = 'observations'")
     con.close()
     code, err = cli_line(capsys, "route", str(no_obs))
-    assert code == 1 and "has no 'observations' layer" in err and err.count("\n") == 1
+    assert code == 1 and "has no 'observations' layer" in err and one_error(err)
 
     no_flag = tmp_path / "no_flag.gpkg"
     shutil.copy(survey, no_flag)
@@ -172,4 +182,82 @@ def test_truncated_read_only_and_incomplete_surveys(tmp_path: Path, survey: Path
         con.execute("ALTER TABLE observations DROP COLUMN flagged")
     con.close()
     code, err = cli_line(capsys, "group", str(no_flag))
-    assert code == 1 and "no column(s) flagged" in err and err.count("\n") == 1
+    assert code == 1 and "no column(s) flagged" in err and one_error(err)
+
+
+class _FullDisk:
+    """A sqlite3 connection whose writes fail as SQLite fails when the disk is full."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self._con = con
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+    def __enter__(self):
+        return self._con.__enter__()
+
+    def __exit__(self, *exc):
+        return self._con.__exit__(*exc)
+
+    def execute(self, sql: str, *args):
+        if sql.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._con.execute(sql, *args)
+
+    def executemany(self, sql: str, *args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_full_disk_while_prioritising_or_styling_is_one_line(
+    tmp_path: Path, survey: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items 5 and 7: "Failed to commit transaction" traceback while prioritising, and the
+    hint "is it open for editing elsewhere?" when the disk was full."""
+    import heritage.styles
+    import heritage.survey
+
+    out = tmp_path / "full.gpkg"
+    shutil.copy(survey, out)
+    connect = heritage.survey.connect_gpkg
+    monkeypatch.setattr(heritage.survey, "connect_gpkg", lambda p: _FullDisk(connect(p)))
+    code, err = cli_line(capsys, "group", str(out))
+    assert code == 1 and one_error(err)
+    assert "the disk holding" in err and "is full" in err and "free some space" in err
+    monkeypatch.undo()
+
+    real = sqlite3.connect
+    monkeypatch.setattr(heritage.styles.sqlite3, "connect", lambda p: _FullDisk(real(p)))
+    with pytest.raises(Exception, match="is full") as styled:
+        heritage.styles.write_default_styles(out)
+    assert "open for editing elsewhere" not in str(styled.value)
+
+
+def test_start_empty_or_with_latitude_and_longitude_swapped(survey: Path, capsys) -> None:
+    """Items 5 and 7: --start "" printed "Error: : unsupported vector format"; a swapped
+    --start planned a route from the other side of the world without a word."""
+    code, err = cli_line(capsys, "route", str(survey), "--start", "")
+    assert code == 1 and "the start is empty: give LON,LAT" in one_error(err)
+    code, err = cli_line(capsys, "route", str(survey), "--start", "43.4631,11.8801")
+    assert code == 1 and one_error(err)
+    assert "latitude and longitude swapped: give LON,LAT" in err and "11.8801,43.4631" in err
+    code, err = cli_line(capsys, "route", str(survey), "--start", "11.8801,43.4631")
+    assert code == 0, err
+
+
+def test_footprints_that_are_points_or_swapped(tmp_path: Path, survey: Path, capsys) -> None:
+    """Item 7: point footprints and footprints with latitude and longitude swapped were
+    accepted without a word."""
+    import geopandas as gpd
+    from shapely.geometry import Point, box
+
+    points = tmp_path / "points.geojson"
+    gpd.GeoDataFrame(geometry=[Point(11.88, 43.463)], crs="EPSG:4326").to_file(points)
+    code, err = cli_line(capsys, "group", str(survey), "--footprints", str(points))
+    assert code == 1 and "not building polygons" in err and one_error(err)
+
+    swapped = tmp_path / "swapped.geojson"
+    house = box(43.4625, 11.8795, 43.4640, 11.8810)  # x = latitude, y = longitude
+    gpd.GeoDataFrame(geometry=[house], crs="EPSG:4326").to_file(swapped)
+    code, err = cli_line(capsys, "group", str(survey), "--footprints", str(swapped))
+    assert code == 1 and "latitude and longitude swapped" in err and one_error(err)

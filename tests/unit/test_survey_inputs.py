@@ -7,6 +7,7 @@ a hostile test found on the survey path.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pyogrio
@@ -96,12 +97,24 @@ def cli_line(capsys, *args: str) -> tuple[int, str]:
 
     argv = sys.argv
     sys.argv = ["heritage", *args]
+    code = 0
     try:
-        with pytest.raises(SystemExit) as exited:
-            main()
+        main()
+    except SystemExit as exited:
+        code = int(exited.code or 0)
     finally:
         sys.argv = argv
-    return int(exited.value.code or 0), capsys.readouterr().err
+    return code, capsys.readouterr().err
+
+
+def one_error(err: str) -> str:
+    """The one ``Error:`` line of a failed command's stderr (progress bars and click's
+    usage lines may come before it); fails on a traceback or several errors."""
+    assert "Traceback" not in err, err
+    errors = [line for line in re.split(r"[\r\n]", err) if "Error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("Error: "), err
+    assert err.rstrip("\n").endswith(errors[0]), err
+    return errors[0]
 
 
 def test_unknown_cam_method_is_refused_before_the_model_loads(tmp_path: Path, capsys) -> None:
