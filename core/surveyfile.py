@@ -93,6 +93,31 @@ def _columns(path: Path, layer: str) -> set[str] | None:
         con.close()
 
 
+def _discard_if_empty(path: Path) -> None:
+    """Remove an output that holds nothing: a 0-byte file, or an SQLite file without a
+    single table (what a run killed while creating the GeoPackage can leave), together
+    with its rollback journal, so that the same command starts it again."""
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    if size:
+        with open(path, "rb") as fh:
+            if not fh.read(16).startswith(b"SQLite format 3"):
+                return
+        try:
+            con = sqlite3.connect(path)
+            try:
+                if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    return
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return
+    logger.info("%s holds nothing (an interrupted start?): it is created again", path)
+    path.unlink()
+    path.with_name(path.name + "-journal").unlink(missing_ok=True)
+
+
 def repair_duplicates(path: str | Path, layers: Sequence[str] = UNIQUE_BY_SHA256) -> list[str]:
     """Delete rows whose sha256 an earlier row (lower fid) of the layer already has.
 
@@ -146,6 +171,7 @@ def open_survey(
     from filelock import FileLock, Timeout
 
     if create:
+        _discard_if_empty(Path(path).expanduser().absolute())
         path = ensure_writable(path)
         if path.exists():
             check_survey(path, required)

@@ -261,3 +261,16 @@ def test_footprints_that_are_points_or_swapped(tmp_path: Path, survey: Path, cap
     gpd.GeoDataFrame(geometry=[house], crs="EPSG:4326").to_file(swapped)
     code, err = cli_line(capsys, "group", str(survey), "--footprints", str(swapped))
     assert code == 1 and "latitude and longitude swapped" in err and one_error(err)
+
+
+def test_an_output_left_empty_by_a_kill_is_started_again(tmp_path: Path, model_dir: Path) -> None:
+    """A run killed while GDAL creates the file leaves 0 bytes; the same command must
+    start it again, not refuse it as "not a GeoPackage"."""
+    d = _photos(tmp_path / "p", n=2)
+    out = tmp_path / "e.gpkg"
+    out.write_bytes(b"")
+    assert _survey(d, out, model_dir).classified == 2
+    _plain_sqlite(tmp_path / "t.gpkg")  # a database with a table is not discarded
+    with pytest.raises(Exception, match="not a GeoPackage"):
+        _survey(d, tmp_path / "t.gpkg", model_dir)
+    assert (tmp_path / "t.gpkg").exists()
