@@ -35,6 +35,6 @@ def name_problem(path: str | os.PathLike[str]) -> str:
     if path_text(text) == text:
         return ""
     return (
-        f"the file name is not valid UTF-8 and is stored as {path_text(text)!r} "
-        "(bytes as \\x escapes); rename the file to open it from this record"
+        f"the file name is not valid UTF-8 and is stored as {name_text(text)} (bytes "
+        "that are not UTF-8 as \\xNN); rename the file to open it from this record"
     )

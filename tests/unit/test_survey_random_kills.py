@@ -1,23 +1,27 @@
 """Fault injection: ``heritage classify`` killed at seeded random moments (issue 25).
 
-The command's console entry point (:func:`heritage.cli.main`, the same code the
-``heritage`` script runs) is forked from this already-initialised test process, so a
-run costs the model load and the work, not an interpreter and torch start-up (the
-real-process kill is ``test_survey_kill.py``'s). It is killed at least ten times at
-random moments (mostly SIGKILL, sometimes SIGTERM or SIGINT): after a seeded random
-number of its JSON progress events plus a seeded random delay, i.e. while it loads
-the model, classifies, commits a batch, prioritises or writes the styles. After each
-kill the GeoPackage must be intact (``PRAGMA integrity_check``) with every photo at
-most once and every referenced overlay on disk; the run that finally completes must
-hold every photo exactly once with the scores of an uninterrupted run.
+The command's console entry point (:func:`heritage.cli.main`, the code the ``heritage``
+script runs) is forked from a small single-threaded "zygote" process that has imported
+heritage, torch and geopandas once, so a run costs the model load and the work, not an
+interpreter and torch start-up (the kill of a whole ``heritage`` process is
+``test_survey_kill.py``'s). Forking from the test process itself could deadlock: other
+tests leave threads behind. Runs are killed at least ten times (mostly SIGKILL,
+sometimes SIGTERM or SIGINT) at a seeded random time within one run's duration: while
+the model loads, photos are classified, a batch is committed, buildings are
+prioritised or styles are written. After each kill the GeoPackage must be intact
+(``PRAGMA integrity_check``) with every photo at most once and every referenced overlay
+on disk; every run that completes must hold every photo exactly once with the scores
+of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +32,6 @@ import pytest
 import torch
 from PIL import Image
 
-from heritage.cli import main
 from heritage.modelcard import ModelCard, StageCard, save_model
 from heritage.modelzoo import build_model
 
@@ -74,58 +77,112 @@ def photo_dir(tmp_path_factory) -> Path:
     return d
 
 
-def _fork_classify(photo_dir: Path, out: Path, model_dir: Path) -> tuple[int, int]:
-    """Start ``heritage classify`` in a forked child; (pid, fd of its JSON progress)."""
-    args = [
-        "-q", "classify", str(photo_dir), "-o", str(out), "--model", str(model_dir),
-        "--device", "cpu", "--batch-size", "2", "--json-progress",
-    ]  # fmt: skip
-    read_fd, write_fd = os.pipe()
+#: reads {"args": [...], "log": path} lines; forks the CLI; answers "pid N TASKS", "exit CODE"
+ZYGOTE = r"""
+import json, os, sys
+import geopandas, networkx, pyogrio, shapely, sklearn.cluster, torch  # noqa: F401
+import heritage.buildings, heritage.cli, heritage.commands_classify, heritage.explain
+import heritage.modelcard, heritage.predict, heritage.route, heritage.styles, heritage.survey
+
+answer = sys.stdout
+for line in sys.stdin:
+    job = json.loads(line)
+    tasks = len(os.listdir("/proc/self/task"))  # 1: nothing can deadlock the child
     pid = os.fork()
-    if pid == 0:  # the child: run the command, never return into pytest
+    if pid == 0:
         code = 99
         try:
-            os.close(read_fd)
-            os.dup2(write_fd, 1)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            sys.stdout = os.fdopen(1, "w", buffering=1)
-            sys.stderr = os.fdopen(2, "w", buffering=1)
-            sys.argv = ["heritage", *args]
+            log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.dup2(log, 2)
+            sys.stdout = open(1, "w")
+            sys.stderr = open(2, "w", buffering=1)
+            sys.argv = ["heritage", *job["args"]]
             try:
-                main()
+                heritage.cli.main()
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
-            sys.stdout.flush()
         finally:
             os._exit(code)
-    os.close(write_fd)
-    return pid, read_fd
+    answer.write(f"pid {pid} {tasks}\n")
+    answer.flush()
+    _, status = os.waitpid(pid, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    answer.write(f"exit {code}\n")
+    answer.flush()
+"""
 
 
-def _run(photo_dir: Path, out: Path, model_dir: Path, delay: float | None, sig: int) -> int:
-    """Run once; ``delay`` seconds after the start send ``sig`` (``None``: never).
-    Returns the wait status as ``subprocess`` gives it: -signal or the exit code."""
-    pid, fd = _fork_classify(photo_dir, out, model_dir)
-    start = time.monotonic()
-    kill_at = float("inf") if delay is None else start + delay
-    try:
+class Zygote:
+    """The forking process; :meth:`run` runs ``heritage classify`` once in a child."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            bufsize=0, env=env,
+        )  # fmt: skip
+        self._buffer = b""
+
+    def _line(self, until: float) -> str | None:
+        """The next answer line, or None when ``until`` (monotonic) comes first."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = until - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            assert chunk, "the zygote died"
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def run(self, args: list[str], log: Path, delay: float | None, sig: int) -> tuple[int, float]:
+        """Run once; ``delay`` s after the start send ``sig`` (``None``: never). Returns
+        the exit as ``subprocess`` gives it (-signal or the exit code) and the seconds."""
+        self.proc.stdin.write((json.dumps({"args": args, "log": str(log)}) + "\n").encode())
+        answer = self._line(time.monotonic() + 120)  # (the first job waits for the imports)
+        assert answer and answer.startswith("pid "), answer
+        started = time.monotonic()  # the child is running from here
+        _, pid, tasks = answer.split()
+        assert tasks == "1", f"the zygote has {tasks} threads: a fork could deadlock"
+        kill_at = float("inf") if delay is None else started + delay
         while True:
-            now = time.monotonic()
-            assert now < start + 120, "the command did not finish in 120 s"
-            if now >= kill_at:
-                os.kill(pid, sig)
-                kill_at = float("inf")
-            # wait for its progress (read, so that it never blocks on a full pipe) or
-            # for the moment of the kill, whichever comes first
-            ready, _, _ = select.select([fd], [], [], min(1.0, max(0.0, kill_at - now)))
-            if ready and not os.read(fd, 65536):  # the child closed stdout: it ended
-                break
-    finally:
-        os.close(fd)
-        _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            answer = self._line(min(kill_at, started + 120))
+            if answer is not None:
+                assert answer.startswith("exit "), answer
+                return int(answer.split()[1]), time.monotonic() - started
+            if time.monotonic() >= started + 120:
+                os.kill(int(pid), signal.SIGKILL)
+                pytest.fail(f"the command did not finish in 120 s; see {log}")
+            os.kill(int(pid), sig)
+            kill_at = float("inf")
+
+    def close(self) -> None:
+        """End the zygote (closing its input ends its loop)."""
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def _args(photo_dir: Path, out: Path, model_dir: Path) -> list[str]:
+    return [
+        "classify", str(photo_dir), "-o", str(out), "--model", str(model_dir),
+        "--device", "cpu", "--batch-size", "2", "--json-progress",
+    ]  # fmt: skip
 
 
 def _check_intact(out: Path) -> int:
@@ -169,12 +226,12 @@ def _compare(out: Path, expected) -> None:
 
 
 def test_random_kills_lose_nothing_and_double_nothing(
-    photo_dir: Path, model_dir: Path, tmp_path: Path
+    photo_dir: Path, model_dir: Path, tmp_path: Path, zygote: Zygote
 ) -> None:
+    log = tmp_path / "stderr.log"
     reference = tmp_path / "ref" / "survey.gpkg"
-    started = time.monotonic()
-    assert _run(photo_dir, reference, model_dir, None, 0) == 0
-    duration = time.monotonic() - started  # kills fall anywhere in a whole run
+    code, duration = zygote.run(_args(photo_dir, reference, model_dir), log, None, 0)
+    assert code == 0, log.read_text()
     expected = _table(reference)
     assert len(expected) == N_PHOTOS and expected["flagged"].all()
 
@@ -186,9 +243,9 @@ def test_random_kills_lose_nothing_and_double_nothing(
         if kills >= MIN_KILLS:
             break
         sig, delay = order[run % len(order)], float(rng.uniform(0.0, duration))
-        code = _run(photo_dir, out, model_dir, delay, sig)
+        code, _ = zygote.run(_args(photo_dir, out, model_dir), log, delay, sig)
         outcomes.append((signal.Signals(sig).name, round(delay, 2), code, _check_intact(out)))
-        assert code in (0, 130, -signal.SIGKILL, -signal.SIGTERM), outcomes  # never an error
+        assert code in (0, 130, -signal.SIGKILL, -signal.SIGTERM), (outcomes, log.read_text())
         if code == 0:  # finished before the signal: check it, then kill a fresh survey
             _compare(out, expected)
             completed += 1
@@ -197,5 +254,6 @@ def test_random_kills_lose_nothing_and_double_nothing(
             kills += 1
     print("signal, delay s, exit, photos stored:", *outcomes, sep="\n")
     assert kills >= MIN_KILLS, outcomes
-    assert _run(photo_dir, out, model_dir, None, 0) == 0, outcomes  # the same command completes
+    code, _ = zygote.run(_args(photo_dir, out, model_dir), log, None, 0)
+    assert code == 0, (outcomes, log.read_text())  # the same command completes
     _compare(out, expected)
