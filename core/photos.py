@@ -20,7 +20,9 @@ Decisions:
   ``unsupported_format``; other files (CSV, Markdown...) are ignored and not counted.
   A file with a supported extension that is not an image at all (text named ``.jpg``)
   is ``unreadable_image``; a real image of another format under such a name (a GIF
-  named ``.jpg``) is ``unsupported_format``.
+  named ``.jpg``) is ``unsupported_format``. Folders that are not read (unreadable,
+  symbolic links, hidden, output folders of heritage: :mod:`heritage.scan`) are rows
+  with reason ``skipped_folder``.
 - **Readability**: JPEG is decoded at 1/8 scale (``draft``), which catches truncated
   files cheaply; PNG is verified (chunk CRCs); TIFF and HEIF headers are read. Images
   above the pixel limit (Pillow's ``Image.MAX_IMAGE_PIXELS`` unless configured) are

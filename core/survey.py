@@ -70,14 +70,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import CancelledError, DataError, InputNotFoundError
 from .filenames import name_problem, name_text
-from .gpkg import (  # noqa: F401  (connect_gpkg: re-exported, it used to live here)
-    BatchWriter,
-    Field,
-    LayerSchema,
-    connect_gpkg,
-    list_layers,
-    read_rows,
-)
+from .gpkg import BatchWriter, Field, LayerSchema, read_rows
+from .gpkg import connect_gpkg as connect_gpkg  # re-exported: it used to live here
 from .photos import (
     INVALID_LAYER,
     PHOTO_FIELDS,
