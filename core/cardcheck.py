@@ -115,7 +115,7 @@ def card_problems(d: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"positive_labels must be a list of texts (got {_show(d['positive_labels'])})"
         )
-    for key in ("training", "metrics"):
+    for key in ("training", "metrics", "scene"):
         if key in d and not isinstance(d[key], Mapping):
             problems.append(f"{key} must be an object (got {_show(d[key])})")
     if isinstance(d.get("training"), Mapping):

@@ -496,6 +496,9 @@ def load_model(model_dir: str | Path | None = None, device: str = "cpu") -> Load
     """
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     card = read_card(model_dir)  # the whole card is checked here, before any weights
+    from .scene import SceneSettings
+
+    SceneSettings.from_card(card.scene)  # and its scene section
     _check_arch(card.stage1, "stage1")
     if card.stage2 is not None:
         _check_arch(card.stage2, "stage2")

@@ -29,6 +29,7 @@ BAD_VALUES = {
     ("mean", "[Infinity, 0.4, 0.4]"): "mean must be 3 finite numbers",
     ("threshold", "NaN"): "threshold must be a number in [0, 1]",
     ("metrics", "[]"): "metrics must be an object",
+    ("scene", "7"): "scene must be an object",
 }
 
 
@@ -57,6 +58,14 @@ def test_bad_card_is_refused_before_any_weights_are_read(
         load_model(saved)
     assert BAD_VALUES[(key, raw)] in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_bad_scene_settings_are_refused_before_the_weights(saved: Path, monkeypatch) -> None:  # noqa: F811
+    _edit(saved, "scene", '{"tile_size": 5, "overlap": NaN}')
+    monkeypatch.setattr(modelcard, "_verified_bytes", lambda *a, **k: pytest.fail("read"))
+    with pytest.raises(ModelError, match="invalid scene settings") as err:
+        load_model(saved)
+    assert "tile_size" in str(err.value) and "overlap" in str(err.value)
 
 
 def test_every_problem_is_listed_at_once() -> None:
