@@ -94,9 +94,10 @@ def _columns(path: Path, layer: str) -> set[str] | None:
 
 
 def _discard_if_empty(path: Path) -> None:
-    """Remove an output that holds nothing: a 0-byte file, or an SQLite file without a
-    single table (what a run killed while creating the GeoPackage can leave), together
-    with its rollback journal, so that the same command starts it again."""
+    """Remove an output that holds nothing: a 0-byte file, or an SQLite file without
+    ``gpkg_contents`` whose tables are at most GeoPackage/SQLite metadata (what a run
+    killed while creating the GeoPackage can leave), together with its rollback journal,
+    so that the same command starts it again."""
     if not path.is_file():
         return
     size = path.stat().st_size
@@ -107,7 +108,10 @@ def _discard_if_empty(path: Path) -> None:
         try:
             con = sqlite3.connect(path)
             try:
-                if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                names = [r[0] for r in con.execute("SELECT name FROM sqlite_master")]
+                if "gpkg_contents" in names or any(
+                    not n.startswith(("gpkg_", "sqlite_")) for n in names
+                ):
                     return
             finally:
                 con.close()

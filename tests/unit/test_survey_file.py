@@ -270,6 +270,12 @@ def test_an_output_left_empty_by_a_kill_is_started_again(tmp_path: Path, model_d
     out = tmp_path / "e.gpkg"
     out.write_bytes(b"")
     assert _survey(d, out, model_dir).classified == 2
+    half = tmp_path / "half.gpkg"  # GDAL killed after its first metadata table
+    con = sqlite3.connect(half)
+    con.execute("CREATE TABLE gpkg_spatial_ref_sys (srs_id INTEGER)")
+    con.commit()
+    con.close()
+    assert _survey(d, half, model_dir).classified == 2
     _plain_sqlite(tmp_path / "t.gpkg")  # a database with a table is not discarded
     with pytest.raises(Exception, match="not a GeoPackage"):
         _survey(d, tmp_path / "t.gpkg", model_dir)

@@ -192,11 +192,16 @@ def _check_intact(out: Path) -> int:
     con = sqlite3.connect(out)  # rolls back a hot journal left by the kill
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        if "gpkg_contents" not in names:  # killed while GDAL created the file
+            return 0
         tables = {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
         if "observations" not in tables:
             return 0
         rows = con.execute("SELECT sha256, overlay_path FROM observations").fetchall()
-        invalid = con.execute("SELECT path, sha256 FROM invalid_photos").fetchall()
+        invalid = []  # a kill may fall between the creation of the two layers
+        if "invalid_photos" in tables:
+            invalid = con.execute("SELECT path, sha256 FROM invalid_photos").fetchall()
     finally:
         con.close()
     shas = [sha for sha, _ in rows]
