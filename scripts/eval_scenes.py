@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import shlex
 import subprocess
@@ -80,7 +81,8 @@ def classify(folder: Path, out: Path, model: Path) -> tuple[list[dict], str]:
 
     cmd = [str(ROOT / ".venv" / "bin" / "heritage"), "classify", str(folder), "-o", str(out),
            "--model", str(model)]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     obs = pyogrio.read_dataframe(out, layer="observations", read_geometry=False)
     shown = shlex.join(["heritage", "classify", folder.name, "-o", out.name])
     return obs.to_dict("records"), shown
@@ -126,27 +128,41 @@ def paste_check(model: Path, photos: list[Path], patches: list[Path], seed: int)
 
 
 def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, dict]:
-    """Per data set: 0.5.0's whole-image decisions vs the default mode's, paired."""
+    """Per data set: 0.5.0's whole-image decisions vs the default mode's, paired.
+
+    Every test patch is smaller than ``close_up_side``, so scene mode judges it as one
+    close-up: the whole-image answer (same pre-processing, same stage-1 probability; tested
+    in tests/unit/test_scene.py) and the wall gate. Both decisions therefore come from one
+    stage-1 pass per patch (the card decides on stage 1), without the CAM.
+    """
     from heritage.metrics import mcnemar
     from heritage.modelcard import load_model
-    from heritage.predict import load_image
+    from heritage.predict import load_image, to_model_rgb
     from heritage.scene import load_scene_classifier
     from heritage.survey import make_classifier
 
     clf = make_classifier(load_model(model), "cpu")
     scene = load_scene_classifier(clf)
-    thr = clf.card.threshold
+    if clf.card.decision_stage != "stage1":
+        sys.exit("this check reads stage-1 decisions; the card decides on stage 2")
+    thr = scene.threshold
     by: dict[str, dict[str, list]] = {}
-    for path, dataset, label in items:
-        im = load_image(path)
-        old = clf.classify([im])[0].p_final >= thr
-        new = scene.classify(im)
-        truth = label in POSITIVE
-        d = by.setdefault(dataset, {"old": [], "new": [], "truth": [], "na": 0, "same_p": True})
-        d["old"].append(old == truth)
-        d["new"].append(new.flagged == truth)
-        d["truth"].append(truth)
-        d["na"] += new.decision == "not_assessable"
+    chunk = 64
+    for i in range(0, len(items), chunk):
+        part = items[i : i + chunk]
+        images = [load_image(p) for p, _, _ in part]
+        if any(min(im.size) >= scene.settings.close_up_side for im in images):
+            sys.exit("a test patch is larger than a close-up; this check assumes close-ups")
+        p, feats = scene.score_tiles([to_model_rgb(im, clf.card.input_size) for im in images])
+        wall = scene.wall_mask(feats)
+        for (_, dataset, label), p_i, wall_i in zip(part, p, wall, strict=True):
+            truth = label in POSITIVE
+            old, new = bool(p_i >= thr), bool(wall_i and p_i >= thr)
+            d = by.setdefault(dataset, {"old": [], "new": [], "truth": [], "na": 0})
+            d["old"].append(old == truth)
+            d["new"].append(new == truth)
+            d["truth"].append(truth)
+            d["na"] += not wall_i
     out = {}
     for dataset, d in sorted(by.items()):
         n = len(d["truth"])
@@ -166,6 +182,9 @@ def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, di
 
 
 def main() -> int:
+    import torch
+
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread is faster here
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "heritage-default")
     ap.add_argument("--out", type=Path, default=OUT_MD)
