@@ -87,6 +87,14 @@ route_options = _compose(
         help="Street/path lines to route along (any CRS); default: straight lines.",
     ),
     click.option("--by-priority", is_flag=True, help="Visit category A first, then B..."),
+    click.option(
+        "--site-gap",
+        type=click.FloatRange(min=0.0, min_open=True),
+        default=2000.0,
+        show_default=True,
+        help="Metres: flagged buildings farther apart (through any chain of buildings) form "
+        "separate sites, each with its own route.",
+    ),
 )
 
 
@@ -184,6 +192,7 @@ def classify(
     start: Any,
     network: Path | None,
     by_priority: bool,
+    site_gap: float,
     decode_workers: int | None,
     scheduler: str | None,
     workers: int | None,
@@ -223,6 +232,7 @@ def classify(
         start=start,
         network=network,
         by_priority=by_priority,
+        site_gap_m=site_gap,
         decode_workers=decode_workers,
         scheduler=scheduler,
         workers=workers or 0,

@@ -41,10 +41,12 @@ def group(
     start: object,
     network: Path | None,
     by_priority: bool,
+    site_gap: float,
     model_dir: Path | None,
     json_progress: bool,
 ) -> None:
     """Group the flagged photos of SURVEY per building, re-score them and re-plan the route."""
+    from .sites import summary_line
     from .survey import regroup_survey
 
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
@@ -57,6 +59,7 @@ def group(
             start=start,  # type: ignore[arg-type]
             network=network,
             by_priority=by_priority,
+            site_gap_m=site_gap,
             threshold=_model_threshold(model_dir),
             progress=progress,
         )
@@ -70,5 +73,7 @@ def group(
             f"{totals['flagged_total']} flagged photo(s) on {totals['buildings']} building(s); "
             f"route {totals['route_m']:.0f} m -> {survey}"
         )
+        if summary_line(totals.get("sites", [])):
+            click.echo(summary_line(totals["sites"]))
         for p in totals["problems"]:
             click.echo(f"warning: {p}", err=True)

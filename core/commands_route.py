@@ -17,9 +17,15 @@ from .progress import JsonLinesProgress, TqdmProgress
 @route_options
 @json_progress_option()
 def route(
-    survey: Path, start: object, network: Path | None, by_priority: bool, json_progress: bool
+    survey: Path,
+    start: object,
+    network: Path | None,
+    by_priority: bool,
+    site_gap: float,
+    json_progress: bool,
 ) -> None:
     """Plan the visiting order of SURVEY's flagged buildings (layer inspection_route)."""
+    from .sites import summary_line
     from .survey import replan_route
 
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
@@ -30,6 +36,7 @@ def route(
             network=network,
             by_priority=by_priority,
             progress=progress,  # type: ignore[arg-type]
+            site_gap_m=site_gap,
         )
     finally:  # the bar ends its line before any error message
         if isinstance(progress, TqdmProgress):
@@ -38,3 +45,5 @@ def route(
         click.echo(json.dumps({"event": "summary", **totals}))
     else:
         click.echo(f"route over {totals['buildings']} building(s): {totals['route_m']:.0f} m")
+        if summary_line(totals["sites"]):
+            click.echo(summary_line(totals["sites"]))

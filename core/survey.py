@@ -85,6 +85,7 @@ from .priority import DEFAULT_CONFIG, PriorityConfig
 from .progress import NullProgress, Progress
 from .records import Photo, SkippedFile, SkipReason
 from .scan import mark_output_folder, scan_photo_files
+from .sites import SITE_GAP_M
 from .surveyfile import open_survey
 
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ class ClassifyConfig:
     start: tuple[float, float] | Path | None = None
     network: Path | None = None
     by_priority: bool = False
+    site_gap_m: float = SITE_GAP_M
     thumbnail_px: int = 480
     overlay_max_px: int | None = 2048
     scene_overlay_px: int = 1280
@@ -237,6 +239,8 @@ class ClassifyConfig:
             raise ValueError("thumbnail_px must be at least 16")
         if self.max_distance_m < 0 or self.cluster_eps_m <= 0:
             raise ValueError("max_distance_m must be >= 0 and cluster_eps_m > 0")
+        if self.site_gap_m <= 0:
+            raise ValueError("site_gap_m must be > 0")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
@@ -274,6 +278,7 @@ class SurveySummary:
     route_m: float = 0.0
     categories: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    sites: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -306,6 +311,10 @@ class SurveySummary:
             f"{self.not_assessable_total} not assessable, "
             f"{self.buildings} building(s) to inspect, route {self.route_m:.0f} m"
         )
+        from .sites import summary_line
+
+        if summary_line(self.sites):
+            out.append(summary_line(self.sites))
         if self.categories:
             cats = ", ".join(f"{k}: {v}" for k, v in sorted(self.categories.items()))
             out.append(f"priority categories of the flagged photos: {cats}")
@@ -1196,8 +1205,25 @@ def _route(
     start: tuple[float, float] | None,
     network: gpd.GeoDataFrame | None,
     by_priority: bool,
+    site_gap_m: float = SITE_GAP_M,
+) -> tuple[Any, gpd.GeoDataFrame, float, list[Any], list[str]]:
+    """(visit order per building, legs layer, total metres, sites, problems): one
+    route per site (:mod:`heritage.sites`), each planned by :func:`_route_site`."""
+    from .sites import plan_by_site
+
+    def one(part: gpd.GeoDataFrame, part_start: tuple[float, float] | None) -> tuple:
+        return _route_site(part, part_start, network, by_priority)
+
+    return plan_by_site(buildings, start, one, site_gap_m)
+
+
+def _route_site(
+    buildings: gpd.GeoDataFrame,
+    start: tuple[float, float] | None,
+    network: gpd.GeoDataFrame | None,
+    by_priority: bool,
 ) -> tuple[Any, gpd.GeoDataFrame, float]:
-    """(visit order per building, legs layer, total metres).
+    """(visit order per building, legs layer, total metres) of one site.
 
     Without ``start`` the route begins at the highest-priority building (highest
     score, then most urgent category, then lowest building_id); the rest of the
@@ -1249,6 +1275,28 @@ def _route(
     return visit, gpd.GeoDataFrame(legs, geometry=legs.geometry, crs="EPSG:4326"), res.total_m
 
 
+def _site_of(buildings: gpd.GeoDataFrame, sites: list[Any]) -> Any:
+    """The site number of each building (from the visit ranges of the sites)."""
+    import numpy as np
+
+    visit = buildings["visit_order"].to_numpy()
+    out = np.zeros(len(buildings), dtype=np.int64)
+    for site in sites:
+        out[(visit >= site.first_visit) & (visit <= site.last_visit)] = site.site
+    return out
+
+
+def _empty_legs() -> gpd.GeoDataFrame:
+    """An empty ``inspection_route`` layer with every column."""
+    from .route import LEG_COLUMNS
+    from .sites import SITE_LEG_COLUMNS
+
+    return _empty_layer(
+        {c: "object" if c.endswith("_id") else "float64" if c.endswith("_m") else "int64"
+         for c in (*LEG_COLUMNS, *SITE_LEG_COLUMNS)}
+    )  # fmt: skip
+
+
 def _empty_layer(columns: dict[str, str]) -> gpd.GeoDataFrame:
     import geopandas as gpd
     import pandas as pd
@@ -1277,7 +1325,6 @@ def update_priority(
 
     from .buildings import BUILDING_COLUMNS, flagged_buildings
     from .geo import read_vector
-    from .route import LEG_COLUMNS
 
     progress = progress or NullProgress()
     progress.start("Prioritising buildings", total=1)
@@ -1316,16 +1363,20 @@ def update_priority(
         buildings = _empty_layer(
             {c: "float64" if "score" in c else "int64" for c in BUILDING_COLUMNS[:1]}
         )
+    sites: list[Any] = []
     if len(buildings):
-        visit, legs, total_m = _route(buildings, start, network, cfg.by_priority)
+        visit, legs, total_m, sites, site_problems = _route(
+            buildings, start, network, cfg.by_priority, cfg.site_gap_m
+        )
+        problems += site_problems
         buildings = buildings.assign(visit_order=visit.astype("int64").to_numpy())
+        buildings = buildings.assign(site=_site_of(buildings, sites))
     else:
-        legs = _empty_layer(
-            {c: "object" if c.endswith("_id") else "float64" if c.endswith("_m") else "int64"
-             for c in LEG_COLUMNS}
-        )  # fmt: skip
+        legs = _empty_legs()
         total_m = 0.0
-        buildings = buildings.assign(visit_order=pd.Series([], dtype="int64"))
+        buildings = buildings.assign(
+            visit_order=pd.Series([], dtype="int64"), site=pd.Series([], dtype="int64")
+        )
     visit_of_building = dict(
         zip(buildings["building_id"].astype(int), buildings["visit_order"].astype(int), strict=True)
     )
@@ -1376,6 +1427,7 @@ def update_priority(
         "route_m": float(np.round(total_m, 3)),
         "categories": dict(cats),
         "problems": problems,
+        "sites": [site.as_dict() for site in sites],
     }
 
 
@@ -1461,6 +1513,7 @@ def regroup_survey(
     by_priority: bool = False,
     threshold: float | None = None,
     progress: Progress | None = None,
+    site_gap_m: float = SITE_GAP_M,
 ) -> dict[str, Any]:
     """Re-group an existing survey GeoPackage per building and re-plan its route.
 
@@ -1474,8 +1527,9 @@ def regroup_survey(
         totals = update_priority(
             out,
             _regroup_config(
-                out, footprints, max_distance_m, cluster_eps_m, start, network, by_priority
-            ),
+                out, footprints, max_distance_m, cluster_eps_m, start, network, by_priority,
+                site_gap_m,
+            ),  # fmt: skip
             threshold,
             progress,
         )
@@ -1491,6 +1545,7 @@ def _regroup_config(
     start: tuple[float, float] | Path | None,
     network: Path | None,
     by_priority: bool,
+    site_gap_m: float = SITE_GAP_M,
 ) -> ClassifyConfig:
     return ClassifyConfig(
         photo_dirs=(out.parent,),  # not read: nothing is classified again
@@ -1501,6 +1556,7 @@ def _regroup_config(
         start=start,
         network=network,
         by_priority=by_priority,
+        site_gap_m=site_gap_m,
     )
 
 
@@ -1511,6 +1567,7 @@ def replan_route(
     network: Path | None = None,
     by_priority: bool = False,
     progress: Progress | None = None,
+    site_gap_m: float = SITE_GAP_M,
 ) -> dict[str, Any]:
     """Re-plan the inspection route of a survey, keeping its building grouping.
 
@@ -1520,7 +1577,9 @@ def replan_route(
     """
     required = {OBSERVATIONS_LAYER: ROUTE_COLUMNS, BUILDINGS_LAYER: BUILDING_ROUTE_COLUMNS}
     with open_survey(out, required) as out:
-        return _replan_route(out, start, network, by_priority, progress or NullProgress())
+        return _replan_route(
+            out, start, network, by_priority, progress or NullProgress(), site_gap_m
+        )
 
 
 def _replan_route(
@@ -1529,23 +1588,25 @@ def _replan_route(
     network: Path | None,
     by_priority: bool,
     progress: Progress,
+    site_gap_m: float = SITE_GAP_M,
 ) -> dict[str, Any]:
     import pyogrio
 
     from .geo import read_vector
-    from .route import LEG_COLUMNS
 
     progress.start("Planning the inspection route", total=1)
     buildings = pyogrio.read_dataframe(out, layer=BUILDINGS_LAYER)
     net = read_vector(network) if network is not None else None
+    sites: list[Any] = []
+    problems: list[str] = []
     if len(buildings):
-        visit, legs, total_m = _route(buildings, _start_point(start), net, by_priority)
+        visit, legs, total_m, sites, problems = _route(
+            buildings, _start_point(start), net, by_priority, site_gap_m
+        )
         buildings = buildings.assign(visit_order=visit.astype("int64").to_numpy())
+        buildings = buildings.assign(site=_site_of(buildings, sites))
     else:
-        legs = _empty_layer(
-            {c: "object" if c.endswith("_id") else "float64" if c.endswith("_m") else "int64"
-             for c in LEG_COLUMNS}
-        )  # fmt: skip
+        legs = _empty_legs()
         total_m = 0.0
     visit_of_building: dict[int, int] = {}
     if len(buildings):
@@ -1564,5 +1625,12 @@ def _replan_route(
         geometry_type="MultiPolygon",
     )  # fmt: skip
     pyogrio.write_dataframe(legs, out, layer=ROUTE_LAYER, driver="GPKG", geometry_type="LineString")
+    for p in problems:
+        progress.message(f"warning: {p}")
     progress.step(1, route_m=round(float(total_m), 1))
-    return {"buildings": len(buildings), "route_m": float(round(total_m, 3))}
+    return {
+        "buildings": len(buildings),
+        "route_m": float(round(total_m, 3)),
+        "sites": [site.as_dict() for site in sites],
+        "problems": problems,
+    }

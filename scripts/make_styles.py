@@ -54,7 +54,16 @@ def _memory_layer(geometry: str, fields: dict[str, str], name: str):
     return layer
 
 
-def _labels(layer, expression: str, size: float = 9.0, placement=None) -> None:
+def _labels(
+    layer,
+    expression: str,
+    size: float = 9.0,
+    placement=None,
+    priority: int = 5,
+    distance_mm: float = 0.0,
+) -> None:
+    """Buffered black labels; ``priority`` 0-10 (10 placed first), obstacles on, so the
+    labels of one layer avoid the features and labels of the others."""
     from qgis.core import (
         QgsPalLayerSettings,
         QgsTextBufferSettings,
@@ -68,6 +77,9 @@ def _labels(layer, expression: str, size: float = 9.0, placement=None) -> None:
     settings.isExpression = True
     if placement is not None:
         settings.placement = placement
+    settings.priority = priority
+    settings.dist = distance_mm
+    settings.obstacleSettings().setIsObstacle(True)
     fmt = QgsTextFormat()
     fmt.setSize(size)
     fmt.setColor(QColor("black"))
@@ -77,6 +89,18 @@ def _labels(layer, expression: str, size: float = 9.0, placement=None) -> None:
     buffer.setColor(QColor("white"))
     fmt.setBuffer(buffer)
     settings.setFormat(fmt)
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+    layer.setLabelsEnabled(True)
+
+
+def _blocking(layer) -> None:
+    """No labels of its own, but other layers' labels avoid the features (QGIS'
+    "Blocking" labelling mode)."""
+    from qgis.core import QgsPalLayerSettings, QgsVectorLayerSimpleLabeling
+
+    settings = QgsPalLayerSettings()
+    settings.drawLabels = False
+    settings.obstacleSettings().setIsObstacle(True)
     layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
     layer.setLabelsEnabled(True)
 
@@ -121,6 +145,7 @@ def observations_style():
     layer.setRenderer(renderer)
     layer.setMapTipTemplate(MAPTIP.read_text(encoding="utf-8"))
     layer.setDisplayExpression('"file_name"')
+    _blocking(layer)
     return layer
 
 
@@ -134,7 +159,12 @@ def buildings_style():
 
     layer = _memory_layer(
         "MultiPolygon",
-        {"building_id": "integer", "priority_category": "string", "visit_order": "integer"},
+        {
+            "building_id": "integer",
+            "priority_category": "string",
+            "visit_order": "integer",
+            "site": "integer",
+        },
         "flagged_buildings",
     )
     cats = []
@@ -146,18 +176,22 @@ def buildings_style():
         symbol.setOpacity(0.55)
         cats.append(QgsRendererCategory(code, symbol, label))
     layer.setRenderer(QgsCategorizedSymbolRenderer("priority_category", cats))
+    # the visit number is the one number of a building: label, map tip, table
     _labels(
         layer,
-        "'#' || \"visit_order\" || ' (' || \"priority_category\" || ')'",
+        "'#' || \"visit_order\" || ' ' || \"priority_category\"",
         10.0,
-        QgsPalLayerSettings.OverPoint,
+        QgsPalLayerSettings.AroundPoint,
+        priority=10,
+        distance_mm=1.5,
     )
     layer.setMapTipTemplate(
-        '<b>Building [% "building_id" %]</b> &mdash; visit [% "visit_order" %], '
-        'priority [% "priority_category" %] ([% round("priority_score", 0) %])<br/>'
-        '[% "n_flagged" %] of [% "n_photos" %] photo(s) flagged: '
+        '<b>Visit #[% "visit_order" %]</b> (site [% "site" %]) &mdash; priority '
+        '[% "priority_category" %] ([% round("priority_score", 0) %]), building '
+        '[% "building_id" %]<br/>[% "n_flagged" %] of [% "n_photos" %] photo(s) flagged: '
         '[% "flagged_file_names" %]'
     )
+    layer.setDisplayExpression("'#' || \"visit_order\" || ' ' || \"priority_category\"")
     return layer
 
 
@@ -172,7 +206,14 @@ def route_style():
 
     layer = _memory_layer(
         "LineString",
-        {"order": "integer", "leg_m": "double", "cumulative_m": "double"},
+        {
+            "order": "integer",
+            "leg_m": "double",
+            "cumulative_m": "double",
+            "site": "integer",
+            "to_visit": "integer",
+            "to_id": "string",
+        },
         "inspection_route",
     )
     symbol = QgsLineSymbol()
@@ -186,12 +227,21 @@ def route_style():
     arrow.subSymbol().setColor(QColor("#1f3b73"))
     symbol.changeSymbolLayer(0, arrow)
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    # legs say how far, not a second numbering: the buildings carry the visit numbers
     _labels(
         layer,
-        "\"order\" || ': ' || round(\"cumulative_m\", 0) || ' m'",
-        8.0,
+        "format_number(\"leg_m\", 0) || ' m'",
+        7.5,
         QgsPalLayerSettings.Line,
+        priority=2,
+        distance_mm=0.8,
     )
+    layer.setMapTipTemplate(
+        '<b>To visit #[% "to_visit" %]</b> (site [% "site" %]): '
+        '[% format_number("leg_m", 0) %] m, [% format_number("cumulative_m", 0) %] m '
+        "from the site's first stop"
+    )
+    layer.setDisplayExpression("'to #' || \"to_visit\"")
     return layer
 
 

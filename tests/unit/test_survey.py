@@ -25,6 +25,7 @@ from heritage.errors import InputNotFoundError, ModelError
 from heritage.modelcard import ModelCard, StageCard, save_model
 from heritage.modelzoo import build_model
 from heritage.priority import PriorityConfig, priority_category, priority_score
+from heritage.sites import SITE_GAP_M
 from heritage.survey import (
     OBSERVATION_FIELDS,
     ClassifyConfig,
@@ -263,20 +264,53 @@ def test_buildings_and_route_layers(survey) -> None:
     assert len(b) == summary.buildings == obs.loc[obs["flagged"], "building_id"].nunique()
     assert set(b["source"]) == {"cluster"}
     assert sorted(b["visit_order"]) == list(range(1, len(b) + 1))
-    assert len(route) == len(b) - 1  # starts at the top building: no leg to it
+    # exif-gps spans four continents: one site per town, each with its own route that
+    # starts at its top building (no leg to it), and no leg longer than the site gap
+    sites = summary.sites
+    assert len(sites) == b["site"].nunique() >= 2
+    assert len(route) == len(b) - len(sites)
+    assert route["leg_m"].max() <= SITE_GAP_M
     assert list(route["order"]) == list(range(1, len(route) + 1))
-    assert np.allclose(np.cumsum(route["leg_m"]), route["cumulative_m"])
-    assert summary.route_m == pytest.approx(route["cumulative_m"].iloc[-1], rel=1e-6)
+    for _, legs in route.groupby("site"):
+        assert np.allclose(np.cumsum(legs["leg_m"]), legs["cumulative_m"])
+    assert summary.route_m == pytest.approx(route["leg_m"].sum(), rel=1e-6)
+    assert summary.route_m == pytest.approx(sum(s["route_m"] for s in sites), rel=1e-6)
+    assert any(line.startswith(f"{len(sites)} sites more than 2 km apart") for line in
+               summary.lines())  # fmt: skip
     top = b.sort_values(["priority_score", "building_id"], ascending=[False, True]).iloc[0]
     assert top["visit_order"] == 1
-    assert route["from_id"].iloc[0] == str(top["building_id"])
     by_visit = b.set_index("visit_order")["building_id"].astype(str)
-    assert list(route["to_id"]) == [by_visit[k] for k in range(2, len(b) + 1)]
+    assert list(route["to_id"]) == [by_visit[k] for k in route["to_visit"]]
+    for number, site in enumerate(sites, start=1):
+        members = b[b["site"] == number]
+        assert sorted(members["visit_order"]) == list(
+            range(site["first_visit"], site["last_visit"] + 1)
+        )
     visit_of = dict(zip(b["building_id"], b["visit_order"], strict=True))
     on_b = obs[obs["building_id"].notna()]
     assert all(
         v == visit_of[int(k)] for k, v in zip(on_b["building_id"], on_b["visit_order"], strict=True)
     )
+
+
+def test_exif_gps_sites_each_get_their_own_route(
+    exif_gps: Path, flag_all_model: Path, tmp_path: Path
+) -> None:
+    """Every photo flagged: nine towns on four continents are nine sites, the summary
+    names them, and no leg of any route is longer than the 2 km site gap."""
+    out = tmp_path / "all.gpkg"
+    summary = run_survey(ClassifyConfig((exif_gps,), out, model_dir=flag_all_model, device="cpu"))
+    route = read(out, "inspection_route")
+    b = read(out, "flagged_buildings")
+    assert len(summary.sites) == 9
+    assert route["leg_m"].max() <= SITE_GAP_M
+    assert summary.route_m < 5_000  # was 19,555 km as one route across the continents
+    arezzo = summary.sites[0]  # most buildings, so the highest priority score here
+    assert arezzo["lat"] == pytest.approx(43.467, abs=0.01) and arezzo["buildings"] >= 3
+    line = next(ln for ln in summary.lines() if "sites more than" in ln)
+    assert line.startswith("9 sites more than 2 km apart, each with its own route: site 1 near")
+    assert all(f"site {k} near" in line for k in range(1, 10))
+    assert set(route["site"]) <= set(b["site"]) and sorted(set(b["site"])) == list(range(1, 10))
 
 
 def test_default_styles_stored_like_qgis(survey) -> None:
@@ -502,11 +536,14 @@ def test_start_from_points_file_and_by_priority(survey, tmp_path: Path) -> None:
     totals = update_priority(out, cfg, threshold=0.5)
     route = read(out, "inspection_route")
     b = read(out, "flagged_buildings").sort_values("visit_order")
-    assert totals["buildings"] == len(b) == len(route)  # a leg from the start to each
-    assert route["from_id"].iloc[0] == "start"
+    # a leg from the start to each building of its site (Arezzo, visited first); the
+    # other sites start at their top building
+    assert totals["buildings"] == len(b) == len(route) + len(totals["sites"]) - 1
+    assert route["from_id"].iloc[0] == "start" and route["site"].iloc[0] == 1
     assert route.geometry.iloc[0].coords[0] == pytest.approx((11.8790, 43.4640), abs=1e-6)
-    ranks = [category_rank(c) for c in b["priority_category"]]
-    assert ranks == sorted(ranks)  # most urgent categories first
+    for _, members in b.groupby("site"):
+        ranks = [category_rank(c) for c in members["priority_category"]]
+        assert ranks == sorted(ranks)  # most urgent categories first, in each site
 
 
 def test_route_along_a_street_network(exif_gps: Path, flag_all_model: Path, tmp_path) -> None:
@@ -568,10 +605,10 @@ def test_group_and_route_commands_rework_a_survey_in_place(
     assert sorted(b["building_id"]) == grouped_ids
     assert sorted(b["visit_order"]) == [1, 2, 3]
     legs = read(out, "inspection_route").sort_values("order")
-    assert len(legs) == 3
+    assert len(legs) == 1  # start -> Arezzo; Madrid and Helsinki are sites of their own
     x0, y0 = legs.geometry.iloc[0].coords[0]
     assert abs(x0 - 11.8790) < 1e-6 and abs(y0 - 43.4640) < 1e-6
-    assert (legs["cumulative_m"].diff().dropna() > 0).all()
+    assert legs["leg_m"].max() < 2000
     obs = read(out, "observations")
     visit = dict(zip(b["building_id"], b["visit_order"], strict=True))
     assert all(
