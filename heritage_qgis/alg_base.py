@@ -46,8 +46,14 @@ class FeedbackListener:
         return self.feedback.isCanceled()
 
 
-class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    """Configures a loaded survey layer (forms with image widgets, names)."""
+#: the layers the map zooms to when Processing loads them
+ZOOM_LAYERS = ("observations", "photos", "raster_defects")
+
+
+class _SurveyLayerPostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Presents a layer Processing loaded exactly as the survey dialog does
+    (:func:`heritage_qgis.results.present_layer`): style, labels, map tips, forms,
+    the survey's group, a projected project CRS, zoom."""
 
     def __init__(self, gpkg: str, layer_name: str) -> None:
         super().__init__()
@@ -55,10 +61,15 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         self.layer_name = layer_name
 
     def postProcessLayer(self, layer, context, feedback) -> None:
-        from .layers import configure_layer
+        from qgis.core import QgsProject
+
+        from .results import iface_canvas, present_layer, zoom_to
 
         if isinstance(layer, QgsVectorLayer):
-            configure_layer(layer, self.layer_name, self.gpkg)
+            project = context.project() or QgsProject.instance()
+            present_layer(layer, self.layer_name, self.gpkg, project)
+            if self.layer_name in ZOOM_LAYERS:
+                zoom_to(iface_canvas(), [layer], project)
 
 
 class HeritageAlgorithm(QgsProcessingAlgorithm):
@@ -165,7 +176,7 @@ class HeritageAlgorithm(QgsProcessingAlgorithm):
         """Ask Processing to add ``gpkg|layername=layer_name`` to the project when done."""
         uri = f"{gpkg}|layername={layer_name}"
         details = QgsProcessingContext.LayerDetails(display_name, context.project(), output_name)
-        post = _StylePostProcessor(gpkg, layer_name)
+        post = _SurveyLayerPostProcessor(gpkg, layer_name)
         _POST_PROCESSORS.append(post)
         details.setPostProcessor(post)
         context.addLayerToLoadOnCompletion(uri, details)

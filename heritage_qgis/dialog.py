@@ -32,8 +32,8 @@ from qgis.PyQt.QtWidgets import (
 
 from . import backend
 from .alg_survey import ClassifySurveyAlgorithm, summary_lines
-from .layers import load_survey
 from .params import format_lon_lat, to_wgs84
+from .results import load_survey, zoom_to
 from .task import LOG_TAG, BackendTask
 
 
@@ -203,12 +203,8 @@ class SurveyDialog(QDialog):
         if Path(self.gpkg).is_file():
             self.loaded = load_survey(self.gpkg, QgsProject.instance())
             layer = self.loaded.get("observations")
-            if layer is not None and layer.featureCount() > 0 and not layer.extent().isEmpty():
-                canvas = self.iface.mapCanvas()
-                canvas.setExtent(
-                    canvas.mapSettings().layerExtentToOutputExtent(layer, layer.extent())
-                )
-                canvas.refresh()
+            if layer is not None and layer.featureCount() > 0:
+                zoom_to(self.iface.mapCanvas(), [layer])
 
     def _bar(self, text: str, level: Qgis.MessageLevel) -> None:
         QgsMessageLog.logMessage(text, LOG_TAG, level)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -12,8 +11,6 @@ from qgis.core import (
     QgsAttributeEditorField,
     QgsEditFormConfig,
     QgsEditorWidgetSetup,
-    QgsLayerTreeGroup,
-    QgsProject,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -120,9 +117,16 @@ def display_names(gpkg: str | Path) -> dict[str, str]:
         if rows:
             names["flagged_buildings"] = tr("Flagged buildings ({0})").format(rows[0][0])
     if "inspection_route" in present:
-        rows = _query(gpkg, 'SELECT COALESCE(MAX(cumulative_m), 0) FROM "inspection_route"')
+        rows = _query(gpkg, 'SELECT COALESCE(SUM(leg_m), 0) FROM "inspection_route"')
+        sites = _query(gpkg, 'SELECT COUNT(DISTINCT site) FROM "flagged_buildings"')
         if rows and rows[0][0] is not None:
-            names["inspection_route"] = tr("Inspection route ({0:.0f} m)").format(float(rows[0][0]))
+            metres = float(rows[0][0])
+            n_sites = int(sites[0][0]) if sites and sites[0][0] else 1
+            names["inspection_route"] = (
+                tr("Inspection routes ({0} sites, {1:.0f} m)").format(n_sites, metres)
+                if n_sites > 1
+                else tr("Inspection route ({0:.0f} m)").format(metres)
+            )
     if "photos" in present:
         rows = _query(gpkg, 'SELECT COUNT(*) FROM "photos"')
         if rows:
@@ -204,22 +208,6 @@ def configure_layer(layer: QgsVectorLayer, layer_name: str, gpkg: str | Path) ->
         configure_observations(layer, gpkg)
 
 
-def open_layer(gpkg: str | Path, layer_name: str, display_name: str) -> QgsVectorLayer:
-    """``gpkg|layername=layer_name`` as an OGR layer; its default style (``layer_styles``)
-    is applied by QGIS when the layer opens."""
-    layer = QgsVectorLayer(f"{gpkg}|layername={layer_name}", display_name, "ogr")
-    if layer.isValid():
-        # the stored default style; explicit so a project setting cannot skip it
-        ok = False
-        with contextlib.suppress(Exception):
-            _, ok = layer.loadDefaultStyle()
-        fallback = style_file(layer_name)
-        if not ok and fallback is not None:  # a GeoPackage from before styles were stored
-            layer.loadNamedStyle(str(fallback))
-        configure_layer(layer, layer_name, gpkg)
-    return layer
-
-
 def style_file(layer_name: str) -> Path | None:
     """The plugin's copy of a layer's default style (``resources/styles/<layer>.qml``):
     inside the installed plugin, else in the source tree."""
@@ -229,34 +217,3 @@ def style_file(layer_name: str) -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def load_survey(
-    gpkg: str | Path, project: QgsProject | None = None, group_name: str | None = None
-) -> dict[str, QgsVectorLayer]:
-    """Add the survey layers of ``gpkg`` to ``project`` in a group at the top of the
-    layer tree (named after the GeoPackage); returns ``{layer name: layer}``.
-
-    A group of the same name is replaced, so loading a re-run does not duplicate layers.
-    """
-    project = project or QgsProject.instance()
-    present = existing_layers(gpkg)
-    names = display_names(gpkg)
-    group_name = group_name or tr("Heritage survey: {0}").format(Path(gpkg).stem)
-    tree = project.layerTreeRoot()
-    old = tree.findGroup(group_name)
-    if old is not None:
-        project.removeMapLayers(old.findLayerIds())
-        tree.removeChildNode(old)
-    group: QgsLayerTreeGroup = tree.insertGroup(0, group_name)
-    loaded: dict[str, QgsVectorLayer] = {}
-    for name in SURVEY_LAYERS:
-        if name not in present:
-            continue
-        layer = open_layer(gpkg, name, names[name])
-        if not layer.isValid():
-            continue
-        project.addMapLayer(layer, False)
-        group.addLayer(layer)
-        loaded[name] = layer
-    return loaded

@@ -1,31 +1,31 @@
 <!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis hasScaleBasedVisibilityFlag="0" simplifyAlgorithm="0" styleCategories="AllStyleCategories" readOnly="0" maxScale="0" symbologyReferenceScale="-1" simplifyDrawingTol="1" simplifyMaxScale="1" labelsEnabled="0" minScale="100000000" simplifyDrawingHints="1" version="3.22.16-Białowieża" simplifyLocal="1">
+<qgis simplifyLocal="1" styleCategories="AllStyleCategories" maxScale="0" simplifyDrawingHints="1" version="3.22.16-Białowieża" readOnly="0" hasScaleBasedVisibilityFlag="0" minScale="100000000" simplifyMaxScale="1" simplifyAlgorithm="0" labelsEnabled="1" simplifyDrawingTol="1" symbologyReferenceScale="-1">
   <flags>
     <Identifiable>1</Identifiable>
     <Removable>1</Removable>
     <Searchable>1</Searchable>
     <Private>0</Private>
   </flags>
-  <temporal startField="" limitMode="0" endField="" fixedDuration="0" durationField="" enabled="0" mode="0" endExpression="" startExpression="" durationUnit="min" accumulate="0">
+  <temporal mode="0" accumulate="0" startField="" startExpression="" limitMode="0" endExpression="" durationField="" endField="" durationUnit="min" fixedDuration="0" enabled="0">
     <fixedRange>
       <start></start>
       <end></end>
     </fixedRange>
   </temporal>
-  <renderer-v2 symbollevels="0" enableorderby="0" type="categorizedSymbol" attr="if(&quot;decision&quot; = 'not_assessable', 'not_assessable', &quot;priority_category&quot;)" referencescale="-1" forceraster="0">
+  <renderer-v2 attr="if(&quot;decision&quot; = 'not_assessable', 'not_assessable', &quot;priority_category&quot;)" forceraster="0" symbollevels="0" type="categorizedSymbol" referencescale="-1" enableorderby="0">
     <categories>
-      <category label="A - Immediate risk" render="true" value="A" symbol="0"/>
-      <category label="B - High risk" render="true" value="B" symbol="1"/>
-      <category label="C - Slow decay, widespread" render="true" value="C" symbol="2"/>
-      <category label="D - Slow decay, localised" render="true" value="D" symbol="3"/>
-      <category label="E - Minor signs" render="true" value="E" symbol="4"/>
-      <category label="F - Weak evidence" render="true" value="F" symbol="5"/>
-      <category label="Not flagged" render="true" value="none" symbol="6"/>
-      <category label="Not assessable (no wall in view)" render="true" value="not_assessable" symbol="7"/>
-      <category label="not prioritised yet" render="true" value="" symbol="8"/>
+      <category value="A" symbol="0" label="A - Immediate risk" render="true"/>
+      <category value="B" symbol="1" label="B - High risk" render="true"/>
+      <category value="C" symbol="2" label="C - Slow decay, widespread" render="true"/>
+      <category value="D" symbol="3" label="D - Slow decay, localised" render="true"/>
+      <category value="E" symbol="4" label="E - Minor signs" render="true"/>
+      <category value="F" symbol="5" label="F - Weak evidence" render="true"/>
+      <category value="none" symbol="6" label="Not flagged" render="true"/>
+      <category value="not_assessable" symbol="7" label="Not assessable (no wall in view)" render="true"/>
+      <category value="" symbol="8" label="not prioritised yet" render="true"/>
     </categories>
     <symbols>
-      <symbol clip_to_extent="1" name="0" force_rhr="0" type="marker" alpha="1">
+      <symbol name="0" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -33,7 +33,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -83,7 +83,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="1" force_rhr="0" type="marker" alpha="1">
+      <symbol name="1" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -91,7 +91,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -141,7 +141,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="2" force_rhr="0" type="marker" alpha="1">
+      <symbol name="2" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -149,7 +149,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -199,7 +199,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="3" force_rhr="0" type="marker" alpha="1">
+      <symbol name="3" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -207,7 +207,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -257,7 +257,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="4" force_rhr="0" type="marker" alpha="1">
+      <symbol name="4" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -265,7 +265,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -315,7 +315,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="5" force_rhr="0" type="marker" alpha="1">
+      <symbol name="5" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -323,7 +323,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -373,7 +373,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="6" force_rhr="0" type="marker" alpha="1">
+      <symbol name="6" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -381,7 +381,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -431,7 +431,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="7" force_rhr="0" type="marker" alpha="1">
+      <symbol name="7" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -439,7 +439,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -489,7 +489,7 @@
           </data_defined_properties>
         </layer>
       </symbol>
-      <symbol clip_to_extent="1" name="8" force_rhr="0" type="marker" alpha="1">
+      <symbol name="8" force_rhr="0" alpha="1" type="marker" clip_to_extent="1">
         <data_defined_properties>
           <Option type="Map">
             <Option name="name" type="QString" value=""/>
@@ -497,7 +497,7 @@
             <Option name="type" type="QString" value="collection"/>
           </Option>
         </data_defined_properties>
-        <layer locked="0" class="SimpleMarker" enabled="1" pass="0">
+        <layer class="SimpleMarker" pass="0" enabled="1" locked="0">
           <Option type="Map">
             <Option name="angle" type="QString" value="0"/>
             <Option name="cap_style" type="QString" value="square"/>
@@ -551,13 +551,115 @@
     <rotation/>
     <sizescale/>
   </renderer-v2>
+  <labeling type="simple">
+    <settings calloutType="simple">
+      <text-style fontKerning="1" legendString="Aa" fontSizeUnit="Point" textOrientation="horizontal" multilineHeight="1" blendMode="0" previewBkgrdColor="255,255,255,255" fontLetterSpacing="0" fieldName="" fontItalic="0" capitalization="0" fontFamily="Sans Serif" allowHtml="0" isExpression="0" fontStrikeout="0" fontWeight="50" fontUnderline="0" useSubstitutions="0" fontSizeMapUnitScale="3x:0,0,0,0,0,0" textOpacity="1" fontSize="10" namedStyle="Regular" textColor="50,50,50,255" fontWordSpacing="0">
+        <families>
+          <family name="Open Sans"/>
+          <family name="Liberation Sans"/>
+          <family name="Helvetica"/>
+          <family name="Arial"/>
+          <family name="Sans Serif"/>
+        </families>
+        <text-buffer bufferNoFill="1" bufferDraw="0" bufferSizeUnits="MM" bufferOpacity="1" bufferSizeMapUnitScale="3x:0,0,0,0,0,0" bufferJoinStyle="128" bufferColor="250,250,250,255" bufferSize="1" bufferBlendMode="0"/>
+        <text-mask maskOpacity="1" maskedSymbolLayers="" maskSizeUnits="MM" maskSizeMapUnitScale="3x:0,0,0,0,0,0" maskEnabled="0" maskType="0" maskSize="0" maskJoinStyle="128"/>
+        <background shapeType="0" shapeSizeX="0" shapeOpacity="1" shapeBorderWidthUnit="Point" shapeOffsetMapUnitScale="3x:0,0,0,0,0,0" shapeRadiiUnit="Point" shapeRotationType="0" shapeJoinStyle="64" shapeSizeType="0" shapeOffsetY="0" shapeOffsetUnit="Point" shapeSVGFile="" shapeOffsetX="0" shapeSizeY="0" shapeRadiiMapUnitScale="3x:0,0,0,0,0,0" shapeRadiiY="0" shapeBorderWidthMapUnitScale="3x:0,0,0,0,0,0" shapeSizeUnit="Point" shapeRadiiX="0" shapeFillColor="255,255,255,255" shapeRotation="0" shapeBorderWidth="0" shapeBorderColor="128,128,128,255" shapeBlendMode="0" shapeDraw="0" shapeSizeMapUnitScale="3x:0,0,0,0,0,0">
+          <symbol name="fillSymbol" force_rhr="0" alpha="1" type="fill" clip_to_extent="1">
+            <data_defined_properties>
+              <Option type="Map">
+                <Option name="name" type="QString" value=""/>
+                <Option name="properties"/>
+                <Option name="type" type="QString" value="collection"/>
+              </Option>
+            </data_defined_properties>
+            <layer class="SimpleFill" pass="0" enabled="1" locked="0">
+              <Option type="Map">
+                <Option name="border_width_map_unit_scale" type="QString" value="3x:0,0,0,0,0,0"/>
+                <Option name="color" type="QString" value="255,255,255,255"/>
+                <Option name="joinstyle" type="QString" value="bevel"/>
+                <Option name="offset" type="QString" value="0,0"/>
+                <Option name="offset_map_unit_scale" type="QString" value="3x:0,0,0,0,0,0"/>
+                <Option name="offset_unit" type="QString" value="MM"/>
+                <Option name="outline_color" type="QString" value="128,128,128,255"/>
+                <Option name="outline_style" type="QString" value="no"/>
+                <Option name="outline_width" type="QString" value="0"/>
+                <Option name="outline_width_unit" type="QString" value="Point"/>
+                <Option name="style" type="QString" value="solid"/>
+              </Option>
+              <prop v="3x:0,0,0,0,0,0" k="border_width_map_unit_scale"/>
+              <prop v="255,255,255,255" k="color"/>
+              <prop v="bevel" k="joinstyle"/>
+              <prop v="0,0" k="offset"/>
+              <prop v="3x:0,0,0,0,0,0" k="offset_map_unit_scale"/>
+              <prop v="MM" k="offset_unit"/>
+              <prop v="128,128,128,255" k="outline_color"/>
+              <prop v="no" k="outline_style"/>
+              <prop v="0" k="outline_width"/>
+              <prop v="Point" k="outline_width_unit"/>
+              <prop v="solid" k="style"/>
+              <data_defined_properties>
+                <Option type="Map">
+                  <Option name="name" type="QString" value=""/>
+                  <Option name="properties"/>
+                  <Option name="type" type="QString" value="collection"/>
+                </Option>
+              </data_defined_properties>
+            </layer>
+          </symbol>
+        </background>
+        <shadow shadowRadius="1.5" shadowRadiusUnit="MM" shadowBlendMode="6" shadowOffsetDist="1" shadowUnder="0" shadowDraw="0" shadowOffsetAngle="135" shadowOpacity="0.69999999999999996" shadowOffsetMapUnitScale="3x:0,0,0,0,0,0" shadowOffsetGlobal="1" shadowOffsetUnit="MM" shadowRadiusMapUnitScale="3x:0,0,0,0,0,0" shadowRadiusAlphaOnly="0" shadowColor="0,0,0,255" shadowScale="100"/>
+        <dd_properties>
+          <Option type="Map">
+            <Option name="name" type="QString" value=""/>
+            <Option name="properties"/>
+            <Option name="type" type="QString" value="collection"/>
+          </Option>
+        </dd_properties>
+        <substitutions/>
+      </text-style>
+      <text-format autoWrapLength="0" useMaxLineLengthForAutoWrap="1" rightDirectionSymbol=">" multilineAlign="3" placeDirectionSymbol="0" decimals="3" wrapChar="" leftDirectionSymbol="&lt;" reverseDirectionSymbol="0" formatNumbers="0" plussign="0" addDirectionSymbol="0"/>
+      <placement overrunDistance="0" overrunDistanceMapUnitScale="3x:0,0,0,0,0,0" xOffset="0" quadOffset="4" geometryGeneratorType="PointGeometry" layerType="UnknownGeometry" placement="0" offsetUnits="MM" rotationAngle="0" centroidInside="0" maxCurvedCharAngleIn="25" placementFlags="10" repeatDistanceUnits="MM" fitInPolygonOnly="0" polygonPlacementFlags="2" lineAnchorClipping="0" rotationUnit="AngleDegrees" repeatDistanceMapUnitScale="3x:0,0,0,0,0,0" overrunDistanceUnit="MM" offsetType="0" dist="0" geometryGeneratorEnabled="0" distMapUnitScale="3x:0,0,0,0,0,0" repeatDistance="0" predefinedPositionOrder="TR,TL,BR,BL,R,L,TSR,BSR" preserveRotation="1" lineAnchorPercent="0.5" maxCurvedCharAngleOut="-25" labelOffsetMapUnitScale="3x:0,0,0,0,0,0" geometryGenerator="" lineAnchorType="0" distUnits="MM" yOffset="0" priority="5" centroidWhole="0"/>
+      <rendering scaleMax="0" displayAll="0" fontLimitPixelSize="0" minFeatureSize="0" upsidedownLabels="0" maxNumLabels="2000" obstacle="1" fontMinPixelSize="0" scaleVisibility="0" limitNumLabels="0" zIndex="0" scaleMin="0" fontMaxPixelSize="10000" obstacleFactor="1" obstacleType="1" labelPerPart="0" mergeLines="0" unplacedVisibility="0" drawLabels="0"/>
+      <dd_properties>
+        <Option type="Map">
+          <Option name="name" type="QString" value=""/>
+          <Option name="properties"/>
+          <Option name="type" type="QString" value="collection"/>
+        </Option>
+      </dd_properties>
+      <callout type="simple">
+        <Option type="Map">
+          <Option name="anchorPoint" type="QString" value="pole_of_inaccessibility"/>
+          <Option name="blendMode" type="int" value="0"/>
+          <Option name="ddProperties" type="Map">
+            <Option name="name" type="QString" value=""/>
+            <Option name="properties"/>
+            <Option name="type" type="QString" value="collection"/>
+          </Option>
+          <Option name="drawToAllParts" type="bool" value="false"/>
+          <Option name="enabled" type="QString" value="0"/>
+          <Option name="labelAnchorPoint" type="QString" value="point_on_exterior"/>
+          <Option name="lineSymbol" type="QString" value="&lt;symbol name=&quot;symbol&quot; force_rhr=&quot;0&quot; alpha=&quot;1&quot; type=&quot;line&quot; clip_to_extent=&quot;1&quot;>&lt;data_defined_properties>&lt;Option type=&quot;Map&quot;>&lt;Option name=&quot;name&quot; type=&quot;QString&quot; value=&quot;&quot;/>&lt;Option name=&quot;properties&quot;/>&lt;Option name=&quot;type&quot; type=&quot;QString&quot; value=&quot;collection&quot;/>&lt;/Option>&lt;/data_defined_properties>&lt;layer class=&quot;SimpleLine&quot; pass=&quot;0&quot; enabled=&quot;1&quot; locked=&quot;0&quot;>&lt;Option type=&quot;Map&quot;>&lt;Option name=&quot;align_dash_pattern&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;capstyle&quot; type=&quot;QString&quot; value=&quot;square&quot;/>&lt;Option name=&quot;customdash&quot; type=&quot;QString&quot; value=&quot;5;2&quot;/>&lt;Option name=&quot;customdash_map_unit_scale&quot; type=&quot;QString&quot; value=&quot;3x:0,0,0,0,0,0&quot;/>&lt;Option name=&quot;customdash_unit&quot; type=&quot;QString&quot; value=&quot;MM&quot;/>&lt;Option name=&quot;dash_pattern_offset&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;dash_pattern_offset_map_unit_scale&quot; type=&quot;QString&quot; value=&quot;3x:0,0,0,0,0,0&quot;/>&lt;Option name=&quot;dash_pattern_offset_unit&quot; type=&quot;QString&quot; value=&quot;MM&quot;/>&lt;Option name=&quot;draw_inside_polygon&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;joinstyle&quot; type=&quot;QString&quot; value=&quot;bevel&quot;/>&lt;Option name=&quot;line_color&quot; type=&quot;QString&quot; value=&quot;60,60,60,255&quot;/>&lt;Option name=&quot;line_style&quot; type=&quot;QString&quot; value=&quot;solid&quot;/>&lt;Option name=&quot;line_width&quot; type=&quot;QString&quot; value=&quot;0.3&quot;/>&lt;Option name=&quot;line_width_unit&quot; type=&quot;QString&quot; value=&quot;MM&quot;/>&lt;Option name=&quot;offset&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;offset_map_unit_scale&quot; type=&quot;QString&quot; value=&quot;3x:0,0,0,0,0,0&quot;/>&lt;Option name=&quot;offset_unit&quot; type=&quot;QString&quot; value=&quot;MM&quot;/>&lt;Option name=&quot;ring_filter&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;trim_distance_end&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;trim_distance_end_map_unit_scale&quot; type=&quot;QString&quot; value=&quot;3x:0,0,0,0,0,0&quot;/>&lt;Option name=&quot;trim_distance_end_unit&quot; type=&quot;QString&quot; value=&quot;MM&quot;/>&lt;Option name=&quot;trim_distance_start&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;trim_distance_start_map_unit_scale&quot; type=&quot;QString&quot; value=&quot;3x:0,0,0,0,0,0&quot;/>&lt;Option name=&quot;trim_distance_start_unit&quot; type=&quot;QString&quot; value=&quot;MM&quot;/>&lt;Option name=&quot;tweak_dash_pattern_on_corners&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;use_custom_dash&quot; type=&quot;QString&quot; value=&quot;0&quot;/>&lt;Option name=&quot;width_map_unit_scale&quot; type=&quot;QString&quot; value=&quot;3x:0,0,0,0,0,0&quot;/>&lt;/Option>&lt;prop v=&quot;0&quot; k=&quot;align_dash_pattern&quot;/>&lt;prop v=&quot;square&quot; k=&quot;capstyle&quot;/>&lt;prop v=&quot;5;2&quot; k=&quot;customdash&quot;/>&lt;prop v=&quot;3x:0,0,0,0,0,0&quot; k=&quot;customdash_map_unit_scale&quot;/>&lt;prop v=&quot;MM&quot; k=&quot;customdash_unit&quot;/>&lt;prop v=&quot;0&quot; k=&quot;dash_pattern_offset&quot;/>&lt;prop v=&quot;3x:0,0,0,0,0,0&quot; k=&quot;dash_pattern_offset_map_unit_scale&quot;/>&lt;prop v=&quot;MM&quot; k=&quot;dash_pattern_offset_unit&quot;/>&lt;prop v=&quot;0&quot; k=&quot;draw_inside_polygon&quot;/>&lt;prop v=&quot;bevel&quot; k=&quot;joinstyle&quot;/>&lt;prop v=&quot;60,60,60,255&quot; k=&quot;line_color&quot;/>&lt;prop v=&quot;solid&quot; k=&quot;line_style&quot;/>&lt;prop v=&quot;0.3&quot; k=&quot;line_width&quot;/>&lt;prop v=&quot;MM&quot; k=&quot;line_width_unit&quot;/>&lt;prop v=&quot;0&quot; k=&quot;offset&quot;/>&lt;prop v=&quot;3x:0,0,0,0,0,0&quot; k=&quot;offset_map_unit_scale&quot;/>&lt;prop v=&quot;MM&quot; k=&quot;offset_unit&quot;/>&lt;prop v=&quot;0&quot; k=&quot;ring_filter&quot;/>&lt;prop v=&quot;0&quot; k=&quot;trim_distance_end&quot;/>&lt;prop v=&quot;3x:0,0,0,0,0,0&quot; k=&quot;trim_distance_end_map_unit_scale&quot;/>&lt;prop v=&quot;MM&quot; k=&quot;trim_distance_end_unit&quot;/>&lt;prop v=&quot;0&quot; k=&quot;trim_distance_start&quot;/>&lt;prop v=&quot;3x:0,0,0,0,0,0&quot; k=&quot;trim_distance_start_map_unit_scale&quot;/>&lt;prop v=&quot;MM&quot; k=&quot;trim_distance_start_unit&quot;/>&lt;prop v=&quot;0&quot; k=&quot;tweak_dash_pattern_on_corners&quot;/>&lt;prop v=&quot;0&quot; k=&quot;use_custom_dash&quot;/>&lt;prop v=&quot;3x:0,0,0,0,0,0&quot; k=&quot;width_map_unit_scale&quot;/>&lt;data_defined_properties>&lt;Option type=&quot;Map&quot;>&lt;Option name=&quot;name&quot; type=&quot;QString&quot; value=&quot;&quot;/>&lt;Option name=&quot;properties&quot;/>&lt;Option name=&quot;type&quot; type=&quot;QString&quot; value=&quot;collection&quot;/>&lt;/Option>&lt;/data_defined_properties>&lt;/layer>&lt;/symbol>"/>
+          <Option name="minLength" type="double" value="0"/>
+          <Option name="minLengthMapUnitScale" type="QString" value="3x:0,0,0,0,0,0"/>
+          <Option name="minLengthUnit" type="QString" value="MM"/>
+          <Option name="offsetFromAnchor" type="double" value="0"/>
+          <Option name="offsetFromAnchorMapUnitScale" type="QString" value="3x:0,0,0,0,0,0"/>
+          <Option name="offsetFromAnchorUnit" type="QString" value="MM"/>
+          <Option name="offsetFromLabel" type="double" value="0"/>
+          <Option name="offsetFromLabelMapUnitScale" type="QString" value="3x:0,0,0,0,0,0"/>
+          <Option name="offsetFromLabelUnit" type="QString" value="MM"/>
+        </Option>
+      </callout>
+    </settings>
+  </labeling>
   <customproperties>
     <Option/>
   </customproperties>
   <blendMode>0</blendMode>
   <featureBlendMode>0</featureBlendMode>
   <layerOpacity>1</layerOpacity>
-  <geometryOptions removeDuplicateNodes="0" geometryPrecision="0">
+  <geometryOptions geometryPrecision="0" removeDuplicateNodes="0">
     <activeChecks type="StringList">
       <Option type="QString" value=""/>
     </activeChecks>
@@ -617,44 +719,44 @@
     </field>
   </fieldConfiguration>
   <aliases>
-    <alias field="file_name" name="" index="0"/>
-    <alias field="decision" name="" index="1"/>
-    <alias field="priority_category" name="" index="2"/>
-    <alias field="priority_score" name="" index="3"/>
-    <alias field="p_final" name="" index="4"/>
-    <alias field="thumbnail_path" name="" index="5"/>
-    <alias field="overlay_path" name="" index="6"/>
+    <alias name="" field="file_name" index="0"/>
+    <alias name="" field="decision" index="1"/>
+    <alias name="" field="priority_category" index="2"/>
+    <alias name="" field="priority_score" index="3"/>
+    <alias name="" field="p_final" index="4"/>
+    <alias name="" field="thumbnail_path" index="5"/>
+    <alias name="" field="overlay_path" index="6"/>
   </aliases>
   <defaults>
-    <default field="file_name" applyOnUpdate="0" expression=""/>
-    <default field="decision" applyOnUpdate="0" expression=""/>
-    <default field="priority_category" applyOnUpdate="0" expression=""/>
-    <default field="priority_score" applyOnUpdate="0" expression=""/>
-    <default field="p_final" applyOnUpdate="0" expression=""/>
-    <default field="thumbnail_path" applyOnUpdate="0" expression=""/>
-    <default field="overlay_path" applyOnUpdate="0" expression=""/>
+    <default field="file_name" expression="" applyOnUpdate="0"/>
+    <default field="decision" expression="" applyOnUpdate="0"/>
+    <default field="priority_category" expression="" applyOnUpdate="0"/>
+    <default field="priority_score" expression="" applyOnUpdate="0"/>
+    <default field="p_final" expression="" applyOnUpdate="0"/>
+    <default field="thumbnail_path" expression="" applyOnUpdate="0"/>
+    <default field="overlay_path" expression="" applyOnUpdate="0"/>
   </defaults>
   <constraints>
-    <constraint field="file_name" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
-    <constraint field="decision" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
-    <constraint field="priority_category" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
-    <constraint field="priority_score" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
-    <constraint field="p_final" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
-    <constraint field="thumbnail_path" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
-    <constraint field="overlay_path" notnull_strength="0" constraints="0" unique_strength="0" exp_strength="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="file_name" notnull_strength="0" constraints="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="decision" notnull_strength="0" constraints="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="priority_category" notnull_strength="0" constraints="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="priority_score" notnull_strength="0" constraints="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="p_final" notnull_strength="0" constraints="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="thumbnail_path" notnull_strength="0" constraints="0"/>
+    <constraint exp_strength="0" unique_strength="0" field="overlay_path" notnull_strength="0" constraints="0"/>
   </constraints>
   <constraintExpressions>
-    <constraint field="file_name" exp="" desc=""/>
-    <constraint field="decision" exp="" desc=""/>
-    <constraint field="priority_category" exp="" desc=""/>
-    <constraint field="priority_score" exp="" desc=""/>
-    <constraint field="p_final" exp="" desc=""/>
-    <constraint field="thumbnail_path" exp="" desc=""/>
-    <constraint field="overlay_path" exp="" desc=""/>
+    <constraint desc="" field="file_name" exp=""/>
+    <constraint desc="" field="decision" exp=""/>
+    <constraint desc="" field="priority_category" exp=""/>
+    <constraint desc="" field="priority_score" exp=""/>
+    <constraint desc="" field="p_final" exp=""/>
+    <constraint desc="" field="thumbnail_path" exp=""/>
+    <constraint desc="" field="overlay_path" exp=""/>
   </constraintExpressions>
   <expressionfields/>
   <attributeactions/>
-  <attributetableconfig sortOrder="0" actionWidgetStyle="dropDown" sortExpression="">
+  <attributetableconfig actionWidgetStyle="dropDown" sortExpression="" sortOrder="0">
     <columns/>
   </attributetableconfig>
   <conditionalstyles>
@@ -681,7 +783,7 @@
   (score [% coalesce(round("priority_score", 0), '-') %])&lt;br/>
   P(conservation needed) = [% round("p_final", 2) %] &amp;middot; [% "decision" %]
   &amp;middot; stage 1: [% "stage1_label" %] &amp;middot; [% "inference_mode" %]
-  [% CASE WHEN "building_id" IS NOT NULL THEN '&amp;middot; building ' || "building_id" || ', visit ' || coalesce("visit_order", '-') ELSE '' END %]
+  [% CASE WHEN "building_id" IS NOT NULL THEN '&amp;middot; visit #' || coalesce("visit_order", '-') || ' (building ' || "building_id" || ')' ELSE '' END %]
   &lt;table cellspacing="4">&lt;tr>
     &lt;td>&lt;img width="240" src="[% CASE WHEN left(file_path(layer_property(@layer,'path')), 1) = '/' THEN 'file://' ELSE 'file:///' END || file_path(layer_property(@layer,'path')) || '/' || "thumbnail_path" %]"/>&lt;br/>photo&lt;/td>
     &lt;td>&lt;img width="240" src="[% CASE WHEN left(file_path(layer_property(@layer,'path')), 1) = '/' THEN 'file://' ELSE 'file:///' END || file_path(layer_property(@layer,'path')) || '/' || "overlay_path" %]"/>&lt;br/>Grad-CAM ([% "cam_method" %])&lt;/td>

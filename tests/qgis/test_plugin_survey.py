@@ -55,36 +55,6 @@ def _wait_until(predicate, timeout_s: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random two-stage model at input size 64 that flags every photo (threshold 0)."""
-    import torch
-
-    from heritage.modelcard import ModelCard, StageCard, save_model
-    from heritage.modelzoo import build_model
-
-    torch.manual_seed(0)
-    card = ModelCard(
-        model_id="tiny-plugin",
-        version="0.0.1",
-        input_size=64,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack",),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, ("crack", "no_crack", "salt")),
-        stage2=StageCard("mobilenet_v3_small", "", "", 1, ("conservation_needed",)),
-        cam_layer="features.12",
-        cam_method="gradcam",
-        threshold=0.0,
-        decision_stage="stage2",
-    )
-    path = tmp_path_factory.mktemp("plugin_model") / "tiny"
-    save_model(
-        path, card, build_model("mobilenet_v3_small", 3), build_model("mobilenet_v3_small", 1)
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
 def provider(qgis_app):
     from qgis.core import QgsApplication
 
@@ -151,7 +121,7 @@ def test_survey_layers_load_styled_with_counts_and_image_form(
 ) -> None:
     from qgis.core import QgsEditFormConfig
 
-    from heritage_qgis.layers import load_survey
+    from heritage_qgis.results import load_survey
 
     out, _ = classified
     layers = load_survey(out, qgis_new_project)
@@ -225,7 +195,7 @@ def test_styled_layers_render_with_visible_flagged_points(
 ) -> None:
     from qgis.core import QgsFeatureRequest, QgsRectangle
 
-    from heritage_qgis.layers import load_survey
+    from heritage_qgis.results import load_survey
 
     out, _ = classified
     layers = load_survey(out, qgis_new_project)
