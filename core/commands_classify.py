@@ -238,23 +238,30 @@ def classify(
         workers=workers or 0,
     )
     progress: NullProgress = JsonLinesProgress() if json_progress else TqdmProgress()
+    when = "after the current batch of photos, then grouping buildings and planning the route"
     try:
-        with stop_on_signals(progress, "after the current photo"):
+        with stop_on_signals(progress, when):
             summary = run_survey(config, progress)
-    except CancelledError:
+    except CancelledError:  # a cancel before classifying began (e.g. loading the model)
         if json_progress:
             click.echo(json.dumps({"event": "cancelled", "output": str(output)}))
-        click.echo(
-            f"Stopped: every photo classified so far is in {output}; run the same command "
-            "again to finish (priority and route are computed at the end).",
-            err=True,
-        )
+        click.echo(f"Stopped before any photo was classified; {output} is unchanged.", err=True)
         sys.exit(EXIT_CANCELLED)
     finally:
         if isinstance(progress, TqdmProgress):
             progress.close()
     if json_progress:
         click.echo(json.dumps({"event": "summary", **summary.as_dict()}))
-        return
-    for line in summary.lines():
-        click.echo(line)
+        if summary.cancelled:
+            click.echo(json.dumps({"event": "cancelled", "output": str(output)}))
+    else:
+        for line in summary.lines():
+            click.echo(line)
+    if summary.cancelled:
+        click.echo(
+            f"Stopped: the {summary.classified} photo(s) classified in this run are in "
+            f"{output}, with buildings and route; run the same command again to classify "
+            "the rest.",
+            err=True,
+        )
+        sys.exit(EXIT_CANCELLED)

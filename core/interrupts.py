@@ -26,6 +26,14 @@ EXIT_CANCELLED = 130
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _interactive() -> bool:
+    """True when stderr is a terminal (a person who can press Ctrl-C reads it)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def stop_on_signals(progress: NullProgress, when: str) -> Iterator[None]:
     """While the block runs, the first SIGINT/SIGTERM cancels ``progress``.
@@ -41,7 +49,9 @@ def stop_on_signals(progress: NullProgress, when: str) -> Iterator[None]:
         if progress.cancelled:
             raise KeyboardInterrupt
         progress.cancel()
-        click.echo(f"\nStopping {when} (press Ctrl-C again to stop at once)...", err=True)
+        # the Ctrl-C hint only where a terminal can send one (not to the QGIS plugin)
+        again = " (press Ctrl-C again to stop at once)" if _interactive() else ""
+        click.echo(f"\nStopping {when}{again}...", err=True)
 
     for sig in _SIGNALS:
         with contextlib.suppress(ValueError):  # not the main thread

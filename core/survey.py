@@ -46,9 +46,10 @@ Steps of :func:`run_survey`:
    are rewritten. Without a start the route begins at the highest-priority building.
 5. **Styles**: default QGIS styles in the ``layer_styles`` table (:mod:`heritage.styles`).
 
-Cancelling through ``progress`` (Ctrl-C/SIGTERM in the CLI) stops between photos:
-pending rows are written, prioritisation is skipped (a re-run completes it) and
-:class:`~heritage.errors.CancelledError` propagates.
+Cancelling through ``progress`` (Ctrl-C/SIGTERM in the CLI) stops after the batch
+being classified: its rows are written, photos only queued are left for a re-run,
+and buildings, priority and route are still computed over every classified photo;
+the summary says ``cancelled``.
 
 Heavy libraries are imported inside the functions.
 """
@@ -87,6 +88,13 @@ from .records import Photo, SkippedFile, SkipReason
 from .scan import mark_output_folder, scan_photo_files
 from .sites import SITE_GAP_M
 from .surveyfile import open_survey
+
+#: stage names of the progress events (the QGIS plugin maps them to one percentage)
+STAGE_MODEL = "Loading the model"
+STAGE_CLASSIFY = "Classifying photos"
+STAGE_GROUP = "Grouping photos per building"
+STAGE_ROUTE = "Planning the inspection route"
+STAGE_WRITE = "Writing buildings and route"
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -279,6 +287,8 @@ class SurveySummary:
     categories: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     sites: list[dict[str, Any]] = field(default_factory=list)
+    #: stopped by the user: the photos classified so far are in, with buildings and route
+    cancelled: bool = False
     seconds: float = 0.0
 
     @property
@@ -1002,10 +1012,11 @@ def run_survey(cfg: ClassifyConfig, progress: Progress | None = None) -> SurveyS
 
     Raises InputNotFoundError (missing folder), OutputNotWritableError (also
     :class:`~heritage.surveyfile.SurveyBusyError` while another process writes the
-    same GeoPackage), ModelError (before any photo is read) and CancelledError (after
-    writing what was done). The GeoPackage is opened through
-    :func:`heritage.surveyfile.open_survey` (checks, single-writer lock, repair of
-    duplicate observations, one-line errors for failed writes).
+    same GeoPackage) and ModelError (before any photo is read). A cancel stops after
+    the batch being classified and returns a summary with ``cancelled`` set (the
+    buildings, priority and route computed over what was kept). The GeoPackage is
+    opened through :func:`heritage.surveyfile.open_survey` (checks, single-writer
+    lock, repair of duplicate observations, one-line errors for failed writes).
     """
     for d in cfg.photo_dirs:
         if not Path(d).expanduser().is_dir():
@@ -1023,8 +1034,9 @@ def _run_survey(
     for extra in (cfg.footprints, cfg.network, cfg.start if isinstance(cfg.start, Path) else None):
         if extra is not None and not Path(extra).exists():
             raise InputNotFoundError(f"vector file not found: {extra}")
-    progress.message("Loading the model")
+    progress.start(STAGE_MODEL, total=1)
     loaded, clf = _load_classifier(cfg)
+    progress.step(1)
     card = loaded.card
     base, folder = out.parent, overlays_dir_for(out)
     executor: BatchExecutor | None = None
@@ -1044,6 +1056,7 @@ def _run_survey(
             "%d file(s) found; %d observation(s) already in %s", len(files), len(known_obs), out
         )
         already = 0
+        cancelled = False
         with (
             BatchWriter(out, observations_schema(), cfg.batch_size) as obs_writer,
             BatchWriter(out, invalid_schema(), 10_000) as bad_writer,
@@ -1068,7 +1081,7 @@ def _run_survey(
             for skipped_folder in scan.skipped:
                 run.skip(skipped_folder)
             seen: dict[str, str] = {}
-            progress.start("Classifying photos", total=len(files))
+            progress.start(STAGE_CLASSIFY, total=len(files))
             try:
                 for path in files:
                     progress.check_cancelled()
@@ -1083,10 +1096,16 @@ def _run_survey(
                 run.process_pending()
                 run.drain()
             except CancelledError:
-                run.drain()  # batches already handed out are written, as before
-                raise
+                # stop after the batch being classified: batches only queued for
+                # decoding here are dropped (a re-run classifies them); batches a Dask
+                # worker may have done already are written
+                if isinstance(run.executor, LocalExecutor):
+                    run.in_flight.clear()
+                run.drain()
+                cancelled = True
             finally:
                 run.close()
+        # also after a cancel: buildings, priority and route over what was classified
         totals = update_priority(out, cfg, card.threshold, progress)
         totals["problems"] = [*repairs, *([mixed] if mixed else []), *totals["problems"]]
         if cfg.embed_overlays:
@@ -1111,6 +1130,7 @@ def _run_survey(
         not_assessable=run.not_assessable,
         already_classified=already,
         skipped=dict(run.skipped),
+        cancelled=cancelled,
         seconds=time.perf_counter() - started,
         **totals,
     )
@@ -1327,7 +1347,7 @@ def update_priority(
     from .geo import read_vector
 
     progress = progress or NullProgress()
-    progress.start("Prioritising buildings", total=1)
+    progress.start(STAGE_GROUP, total=1)
     prio = cfg.priority
     if threshold is not None and 0.0 <= threshold < 1.0:
         prio = dataclasses.replace(prio, confidence_floor=float(threshold))
@@ -1364,6 +1384,8 @@ def update_priority(
             {c: "float64" if "score" in c else "int64" for c in BUILDING_COLUMNS[:1]}
         )
     sites: list[Any] = []
+    progress.step(1)
+    progress.start(STAGE_ROUTE, total=1)
     if len(buildings):
         visit, legs, total_m, sites, site_problems = _route(
             buildings, start, network, cfg.by_priority, cfg.site_gap_m
@@ -1394,6 +1416,8 @@ def update_priority(
         updates.append(
             (b, int(n), float(score), str(cat), visit_of_building.get(b) if b else None, int(fid))
         )
+    progress.step(1)
+    progress.start(STAGE_WRITE, total=1)
     con = connect_gpkg(out)
     with con:  # one transaction, committed on success
         con.executemany(

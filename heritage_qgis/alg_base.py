@@ -12,12 +12,53 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtCore import QCoreApplication, QObject, pyqtSignal
 
 from . import backend
 
 #: keeps post-processors alive until Processing has used them (it holds C++ pointers)
 _POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
+
+
+class _MainThreadLoader(QObject):
+    """Loads survey layers on the main thread when asked from a Processing worker.
+
+    Processing loads nothing after a cancel (its result handler returns at once when
+    the feedback is cancelled), so a cancelled survey algorithm loads its partial
+    layers through this object instead, the same way the dialog does."""
+
+    load = pyqtSignal(str, list)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.load.connect(self._load)
+
+    def _load(self, gpkg: str, names: list) -> None:
+        from qgis.core import QgsProject
+
+        from .results import iface_canvas, load_survey, zoom_to
+
+        loaded = load_survey(gpkg, QgsProject.instance(), tuple(names))
+        zoomable = [lay for name, lay in loaded.items() if name in ZOOM_LAYERS]
+        zoom_to(iface_canvas(), zoomable)
+
+
+_LOADER: _MainThreadLoader | None = None
+
+
+def init_main_thread_loader() -> None:
+    """Create the loader; call on the main thread (the provider does, when it loads)."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _MainThreadLoader()
+
+
+def load_after_cancel(gpkg: str, names: list[str]) -> bool:
+    """Ask the main thread to load ``names`` of ``gpkg``; False without a loader."""
+    if _LOADER is None:
+        return False
+    _LOADER.load.emit(gpkg, list(names))
+    return True
 
 
 class FeedbackListener:
@@ -32,6 +73,9 @@ class FeedbackListener:
     def stage(self, text: str) -> None:
         self.feedback.setProgressText(text)
         self.feedback.pushInfo(text)
+
+    def status(self, text: str) -> None:
+        self.feedback.setProgressText(text)
 
     def message(self, text: str) -> None:
         if text.lower().startswith("warning"):
@@ -150,20 +194,40 @@ class HeritageAlgorithm(QgsProcessingAlgorithm):
         """The backend command line (without the executable)."""
         raise NotImplementedError
 
+    #: set by :meth:`run_backend` when the user cancelled (partial results)
+    cancelled = False
+
     def run_backend(
         self, args: list[str], feedback: QgsProcessingFeedback | None
     ) -> backend.RunResult:
-        """Run the backend; failures become QgsProcessingException with the reason."""
+        """Run the backend; failures become QgsProcessingException with the reason.
+
+        A cancel is not a failure: the backend stopped cleanly and kept its work, so
+        the partial result is returned (``self.cancelled`` is set) and the log says
+        what was kept."""
+        self.cancelled = False
         try:
             return backend.run_backend(
                 args, FeedbackListener(feedback), grace_s=self.CANCEL_GRACE_S
             )
         except backend.BackendCancelled as exc:
-            raise QgsProcessingException(self.tr("Cancelled: {0}").format(exc)) from exc
+            self.cancelled = True
+            result = exc.result or backend.RunResult(list(args), exc.returncode or 0)
+            text = self.tr("Canceled by the user. {0}").format(self.kept_text(result))
+            feedback = feedback or QgsProcessingFeedback()
+            if hasattr(feedback, "pushWarning"):
+                feedback.pushWarning(text)
+            else:  # QGIS before 3.16.2
+                feedback.pushInfo(text)
+            return result
         except backend.BackendError as exc:
             raise QgsProcessingException(
                 self.tr("heritage {cmd} failed: {reason}").format(cmd=self.COMMAND, reason=exc)
             ) from exc
+
+    def kept_text(self, result: backend.RunResult) -> str:
+        """What a cancelled run kept, for the log."""
+        return self.tr("Everything the backend finished is kept; run again to complete it.")
 
     def load_on_completion(
         self,

@@ -130,17 +130,37 @@ class _SurveyAlgorithm(HeritageAlgorithm):
         gpkg: str,
         names: tuple[str, ...],
     ) -> dict[str, str]:
+        from .alg_base import load_after_cancel
         from .layers import display_names, existing_layers
+        from .results import layer_uri
 
         present = existing_layers(gpkg)
         shown = display_names(gpkg)
         results: dict[str, str] = {}
-        for layer in names:
+        kept = [layer for layer in names if layer in present]
+        for layer in kept:
             out = SURVEY_OUTPUTS.get(layer, layer.upper())
-            if layer not in present:
-                continue
-            results[out] = self.load_on_completion(context, gpkg, layer, shown[layer], out)
+            if self.cancelled:  # Processing loads nothing after a cancel: load them here
+                results[out] = layer_uri(gpkg, layer)
+            else:
+                results[out] = self.load_on_completion(context, gpkg, layer, shown[layer], out)
+        if self.cancelled and kept:
+            load_after_cancel(gpkg, kept)
         return results
+
+    def kept_text(self, result) -> str:
+        summary = result.summary or {}
+        if not summary:
+            return super().kept_text(result)
+        return self.tr(
+            "Kept: {n} photo(s) classified in this run ({total} in the GeoPackage), "
+            "{b} building(s) to inspect and their route; the partial layers are loaded. "
+            "Run again with the same output to classify the rest."
+        ).format(
+            n=summary.get("classified", 0),
+            total=summary.get("observations_total", 0),
+            b=summary.get("buildings", 0),
+        )
 
 
 class ImportPhotosAlgorithm(_SurveyAlgorithm):
@@ -395,6 +415,16 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"{summary.get('buildings', 0)} building(s) to inspect, route "
         f"{float(summary.get('route_m') or 0):.0f} m",
     ]
+    sites = summary.get("sites") or []
+    if len(sites) > 1:
+        gap_km = float(sites[0].get("gap_m", 2000.0)) / 1000
+        lines.append(f"{len(sites)} sites more than {gap_km:g} km apart, each with its own route:")
+        lines += [
+            f"  site {s['site']} near {s['lat']:.4f},{s['lon']:.4f}: {s['buildings']} "
+            f"building(s) (visits #{s['first_visit']}-#{s['last_visit']}), route "
+            f"{float(s['route_m']):.0f} m"
+            for s in sites
+        ]
     lines += [f"warning: {p}" for p in summary.get("problems") or []]
     return lines
 

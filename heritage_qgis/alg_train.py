@@ -72,7 +72,7 @@ class TrainModelAlgorithm(HeritageAlgorithm):
         "to go on from there."
     )
     #: one training batch plus writing the checkpoint (a ResNet-50 batch on a slow CPU)
-    CANCEL_GRACE_S = 120.0
+    CANCEL_GRACE_S = 600.0
 
     def initAlgorithm(self, config=None):
         self.addParameter(_folder("INPUT", self.tr("Training images (class sub-folders)")))

@@ -38,8 +38,19 @@ INSTALL_HINT = (
     f"`heritage` executable in the QGIS setting {SETTING_KEY} or the environment "
     f"variable {ENV_VAR}."
 )
-#: seconds between SIGTERM and SIGKILL after a cancel
-GRACE_S = 5.0
+#: seconds between SIGTERM and SIGKILL after a cancel: a failsafe only. The backend
+#: stops after the batch of photos being classified and then still groups the
+#: buildings and plans the route over what it kept, which takes seconds to a minute.
+GRACE_S = 300.0
+#: the stages of ``heritage classify`` and the share of the overall percentage each
+#: one covers (other commands' stages cover 0-100 each)
+STAGE_SPANS = {
+    "Loading the model": (0.0, 8.0),
+    "Classifying photos": (8.0, 88.0),
+    "Grouping photos per building": (88.0, 92.0),
+    "Planning the inspection route": (92.0, 97.0),
+    "Writing buildings and route": (97.0, 100.0),
+}
 #: exit code of a backend run stopped by the user (SIGINT/SIGTERM)
 EXIT_CANCELLED = 130
 
@@ -58,7 +69,13 @@ class BackendNotFoundError(BackendError):
 
 
 class BackendCancelled(BackendError):
-    """The user cancelled; the backend was stopped (its outputs so far are kept)."""
+    """The user cancelled; the backend was stopped (its outputs so far are kept).
+
+    ``result`` is the run's :class:`RunResult`: its ``summary`` (when the backend
+    finished its clean stop) says what was kept.
+    """
+
+    result: RunResult | None = None
 
 
 class Listener(Protocol):
@@ -78,6 +95,9 @@ class Listener(Protocol):
 
     def is_canceled(self) -> bool:
         """True once the user asked to stop."""
+
+    # optional: ``status(text)``, a one-line state for a status label ("Classifying
+    # photos: 12 of 40"); called when the listener has it
 
 
 class NullListener:
@@ -241,17 +261,67 @@ def error_reason(stderr_lines: Sequence[str], returncode: int) -> str:
     return f"the backend stopped with exit code {returncode}"
 
 
+def overall_percent(stage: str, percent: float) -> float:
+    """``percent`` of ``stage`` as a share of the whole run (:data:`STAGE_SPANS`)."""
+    lo, hi = STAGE_SPANS.get(stage, (0.0, 100.0))
+    return lo + (hi - lo) * max(0.0, min(100.0, percent)) / 100.0
+
+
+def _status(listener: Listener, text: str) -> None:
+    status = getattr(listener, "status", None)
+    if callable(status):
+        status(text)
+
+
 def _handle_event(ev: dict[str, Any], listener: Listener) -> None:
     kind = ev.get("event")
+    stage = str(ev.get("stage", ""))
     if kind == "start":
-        listener.stage(str(ev.get("stage", "")))
-        listener.progress(0.0)
+        listener.stage(stage)
+        listener.progress(overall_percent(stage, 0.0))
+        total = ev.get("total")
+        _status(listener, f"{stage}: 0 of {total}" if total and total > 1 else f"{stage}...")
     elif kind == "step":
         pct = ev.get("percent")
         if pct is not None:
-            listener.progress(max(0.0, min(100.0, float(pct))))
+            listener.progress(overall_percent(stage, float(pct)))
+        done, total = ev.get("done"), ev.get("total")
+        if total and total > 1:
+            _status(listener, f"{stage}: {done} of {total}")
     elif kind == "message":
         listener.message(str(ev.get("text", "")))
+
+
+class _StopClock:
+    """How long the backend's current batch will still take after a cancel.
+
+    The backend reports a step per photo it reads; they come in bursts, with a pause
+    while a batch is classified. The last pause longer than :attr:`PAUSE_S` is the
+    time of one batch."""
+
+    PAUSE_S = 0.3
+
+    def __init__(self) -> None:
+        self.last_step_at: float | None = None
+        self.batch_s: float | None = None
+
+    def saw(self, ev: dict[str, Any], now: float) -> None:
+        if ev.get("event") == "start":
+            self.last_step_at = now
+        elif ev.get("event") == "step" and ev.get("written") is not None:
+            if self.last_step_at is not None and now - self.last_step_at > self.PAUSE_S:
+                self.batch_s = now - self.last_step_at
+            self.last_step_at = now
+
+    def text(self, now: float) -> str:
+        """The line shown while the backend stops."""
+        left = ""
+        if self.batch_s is not None and self.last_step_at is not None:
+            left = f" (about {max(1.0, self.batch_s - (now - self.last_step_at)):.0f} s left)"
+        return (
+            f"Stopping: finishing the photos being classified{left}, then grouping the "
+            "buildings and planning the route over the photos kept"
+        )
 
 
 def run_backend(
@@ -306,17 +376,24 @@ def run_backend(
     open_streams = 2
     terminated_at: float | None = None
     killed = False
+    clock = _StopClock()
+    stopping_shown = 0.0
+    stage_after_stop = False
     try:
         while open_streams or proc.poll() is None:
+            now = time.monotonic()
             if terminated_at is None and listener.is_canceled():
                 listener.log("cancel requested: stopping the backend (SIGTERM)")
                 with contextlib.suppress(OSError):
                     proc.terminate()
-                terminated_at = time.monotonic()
-            elif (
+                terminated_at = now
+            elif terminated_at is not None and not stage_after_stop and now - stopping_shown >= 1:
+                _status(listener, clock.text(now))
+                stopping_shown = now
+            if (
                 terminated_at is not None
                 and not killed
-                and time.monotonic() - terminated_at > grace_s
+                and now - terminated_at > grace_s
                 and proc.poll() is None
             ):
                 listener.log(f"backend still running {grace_s:.0f} s after SIGTERM: killing it")
@@ -341,6 +418,9 @@ def run_backend(
                     listener.log(line)
                 continue
             events.append(ev)
+            clock.saw(ev, time.monotonic())
+            if terminated_at is not None and ev.get("event") == "start":
+                stage_after_stop = True
             _handle_event(ev, listener)
     finally:
         if proc.poll() is None:  # only on an exception in this loop
@@ -353,11 +433,13 @@ def run_backend(
                 stream.close()
     result = RunResult(command, returncode, events, "\n".join(stderr))
     if terminated_at is not None:
-        raise BackendCancelled(
+        cancelled = BackendCancelled(
             "cancelled by the user; everything the backend wrote so far is kept",
             returncode,
             result.stderr,
         )
+        cancelled.result = result
+        raise cancelled
     if returncode != 0:
         raise BackendError(error_reason(list(stderr), returncode), returncode, result.stderr)
     return result

@@ -162,28 +162,51 @@ class SurveyDialog(QDialog):
         args = alg.build_args(params, context)
         self.gpkg = alg.parameterAsFileOutput(params, "OUTPUT", context)
         self.task = BackendTask(tr("Heritage: classify photo survey"), args, self._done)
-        self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        self.task.progressChanged.connect(self._progress_changed)
+        self.task.statusChanged.connect(self._status_changed)
         self.progress.setValue(0)
-        self.status.setText(tr("Running... (details in the Heritage tab of the log)"))
+        self.status.setText(tr("Starting the backend... (details in the Heritage tab of the log)"))
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
     def cancel_run(self) -> None:
-        """Stop the backend (it keeps the photos classified so far)."""
+        """Stop the backend: it finishes the photos being classified, then groups the
+        buildings and plans the route over what it kept (shown with the time left)."""
         if self.task is not None:
             self.status.setText(tr("Stopping..."))
+            self.cancel_button.setEnabled(False)
             self.task.cancel()
+
+    def showEvent(self, event) -> None:
+        """A message of an earlier attempt (e.g. a backend since installed) goes."""
+        if self.task is None:
+            self.status.setText("")
+        super().showEvent(event)
+
+    def _progress_changed(self, percent: float) -> None:
+        self.progress.setValue(int(percent))
+
+    def _status_changed(self, text: str) -> None:
+        if self.task is not None:
+            self.status.setText(text)
 
     def _done(self, task: BackendTask) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.task = None
         if isinstance(task.error, backend.BackendCancelled):
-            text = tr("Cancelled: the photos classified so far are in {0}; run again to finish.")
-            self.status.setText(text.format(self.gpkg))
-            self._bar(self.status.text(), Qgis.MessageLevel.Warning)
+            kept = task.error.result.summary if task.error.result is not None else None
+            lines = summary_lines(kept or {})
+            head = tr("Canceled. Kept in {0}: the photos classified so far").format(self.gpkg)
+            if kept:
+                head += tr(", {0} building(s) to inspect and their route").format(
+                    kept.get("buildings", 0)
+                )
+            head += tr("; run again to classify the rest.")
+            self.status.setText("\n".join([head, *lines]))
+            self._bar(head, Qgis.MessageLevel.Info)
             self._load()
             return
         if task.error is not None:

@@ -25,7 +25,9 @@ class HeritageProvider(QgsProcessingProvider):
         return QIcon(icon_path())
 
     def loadAlgorithms(self) -> None:
+        from .alg_base import init_main_thread_loader
         from .algorithms import all_algorithms
 
+        init_main_thread_loader()  # QGIS loads providers on the main thread
         for alg in all_algorithms():
             self.addAlgorithm(alg)

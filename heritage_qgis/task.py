@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
 
 from . import backend
 
@@ -22,7 +23,11 @@ class _TaskListener:
 
     def stage(self, text: str) -> None:
         self.task.stage_text = text
+        self.task.statusChanged.emit(text)
         QgsMessageLog.logMessage(text, LOG_TAG, Qgis.MessageLevel.Info)
+
+    def status(self, text: str) -> None:
+        self.task.statusChanged.emit(text)
 
     def message(self, text: str) -> None:
         self.task.messages.append(text)
@@ -44,9 +49,13 @@ class BackendTask(QgsTask):
     """Runs ``heritage *args`` off the main thread.
 
     After the task ends, ``result`` holds the :class:`backend.RunResult` (or None) and
-    ``error`` the exception (BackendCancelled when the user cancelled); ``on_done`` is
-    called on the main thread with the task.
+    ``error`` the exception (BackendCancelled when the user cancelled, its ``result``
+    holding what the backend kept); ``on_done`` is called on the main thread with the
+    task. ``statusChanged`` carries the backend's stage and state ("Classifying
+    photos: 12 of 40", "Stopping: ... about 6 s left") to the main thread.
     """
+
+    statusChanged = pyqtSignal(str)
 
     def __init__(
         self,

@@ -137,6 +137,19 @@ def test_sigterm_stops_cleanly_with_exit_130(
     out = tmp_path / "stopped.gpkg"
     proc = _run_until_written(_command(photo_dir, out, model_dir), BATCH, signal.SIGTERM)
     assert proc.returncode == 130
-    assert proc.stderr is not None and "run the same command again" in proc.stderr.read()
+    assert proc.stderr is not None and proc.stdout is not None
+    err = proc.stderr.read()
+    assert "run the same command again" in err
+    assert "Ctrl-C again" not in err  # not a terminal: no hint a program cannot follow
+    events = [json.loads(line) for line in proc.stdout.read().splitlines() if line[:1] == "{"]
     names = _check_prefix(out, photo_dir)
     assert BATCH <= len(names) < N_PHOTOS
+    # buildings, priority and route were computed over the photos kept
+    summary = next(e for e in events if e["event"] == "summary")
+    assert summary["cancelled"] and summary["observations_total"] == len(names)
+    assert events[-1]["event"] == "cancelled"
+    obs = pyogrio.read_dataframe(out, layer="observations")
+    assert obs["priority_category"].notna().all()
+    buildings = pyogrio.read_dataframe(out, layer="flagged_buildings")
+    assert summary["buildings"] == len(buildings) >= 1
+    assert "inspection_route" in dict(pyogrio.list_layers(out))
