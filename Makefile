@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: demo test setup lint plugin bench bench-report clean
+.PHONY: demo test setup lint plugin dist wheelhouse bench bench-report clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -30,6 +30,17 @@ bench-report: setup
 
 plugin: setup
 	@$(PY) scripts/build_plugin.py
+
+# the backend's wheel (distribution heritage-defects, with the shipped model) and the
+# plugin zip, in dist/
+dist: setup
+	@$(PY) -m pip wheel -q --no-deps --no-build-isolation --no-index -w dist .
+	@$(PY) scripts/build_plugin.py
+
+# dist/wheelhouse: the wheel and every pinned dependency, for the plugin's offline
+# installer (Settings > Options > Heritage > Folder of wheels); downloads once
+wheelhouse: dist
+	@$(PY) -m pip wheel -q -w dist/wheelhouse -r requirements.lock dist/heritage_defects-*.whl
 
 clean:
 	rm -rf build dist .pytest_cache

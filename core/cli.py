@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "commands_raster:classify_raster",
         "Classify a georeferenced raster tile by tile.",
     ),
+    "info": ("commands_info:info", "Show the version and the model the backend will use."),
 }
 
 

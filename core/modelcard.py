@@ -37,10 +37,33 @@ DECISION_STAGES = ("stage1", "stage2")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+SHIPPED_MODEL = "heritage-default"
+
+
+def _installed_models_dir() -> Path | None:
+    """The ``heritage_models`` folder of an installed wheel (the shipped model), if any."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("heritage_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def default_model_dir() -> Path:
-    """The shipped model: ``$HERITAGE_MODEL_DIR`` if set, else ``models/heritage-default``."""
+    """The shipped model: ``$HERITAGE_MODEL_DIR`` if set, else ``models/heritage-default``
+    of the source tree, else the copy installed with the wheel (package
+    ``heritage_models``)."""
     env = os.environ.get("HERITAGE_MODEL_DIR")
-    return Path(env).expanduser() if env else _REPO_ROOT / "models" / "heritage-default"
+    if env:
+        return Path(env).expanduser()
+    source = _REPO_ROOT / "models" / SHIPPED_MODEL
+    if (source / CARD_FILE).is_file():
+        return source
+    installed = _installed_models_dir()
+    if installed is not None and (installed / SHIPPED_MODEL / CARD_FILE).is_file():
+        return installed / SHIPPED_MODEL
+    return source
 
 
 #: the shipped model folder (evaluated at import; :func:`load_model` re-reads the env var)

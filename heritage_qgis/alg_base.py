@@ -153,7 +153,7 @@ class HeritageAlgorithm(QgsProcessingAlgorithm):
         return self.tr(self.HELP)
 
     def helpUrl(self) -> str:
-        return "https://example.org/heritage"
+        return ""  # no public home page yet: the help text is the documentation
 
     # ----------------------------------------------------------- validation
 
@@ -184,7 +184,7 @@ class HeritageAlgorithm(QgsProcessingAlgorithm):
         if self.COMMAND and not backend.has_command(self.COMMAND, exe):
             return self.tr(
                 "The heritage backend at {exe} has no working `heritage {cmd}` command yet: "
-                "update the project (git pull) and run `make setup` in the project folder."
+                "update it (Settings > Options > Heritage > Install the backend)."
             ).format(exe=exe, cmd=self.COMMAND)
         return None
 

@@ -33,10 +33,10 @@ ENV_VAR = "HERITAGE_BACKEND"
 EXE_NAME = "heritage.exe" if sys.platform == "win32" else "heritage"
 #: what to tell a user who has no backend
 INSTALL_HINT = (
-    "Install it with `make setup` in the heritage project folder (it creates .venv/bin/heritage), "
-    "or `pip install heritage` into a Python 3.11 environment, then set the path of the "
-    f"`heritage` executable in the QGIS setting {SETTING_KEY} or the environment "
-    f"variable {ENV_VAR}."
+    "Install it from QGIS: Settings > Options > Heritage > Install the backend (a private "
+    "Python environment in your QGIS profile, from PyPI or a folder of wheels), or "
+    "`pip install heritage-defects` into a Python 3.11 environment and choose its "
+    "`heritage` command on that page."
 )
 #: seconds between SIGTERM and SIGKILL after a cancel: a failsafe only. The backend
 #: stops after the batch of photos being classified and then still groups the
@@ -149,11 +149,25 @@ def _setting_path() -> str | None:
     return str(value) if value else None
 
 
-def _source_tree_candidate() -> Path:
-    """``<repo>/.venv/bin/heritage`` when the plugin runs from the source tree."""
+def _source_tree_candidate() -> Path | None:
+    """``<repo>/.venv/bin/heritage`` when the plugin runs from the source tree (None
+    for a plugin installed from the zip: there is no project folder around it)."""
     repo = Path(__file__).resolve().parents[1]
+    if not (repo / "pyproject.toml").is_file():
+        return None
     sub = "Scripts" if sys.platform == "win32" else "bin"
     return repo / ".venv" / sub / EXE_NAME
+
+
+def _installed_candidate() -> Path | None:
+    """Where the plugin's installer puts the backend (``<profile>/heritage/backend``)."""
+    try:
+        from qgis.core import QgsApplication
+    except ImportError:
+        return None
+    sub = "Scripts" if sys.platform == "win32" else "bin"
+    base = Path(QgsApplication.qgisSettingsDirPath()) / "heritage" / "backend"
+    return base / sub / EXE_NAME
 
 
 def candidates(setting: str | None = None) -> list[tuple[str, str]]:
@@ -165,9 +179,14 @@ def candidates(setting: str | None = None) -> list[tuple[str, str]]:
     env = os.environ.get(ENV_VAR)
     if env:
         out.append((f"environment variable {ENV_VAR}", env))
+    installed = _installed_candidate()
+    if installed is not None:
+        out.append(("the plugin's backend folder", str(installed)))
+    source = _source_tree_candidate()
+    if source is not None:
+        out.append(("the project's virtualenv", str(source)))
     on_path = shutil.which(EXE_NAME)
     out.append(("PATH", on_path or ""))
-    out.append(("the project's virtualenv", str(_source_tree_candidate())))
     return out
 
 
@@ -183,8 +202,9 @@ def find_backend(setting: str | None = None) -> str:
     the user asked for that one. Raises :class:`BackendNotFoundError`.
     """
     tried = []
+    searched = ("PATH", "the project's virtualenv", "the plugin's backend folder")
     for where, path in candidates(setting):
-        if where != "PATH" and where != "the project's virtualenv" and path:
+        if where not in searched and path:
             if _usable(path):
                 return path
             raise BackendNotFoundError(

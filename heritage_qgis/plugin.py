@@ -40,6 +40,8 @@ class HeritagePlugin:
         self.action: QAction | None = None
         self.toolbar = None
         self.dialog = None
+        self.options_factory = None
+        self.settings_action: QAction | None = None
 
     @staticmethod
     def tr(text: str) -> str:
@@ -69,6 +71,16 @@ class HeritagePlugin:
         self.toolbar.setObjectName("HeritageToolbar")
         self.toolbar.addAction(self.action)
         self.iface.addPluginToMenu(self.MENU, self.action)
+        from .options import PAGE_TITLE, HeritageOptionsFactory
+
+        self.options_factory = HeritageOptionsFactory(QIcon(icon_path()))
+        self.iface.registerOptionsWidgetFactory(self.options_factory)
+        self.settings_action = QAction(self.tr("Backend settings..."), self.iface.mainWindow())
+        self.settings_action.setObjectName("heritageSettingsAction")
+        self.settings_action.triggered.connect(
+            lambda: self.iface.showOptionsDialog(self.iface.mainWindow(), currentPage=PAGE_TITLE)
+        )
+        self.iface.addPluginToMenu(self.MENU, self.settings_action)
         log("Heritage plugin loaded")
 
     def show_dialog(self) -> None:
@@ -83,6 +95,13 @@ class HeritagePlugin:
 
     def unload(self) -> None:
         """Remove everything the plugin added."""
+        if self.settings_action is not None:
+            self.iface.removePluginMenu(self.MENU, self.settings_action)
+            self.settings_action.deleteLater()
+            self.settings_action = None
+        if self.options_factory is not None:
+            self.iface.unregisterOptionsWidgetFactory(self.options_factory)
+            self.options_factory = None
         if self.action is not None:
             self.iface.removePluginMenu(self.MENU, self.action)
             if self.toolbar is not None:

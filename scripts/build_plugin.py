@@ -8,7 +8,9 @@ The zip's top folder is the plugin folder ``heritage_qgis/`` holding the plugin'
 modules (no ``__pycache__``), ``metadata.txt`` stamped with the version of
 ``pyproject.toml`` and the build date in the changelog, ``icon.svg``, ``LICENSE`` and the
 default styles and map tip (``resources/``) the plugin falls back on. The backend
-(``heritage``) is not in the zip: it is installed with ``make setup`` or pip.
+(``heritage``) is not in the zip: the plugin installs it (Settings > Options >
+Heritage > Install the backend, the distribution ``heritage-defects`` from PyPI or
+from a folder of wheels that ``make wheelhouse`` builds), or ``make setup`` here.
 """
 
 from __future__ import annotations

@@ -197,8 +197,10 @@ def test_missing_backend_names_what_to_install(provider, tmp_path: Path, monkeyp
         "heritage:importphotos", {"INPUT": str(tmp_path), "OUTPUT": str(tmp_path / "p.gpkg")}
     )
     assert not ok
-    assert "environment variable HERITAGE_BACKEND" in msg and "make setup" in msg
-    assert "pip install heritage" in msg
+    assert "environment variable HERITAGE_BACKEND" in msg
+    assert "Settings > Options > Heritage > Install the backend" in msg
+    assert "pip install heritage-defects" in msg
+    assert "plugins/.venv" not in msg  # no made-up path beside an installed plugin
 
 
 def test_backend_found_from_env_and_source_tree(tmp_path: Path, monkeypatch, fake_backend) -> None:

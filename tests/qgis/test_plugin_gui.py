@@ -33,8 +33,11 @@ def test_toolbar_menu_and_provider_added_and_removed(qgis_app, qgis_iface, monke
     from qgis.core import QgsApplication
 
     add_menu, remove_menu = MagicMock(), MagicMock()
+    add_page, remove_page = MagicMock(), MagicMock()
     monkeypatch.setattr(qgis_iface, "addPluginToMenu", add_menu)
     monkeypatch.setattr(qgis_iface, "removePluginMenu", remove_menu)
+    monkeypatch.setattr(qgis_iface, "registerOptionsWidgetFactory", add_page, raising=False)
+    monkeypatch.setattr(qgis_iface, "unregisterOptionsWidgetFactory", remove_page, raising=False)
     qgis.utils.iface = qgis_iface
     _declare_plugin()
     assert qgis.utils.loadPlugin("heritage_qgis")
@@ -45,7 +48,14 @@ def test_toolbar_menu_and_provider_added_and_removed(qgis_app, qgis_iface, monke
         assert action is not None and not action.icon().isNull()
         assert action in plugin.toolbar.actions()
         assert plugin.toolbar.objectName() == "HeritageToolbar"
-        add_menu.assert_called_once_with("&Heritage", action)
+        settings_action = plugin.settings_action
+        assert add_menu.call_args_list == [
+            (("&Heritage", action),),
+            (("&Heritage", settings_action),),
+        ]
+        factory = plugin.options_factory
+        add_page.assert_called_once_with(factory)
+        assert factory.title() == "Heritage"
         provider = QgsApplication.processingRegistry().providerById("heritage")
         assert provider is not None
         assert {a.name() for a in provider.algorithms()} == {
@@ -62,7 +72,8 @@ def test_toolbar_menu_and_provider_added_and_removed(qgis_app, qgis_iface, monke
         toolbar = plugin.toolbar
     finally:
         assert qgis.utils.unloadPlugin("heritage_qgis")
-    remove_menu.assert_called_once_with("&Heritage", action)
+    assert {c.args[1] for c in remove_menu.call_args_list} == {action, settings_action}
+    remove_page.assert_called_once_with(factory)
     assert action not in toolbar.actions()
     assert plugin.action is None and plugin.toolbar is None
     assert QgsApplication.processingRegistry().providerById("heritage") is None
