@@ -63,7 +63,7 @@ def installed_plugin(qgis_app, qgis_iface, tmp_path: Path):
 
         yield {
             name: importlib.import_module(f"{PLUGIN}.{name}")
-            for name in ("settings", "backend", "dialog", "results")
+            for name in ("settings", "backend", "dialog", "results", "options")
         }
     finally:
         qgis.utils.unloadPlugin(PLUGIN)
@@ -134,7 +134,11 @@ def test_processing_and_dialog_load_the_same_styled_layers(
         installed_plugin[k] for k in ("settings", "backend", "dialog", "results")
     )
     old = QgsSettings().value(backend.SETTING_KEY, "")
-    settings.set_backend_path(str(backend_exe))
+    # Settings > Options > Heritage: the path, Test, OK
+    page = installed_plugin["options"].HeritageOptionsFactory().createWidget(None)
+    page.path.setFilePath(str(backend_exe))
+    assert page.run_test(), page.result.text()
+    page.apply()
     project = QgsProject.instance()
     project.clear()
     try:
