@@ -6,6 +6,10 @@ The score (0-100) combines three pieces of evidence about one photo:
 * the extent of the highlighted defect (:func:`defect_area_fraction` of the heatmap),
 * how many flagged photos show the same building (corroboration, saturating).
 
+Certainty and extent alone can reach the top categories (a certain, extensive
+finding is A on its own); corroboration raises the certainty of a photo, it is not
+required.
+
 The score is mapped to six categories A-F, in the spirit of Historic England's
 Heritage at Risk priority categories (A = immediate risk of further rapid
 deterioration ... F = weakest evidence). Photos that are not flagged get the
@@ -37,10 +41,11 @@ CATEGORY_LABELS: dict[str, str] = {
 
 #: What each category means and what to do (for reports and the README).
 CATEGORY_DESCRIPTIONS: dict[str, str] = {
-    "A": "Immediate risk of further rapid deterioration or loss of fabric: strong, extensive "
-    "and corroborated evidence of damage. Inspect first.",
+    "A": "Immediate risk of further rapid deterioration or loss of fabric: near-certain and "
+    "extensive evidence of damage (one photo can be enough; corroboration raises "
+    "certainty). Inspect first.",
     "B": "Immediate risk suspected: strong evidence of damage, less extensive or less "
-    "corroborated than A. Inspect soon.",
+    "certain than A. Inspect soon.",
     "C": "Slow decay, no solution agreed: clear signs of damage over a noticeable area. "
     "Plan an inspection.",
     "D": "Slow decay, localised: damage likely but limited in extent. Plan an inspection "
@@ -54,31 +59,34 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class PriorityConfig:
-    """Weights and thresholds of the priority score (see ``docs/priority.md``).
+    """Parameters of the priority score (see ``docs/priority.md``).
 
     * ``confidence_floor``: the confidence that maps to 0 (the decision threshold
       of the model: a photo is only flagged above it); 1.0 maps to 1.
     * ``area_full``: the defect area fraction that counts as "whole extent" (1);
       fractions above it saturate.
     * ``building_scale``: e-folding count of the corroboration term
-      ``1 - exp(-(n - 1) / building_scale)``; one photo alone contributes 0.
-    * ``w_confidence``, ``w_area``, ``w_building``: weights (normalised by their sum).
+      ``b = 1 - exp(-(n - 1) / building_scale)``; one photo alone has b = 0.
+    * ``corroboration_gain``: how much of the remaining doubt corroboration can
+      remove: certainty ``k = c + (1 - c) * gain * b``.
+    * ``extent_base``: the share of the score certainty earns without any extent:
+      ``score = 100 * k * (extent_base + (1 - extent_base) * a)``.
     * ``thresholds``: minimum score of categories A, B, C, D, E (descending);
       a flagged photo below the last one is F.
     """
 
-    w_confidence: float = 0.5
-    w_area: float = 0.3
-    w_building: float = 0.2
     confidence_floor: float = 0.5
-    area_full: float = 0.4
+    area_full: float = 0.25
     building_scale: float = 2.0
+    corroboration_gain: float = 0.5
+    extent_base: float = 0.55
     thresholds: tuple[float, float, float, float, float] = (80.0, 65.0, 50.0, 35.0, 20.0)
 
     def __post_init__(self) -> None:
-        weights = (self.w_confidence, self.w_area, self.w_building)
-        if min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"priority weights must be >= 0 with a positive sum, got {weights}")
+        if not 0.0 <= self.corroboration_gain <= 1.0:
+            raise ValueError(f"corroboration_gain must be in [0, 1], got {self.corroboration_gain}")
+        if not 0.0 <= self.extent_base <= 1.0:
+            raise ValueError(f"extent_base must be in [0, 1], got {self.extent_base}")
         if not 0.0 <= self.confidence_floor < 1.0:
             raise ValueError(f"confidence_floor must be in [0, 1), got {self.confidence_floor}")
         if self.area_full <= 0 or self.building_scale <= 0:
@@ -141,8 +149,8 @@ def priority_scores(
 ) -> np.ndarray:
     """Vectorised :func:`priority_score` (arrays broadcast together)."""
     c, a, b = score_terms(confidence, area_fraction, n_flagged_on_building, cfg)
-    w = cfg.w_confidence + cfg.w_area + cfg.w_building
-    s = 100.0 * (cfg.w_confidence * c + cfg.w_area * a + cfg.w_building * b) / w
+    k = c + (1.0 - c) * cfg.corroboration_gain * b
+    s = 100.0 * k * (cfg.extent_base + (1.0 - cfg.extent_base) * a)
     return np.clip(s, 0.0, 100.0)
 
 
@@ -154,9 +162,11 @@ def priority_score(
 ) -> float:
     """Priority score in [0, 100] of one photo.
 
-    ``score = 100 * (wc*c + wa*a + wb*b) / (wc + wa + wb)`` with the terms of
-    :func:`score_terms`. Non-decreasing in each input. ``n_flagged_on_building``
-    counts the flagged photos of the building, this one included (1 = alone).
+    ``score = 100 * k * (e + (1 - e) * a)`` with the certainty
+    ``k = c + (1 - c) * g * b`` and the terms ``c``, ``a``, ``b`` of
+    :func:`score_terms` (``e`` = ``extent_base``, ``g`` = ``corroboration_gain``).
+    Non-decreasing in each input. ``n_flagged_on_building`` counts the flagged photos
+    of the building, this one included (1 = alone).
     """
     return float(priority_scores(confidence, area_fraction, n_flagged_on_building, cfg))
 

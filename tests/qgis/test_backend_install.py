@@ -118,9 +118,7 @@ def test_installer_refuses_a_missing_folder_and_a_wrong_python(tmp_path: Path) -
         installer.install(installer.InstallPlan(tmp_path / "b", str(tmp_path / "no-python")))
 
 
-def test_options_page_tests_saves_and_installs(
-    qgis_app, backend_exe: Path, tmp_path: Path
-) -> None:
+def test_options_page_tests_saves_and_installs(qgis_app, backend_exe: Path, tmp_path: Path) -> None:
     from qgis.PyQt.QtCore import QEventLoop, QTimer
 
     from heritage_qgis import installer, settings

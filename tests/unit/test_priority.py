@@ -25,25 +25,46 @@ AREA = [0.0, 0.01, 0.1, 0.2, 0.4, 0.6, 1.0]
 NFLAG = [0, 1, 2, 3, 5, 10, 100]
 
 
-# Worked examples: the same numbers appear in docs/priority.md.
+# Worked examples: the same numbers appear in docs/priority.md (floor t = 0.5 here).
 @pytest.mark.parametrize(
     ("p", "area", "n", "score", "category"),
     [
-        (0.95, 0.30, 1, 67.5, "B"),  # 0.5*0.9 + 0.3*0.75 + 0.2*0
-        (0.95, 0.30, 3, 80.142, "A"),  # + 0.2*(1-e^-1)
-        (0.60, 0.05, 1, 13.75, "F"),  # 0.5*0.2 + 0.3*0.125
-        (1.00, 0.40, 1, 80.0, "A"),  # exactly on the A threshold
-        (0.80, 0.20, 2, 52.869, "C"),  # 0.5*0.6 + 0.3*0.5 + 0.2*(1-e^-0.5)
-        (0.80, 0.20, 3, 57.642, "C"),  # docs: church apse
-        (0.60, 0.05, 3, 26.392, "E"),  # docs: church portal
-        (0.80, 0.10, 2, 45.369, "D"),
-        (0.70, 0.05, 1, 23.75, "E"),
+        (0.95, 0.30, 1, 90.0, "A"),  # k = 0.9, a = 1: certain and extensive, alone
+        (0.95, 0.30, 3, 93.161, "A"),  # k = 0.9 + 0.1*0.5*0.632
+        (1.00, 0.00, 1, 55.0, "C"),  # certainty without any extent
+        (1.00, 0.25, 1, 100.0, "A"),
+        (0.60, 0.05, 1, 12.8, "F"),  # 100 * 0.2 * (0.55 + 0.45*0.2)
+        (0.80, 0.20, 2, 61.761, "C"),
+        (0.80, 0.20, 3, 66.105, "B"),  # corroboration lifts C to B
+        (0.60, 0.05, 3, 28.982, "E"),
+        (0.80, 0.10, 2, 49.545, "D"),
+        (0.70, 0.05, 1, 25.6, "E"),
         (0.50, 0.00, 1, 0.0, "F"),
         (1.00, 1.00, 1000, 100.0, "A"),
     ],
 )
 def test_worked_examples(p, area, n, score, category):
     s = priority_score(p, area, n)
+    assert s == pytest.approx(score, abs=1e-3)
+    assert priority_category(s, flagged=True) == category
+
+
+# The case with the shipped model's threshold (t = 0.692): one photo of a
+# gaping crack at p = 0.99999 was "C" at best; certainty and extent now reach A/B alone.
+@pytest.mark.parametrize(
+    ("p", "area", "n", "score", "category"),
+    [
+        (0.99999, 0.20, 1, 90.997, "A"),
+        (0.99999, 0.10, 1, 72.998, "B"),
+        (0.99999, 0.02, 1, 58.598, "C"),
+        (0.85, 0.08, 1, 35.601, "D"),
+        (0.85, 0.08, 3, 46.284, "D"),
+        (0.75, 0.05, 1, 12.052, "F"),
+        (0.75, 0.05, 4, 32.230, "E"),  # four corroborating photos: F to E
+    ],
+)
+def test_worked_examples_at_the_shipped_threshold(p, area, n, score, category):
+    s = priority_score(p, area, n, PriorityConfig(confidence_floor=0.692))
     assert s == pytest.approx(score, abs=1e-3)
     assert priority_category(s, flagged=True) == category
 
@@ -61,7 +82,8 @@ def test_score_is_bounded_and_monotonic_in_each_input():
 def test_building_term_saturates():
     gains = [priority_score(0.9, 0.2, n + 1) - priority_score(0.9, 0.2, n) for n in range(1, 30)]
     assert all(a >= b for a, b in itertools.pairwise(gains))
-    assert priority_score(0.9, 0.2, 10_000) - priority_score(0.9, 0.2, 1) == pytest.approx(20.0)
+    # c = 0.8, a = 0.8: corroboration removes at most half of the doubt (0.2 -> 0.1)
+    assert priority_score(0.9, 0.2, 10_000) - priority_score(0.9, 0.2, 1) == pytest.approx(9.1)
 
 
 def test_scalar_and_vector_agree():
@@ -103,12 +125,12 @@ def test_custom_config_moves_boundaries_and_validates():
     cfg = PriorityConfig(thresholds=(90.0, 70.0, 50.0, 30.0, 10.0))
     assert priority_category(85.0, True, cfg) == "B"
     assert priority_category(85.0, True) == "A"
-    cfg2 = PriorityConfig(w_confidence=1.0, w_area=0.0, w_building=0.0)
+    cfg2 = PriorityConfig(extent_base=1.0, corroboration_gain=0.0)  # confidence only
     assert priority_score(0.75, 1.0, 50, cfg2) == pytest.approx(50.0)
     for kwargs in (
         {"thresholds": (50.0, 60.0, 40.0, 30.0, 20.0)},
-        {"w_area": -1.0},
-        {"w_confidence": 0.0, "w_area": 0.0, "w_building": 0.0},
+        {"extent_base": -0.1},
+        {"corroboration_gain": 1.5},
         {"confidence_floor": 1.0},
         {"area_full": 0.0},
     ):
