@@ -13,7 +13,7 @@ from qgis.core import (
     QgsEditorWidgetSetup,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtCore import QCoreApplication, Qt, QVariant
 
 #: survey layers, top of the layer tree first
 SURVEY_LAYERS = ("inspection_route", "observations", "flagged_buildings", "invalid_photos")
@@ -21,21 +21,60 @@ SURVEY_LAYERS = ("inspection_route", "observations", "flagged_buildings", "inval
 IMAGE_FIELDS = ("thumbnail_path", "overlay_path", "heatmap_path")
 SCORE_FIELDS = (
     "file_name",
+    "decision",
     "priority_category",
     "priority_score",
     "p_final",
-    "p_stage1",
-    "p_stage2",
-    "stage1_label",
-    "decision",
-    "cam_method",
     "building_id",
     "visit_order",
+    "stage1_label",
+    "p_stage1",
+    "p_stage2",
+    "defect_area_fraction",
+    "cam_method",
     "model_id",
     "model_version",
     "status",
     "message",
 )
+#: the first columns of each layer's attribute table (what the analyst reads first),
+#: the rest follow in their stored order; and the sort of the table
+TABLE_ORDER = {
+    "observations": (
+        ("file_name", "decision", "priority_category", "priority_score", "p_final",
+         "building_id", "visit_order", "stage1_label", "defect_area_fraction", "status"),
+        '"priority_score"', False,
+    ),
+    "flagged_buildings": (
+        ("visit_order", "priority_category", "priority_score", "n_flagged", "n_photos",
+         "site", "building_id", "flagged_file_names"),
+        '"visit_order"', True,
+    ),
+    "inspection_route": (
+        ("order", "to_visit", "site", "leg_m", "cumulative_m", "from_id", "to_id"),
+        '"order"', True,
+    ),
+    "invalid_photos": (("file_name", "reason", "message", "path"), '"file_name"', True),
+}  # fmt: skip
+#: decimals shown for numeric fields (the stored values keep full precision)
+PRECISION = {
+    "p_final": 3,
+    "p_stage1": 3,
+    "p_stage2": 3,
+    "stage1_score": 3,
+    "defect_area_fraction": 3,
+    "priority_score": 1,
+    "mean_priority_score": 1,
+    "leg_m": 0,
+    "cumulative_m": 0,
+    "altitude": 1,
+    "heading": 0,
+    "lon": 6,
+    "lat": 6,
+}
+#: pixels of the photo and overlay in the feature form: two side by side plus the
+#: scores fit a 1366 x 768 screen
+FORM_IMAGE_PX = (320, 240)
 
 
 def tr(text: str) -> str:
@@ -152,23 +191,29 @@ def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
     config.setLayout(QgsEditFormConfig.EditorLayout.TabLayout)
     root = config.invisibleRootContainer()
     root.clear()
-    images = QgsAttributeEditorContainer(tr("Photo and Grad-CAM"), root)
+    # first tab: the photo next to its overlay, and the scores under them
+    first = QgsAttributeEditorContainer(tr("Photo, Grad-CAM and priority"), root)
+    first.setIsGroupBox(False)  # a tab (a new container is a group box by default)
+    images = QgsAttributeEditorContainer(tr("Photo and Grad-CAM"), first)
     images.setIsGroupBox(True)
     images.setColumnCount(2)
     for name in ("thumbnail_path", "overlay_path"):
         idx = fields.indexOf(name)
         if idx >= 0:
             images.addChildElement(QgsAttributeEditorField(name, idx, images))
-    root.addChildElement(images)
-    scores = QgsAttributeEditorContainer(tr("Scores, priority and model"), root)
+    first.addChildElement(images)
+    scores = QgsAttributeEditorContainer(tr("Scores, priority and model"), first)
     scores.setIsGroupBox(True)
     scores.setColumnCount(2)
     for name in SCORE_FIELDS:
         idx = fields.indexOf(name)
         if idx >= 0:
             scores.addChildElement(QgsAttributeEditorField(name, idx, scores))
-    root.addChildElement(scores)
+    first.addChildElement(scores)
+    root.addChildElement(first)
     others = QgsAttributeEditorContainer(tr("All attributes"), root)
+    others.setIsGroupBox(False)
+    others.setColumnCount(2)  # ~25 fields: two columns keep the tab on a laptop screen
     shown = {"thumbnail_path", "overlay_path", *SCORE_FIELDS}
     for idx, f in enumerate(fields):
         if f.name() not in shown:
@@ -187,8 +232,8 @@ def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
                 "ExternalResource",
                 {
                     "DocumentViewer": 1,  # image
-                    "DocumentViewerHeight": 0,
-                    "DocumentViewerWidth": 320,
+                    "DocumentViewerHeight": FORM_IMAGE_PX[1],
+                    "DocumentViewerWidth": FORM_IMAGE_PX[0],
                     "FileWidget": True,
                     "FileWidgetButton": False,
                     "RelativeStorage": 2,  # relative to DefaultRoot
@@ -202,10 +247,41 @@ def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
     layer.setDisplayExpression('"file_name"')
 
 
+def configure_table(layer: QgsVectorLayer, layer_name: str) -> None:
+    """Attribute table: the analyst's columns first (:data:`TABLE_ORDER`), sorted, and
+    numbers shown with :data:`PRECISION` decimals (read-only formatting)."""
+    fields = layer.fields()
+    for name, decimals in PRECISION.items():
+        idx = fields.indexOf(name)
+        if idx < 0 or fields.at(idx).type() not in (QVariant.Double,):
+            continue
+        layer.setEditorWidgetSetup(
+            idx,
+            QgsEditorWidgetSetup(
+                "Range",
+                {"Precision": decimals, "Style": "SpinBox", "AllowNull": True,
+                 "Min": -1e12, "Max": 1e12, "Step": 10.0 ** -decimals},
+            ),
+        )  # fmt: skip
+    if layer_name not in TABLE_ORDER:
+        return
+    first, sort, ascending = TABLE_ORDER[layer_name]
+    config = layer.attributeTableConfig()
+    columns = config.columns()
+    by_name = {c.name: c for c in columns}
+    ordered = [by_name[n] for n in first if n in by_name]
+    ordered += [c for c in columns if c.name not in first]
+    config.setColumns(ordered)
+    config.setSortExpression(sort)
+    config.setSortOrder(Qt.SortOrder.AscendingOrder if ascending else Qt.SortOrder.DescendingOrder)
+    layer.setAttributeTableConfig(config)
+
+
 def configure_layer(layer: QgsVectorLayer, layer_name: str, gpkg: str | Path) -> None:
     """Everything the stored default style cannot hold (forms need the GeoPackage folder)."""
     if layer_name == "observations":
         configure_observations(layer, gpkg)
+    configure_table(layer, layer_name)
 
 
 def style_file(layer_name: str) -> Path | None:

@@ -148,7 +148,11 @@ def test_survey_layers_load_styled_with_counts_and_image_form(
     form = obs.editFormConfig()
     assert form.layout() == QgsEditFormConfig.EditorLayout.TabLayout
     first = form.tabs()[0]
-    assert [c.name() for c in first.children()] == ["thumbnail_path", "overlay_path"]
+    assert [c.name() for c in first.children()] == [
+        "Photo and Grad-CAM",
+        "Scores, priority and model",
+    ]
+    assert [c.name() for c in first.children()[0].children()] == ["thumbnail_path", "overlay_path"]
     # loading again replaces the group instead of duplicating it
     load_survey(out, qgis_new_project)
     assert len(qgis_new_project.mapLayers()) == 4

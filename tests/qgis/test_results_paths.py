@@ -185,3 +185,36 @@ def test_processing_and_dialog_load_the_same_styled_layers(
         assert proc_layers[name]["map_tip"], name
     assert proc_layers["flagged_buildings"]["renderer"] == "categorizedSymbol"
     assert project.crs().isGeographic() is False
+    # the table starts with what the analyst reads, sorted by priority
+    assert obs["columns"] == [
+        "file_name", "decision", "priority_category", "priority_score", "p_final", "building_id"
+    ]  # fmt: skip
+    assert obs["sort"] == '"priority_score"'
+    assert proc_layers["flagged_buildings"]["columns"][0] == "visit_order"
+    _check_form_and_precision(project, by_dialog, results)
+
+
+def _check_form_and_precision(project, gpkg: Path, results) -> None:
+    """The feature form fits a 1366 x 768 screen with photo and overlay on its first
+    tab; probabilities show 3 decimals, not 16."""
+    from qgis.core import QgsApplication
+    from qgis.gui import QgsAttributeForm
+
+    group = project.layerTreeRoot().findGroup(results.group_name(gpkg))
+    obs = next(
+        n.layer() for n in group.findLayers()
+        if n.layer().customProperty("heritage/layer") == "observations"
+    )  # fmt: skip
+    feature = next(obs.getFeatures())
+    form = QgsAttributeForm(obs, feature)
+    hint = form.sizeHint()
+    assert hint.width() <= 1366 and hint.height() <= 700, (hint.width(), hint.height())
+    first = obs.editFormConfig().tabs()[0]
+    names = [c.name() for box in first.children() for c in box.children()]
+    assert names[:2] == ["thumbnail_path", "overlay_path"] and "p_final" in names
+    idx = obs.fields().indexOf("p_final")
+    setup = obs.editorWidgetSetup(idx)
+    assert setup.type() == "Range" and setup.config()["Precision"] == 3
+    formatter = QgsApplication.fieldFormatterRegistry().fieldFormatter("Range")
+    text = formatter.representValue(obs, idx, setup.config(), None, feature["p_final"])
+    assert len(text.split(".")[-1]) == 3, text
