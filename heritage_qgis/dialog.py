@@ -33,7 +33,7 @@ from qgis.PyQt.QtWidgets import (
 from . import backend
 from .alg_survey import ClassifySurveyAlgorithm, summary_lines
 from .params import format_lon_lat, to_wgs84
-from .results import load_survey, zoom_to
+from .results import add_basemap, load_survey, zoom_to
 from .task import LOG_TAG, BackendTask
 
 
@@ -70,6 +70,8 @@ class SurveyDialog(QDialog):
         self.output = self._file_widget(QgsFileWidget.StorageMode.SaveFile)
         self.output.setFilter(tr("GeoPackage (*.gpkg)"))
         self.by_priority = QCheckBox(tr("Visit category A first, then B..."))
+        self.basemap = QCheckBox(tr("Add an OpenStreetMap basemap (needs the internet)"))
+        self.basemap.setChecked(False)  # off: surveys are often processed offline
 
         form = QFormLayout()
         form.addRow(tr("Photo folder"), self.photos)
@@ -78,6 +80,7 @@ class SurveyDialog(QDialog):
         form.addRow(tr("Model folder (optional)"), self.model)
         form.addRow(tr("Output GeoPackage"), self.output)
         form.addRow("", self.by_priority)
+        form.addRow("", self.basemap)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -225,6 +228,8 @@ class SurveyDialog(QDialog):
     def _load(self) -> None:
         if Path(self.gpkg).is_file():
             self.loaded = load_survey(self.gpkg, QgsProject.instance())
+            if self.basemap.isChecked():
+                add_basemap(QgsProject.instance())
             layer = self.loaded.get("observations")
             if layer is not None and layer.featureCount() > 0:
                 zoom_to(self.iface.mapCanvas(), [layer])

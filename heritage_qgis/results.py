@@ -234,6 +234,28 @@ def zoom_to(canvas, layers: list[QgsMapLayer], project: QgsProject | None = None
         canvas.refresh()
 
 
+#: OpenStreetMap's standard tiles (XYZ), as QGIS' own "OpenStreetMap" XYZ entry
+OSM_URI = "type=xyz&url=https://tile.openstreetmap.org/{z}/{x}/{y}.png&zmax=19&zmin=0&crs=EPSG3857"
+OSM_NAME = "OpenStreetMap"
+
+
+def add_basemap(project: QgsProject | None = None) -> QgsMapLayer | None:
+    """Add the OpenStreetMap basemap at the bottom of the layer tree (once); needs the
+    network when drawn, so it is only added when the user asks."""
+    from qgis.core import QgsRasterLayer
+
+    project = project or QgsProject.instance()
+    for layer in project.mapLayersByName(OSM_NAME):
+        return layer
+    layer = QgsRasterLayer(OSM_URI, OSM_NAME, "wms")
+    if not layer.isValid():
+        return None
+    layer.setAttribution("\u00a9 OpenStreetMap contributors")
+    project.addMapLayer(layer, False)
+    project.layerTreeRoot().insertLayer(-1, layer)
+    return layer
+
+
 def iface_canvas():
     """The QGIS desktop's map canvas, or None (qgis_process, tests without an iface)."""
     try:

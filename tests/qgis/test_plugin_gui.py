@@ -182,3 +182,22 @@ def test_plugin_modules_never_import_the_backend_or_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_basemap_is_optional_off_by_default_and_added_once_at_the_bottom(
+    qgis_app, qgis_iface, qgis_new_project
+) -> None:
+    _on_path()
+    from qgis.core import QgsVectorLayer
+
+    from heritage_qgis.dialog import SurveyDialog
+    from heritage_qgis.results import OSM_NAME, add_basemap
+
+    assert not SurveyDialog(qgis_iface).basemap.isChecked()  # no network assumed
+    points = QgsVectorLayer("Point?crs=EPSG:4326", "points", "memory")
+    qgis_new_project.addMapLayer(points)
+    layer = add_basemap(qgis_new_project)
+    assert layer is not None and layer.isValid() and layer.providerType() == "wms"
+    assert add_basemap(qgis_new_project) is layer
+    names = [n.name() for n in qgis_new_project.layerTreeRoot().children()]
+    assert names == ["points", OSM_NAME]
