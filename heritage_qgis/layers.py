@@ -245,6 +245,38 @@ def configure_observations(layer: QgsVectorLayer, gpkg: str | Path) -> None:
             ),
         )
     layer.setDisplayExpression('"file_name"')
+    add_photo_action(layer)
+
+
+#: name of the feature action that opens the photo next to its Grad-CAM overlay
+PHOTO_ACTION = "Photo and Grad-CAM"
+_PHOTO_ACTION_CODE = (
+    "from qgis.core import QgsProject\n"
+    "from qgis.utils import iface\n"
+    "layer = QgsProject.instance().mapLayer('[% @layer_id %]')\n"
+    "iface.openFeatureForm(layer, layer.getFeature([% $id %]), False, False)\n"
+)
+
+
+def add_photo_action(layer: QgsVectorLayer) -> None:
+    """A feature action that opens the form with the photo next to its overlay: QGIS'
+    Identify results list it under each feature, so the photo is one click away."""
+    from qgis.core import QgsAction
+
+    manager = layer.actions()
+    for action in manager.actions():
+        if action.name() == tr(PHOTO_ACTION):
+            return
+    action = QgsAction(
+        QgsAction.ActionType.GenericPython,
+        tr(PHOTO_ACTION),
+        _PHOTO_ACTION_CODE,
+        "",
+        False,
+        tr("Photo"),
+        {"Feature", "Canvas"},
+    )
+    manager.addAction(action)
 
 
 def configure_table(layer: QgsVectorLayer, layer_name: str) -> None:

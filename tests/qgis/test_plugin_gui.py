@@ -201,3 +201,45 @@ def test_basemap_is_optional_off_by_default_and_added_once_at_the_bottom(
     assert add_basemap(qgis_new_project) is layer
     names = [n.name() for n in qgis_new_project.layerTreeRoot().children()]
     assert names == ["points", OSM_NAME]
+
+
+def test_photo_action_opens_the_feature_form_of_the_identified_feature(
+    qgis_app, qgis_iface, qgis_new_project, monkeypatch
+) -> None:
+    """The action Identify lists under each observation: its code, with the layer and
+    feature filled in, opens that feature's form (photo next to overlay)."""
+    _on_path()
+    import qgis.utils
+    from qgis.core import (
+        QgsExpression,
+        QgsExpressionContext,
+        QgsExpressionContextUtils,
+        QgsFeature,
+        QgsVectorLayer,
+    )
+
+    from heritage_qgis.layers import PHOTO_ACTION, add_photo_action
+
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=file_name:string", "obs", "memory")
+    feature = QgsFeature(layer.fields())
+    feature["file_name"] = "a.jpg"
+    layer.dataProvider().addFeatures([feature])
+    qgis_new_project.addMapLayer(layer)
+    add_photo_action(layer)
+    add_photo_action(layer)  # once only
+    actions = layer.actions().actions()
+    assert [a.name() for a in actions] == [PHOTO_ACTION]
+    saved = next(layer.getFeatures())
+    context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+    context.setFeature(saved)
+    code = QgsExpression.replaceExpressionText(actions[0].command(), context)
+    opened = []
+    monkeypatch.setattr(qgis.utils, "iface", qgis_iface)
+    monkeypatch.setattr(
+        qgis_iface,
+        "openFeatureForm",
+        lambda lay, f, *a: opened.append((lay, f.id())),
+        raising=False,
+    )
+    exec(compile(code, "action", "exec"), {})
+    assert opened == [(layer, saved.id())]

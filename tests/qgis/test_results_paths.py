@@ -108,6 +108,7 @@ def _describe(layer) -> dict:
         "overlay_widget": layer.editorWidgetSetup(overlay).type() if overlay >= 0 else None,
         "columns": [c.name for c in table.columns() if not c.hidden][:6],
         "sort": table.sortExpression(),
+        "actions": sorted(a.name() for a in layer.actions().actions()),
     }
 
 
@@ -190,6 +191,7 @@ def test_processing_and_dialog_load_the_same_styled_layers(
         "file_name", "decision", "priority_category", "priority_score", "p_final", "building_id"
     ]  # fmt: skip
     assert obs["sort"] == '"priority_score"'
+    assert obs["actions"] == ["Photo and Grad-CAM"]  # listed in Identify results
     assert proc_layers["flagged_buildings"]["columns"][0] == "visit_order"
     _check_form_and_precision(project, by_dialog, results)
 
