@@ -987,15 +987,20 @@ def make_classifier(
     return TwoStageClassifier(loaded, device=device, cam_method=cam_method)
 
 
-def _load_classifier(cfg: ClassifyConfig) -> tuple[LoadedModel, TwoStageClassifier]:
+def _load_classifier(
+    cfg: ClassifyConfig, progress: Progress | None = None
+) -> tuple[LoadedModel, TwoStageClassifier]:
     from .modelcard import load_model
     from .predict import resolve_device
 
+    progress = progress or NullProgress()
     device = resolve_device(cfg.device)
     loaded = load_model(cfg.model_dir, device=device)
+    progress.step(1)
     clf = make_classifier(loaded, device, cfg.cam_method)
     if cfg.mode == "scene":
         scene_classifier(clf, cfg)  # settings and wall gate checked before any photo
+    progress.step(1)
     return loaded, clf
 
 
@@ -1034,9 +1039,11 @@ def _run_survey(
     for extra in (cfg.footprints, cfg.network, cfg.start if isinstance(cfg.start, Path) else None):
         if extra is not None and not Path(extra).exists():
             raise InputNotFoundError(f"vector file not found: {extra}")
-    progress.start(STAGE_MODEL, total=1)
-    loaded, clf = _load_classifier(cfg)
+    progress.start(STAGE_MODEL, total=3)  # import torch, read the weights, prepare
+    import torch  # noqa: F401 (the first import alone takes seconds: a step of its own)
+
     progress.step(1)
+    loaded, clf = _load_classifier(cfg, progress)
     card = loaded.card
     base, folder = out.parent, overlays_dir_for(out)
     executor: BatchExecutor | None = None
