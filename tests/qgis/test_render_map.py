@@ -21,7 +21,7 @@ def test_demo_survey_renders_projected_with_every_building_labelled(
 ) -> None:
     from qgis.core import QgsProject
 
-    from tests.conftest import load_script
+    from conftest import load_script
 
     gpkg = tmp_path / "demo.gpkg"
     done = subprocess.run(
