@@ -18,8 +18,9 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from . import installer, settings
-from .backend import BackendNotFoundError
+# installer, settings and backend are imported where they are used: the plugin imports
+# this module when it loads (for the Options page), and QGIS drops the modules imported
+# then when it unloads the plugin; modules imported later keep their own references
 
 PAGE_TITLE = "Heritage"
 
@@ -32,6 +33,9 @@ def tr(text: str) -> str:
 def test_backend(path: str) -> tuple[bool, str]:
     """What the Test button says about ``path`` (empty: the backend found
     automatically): ``(works, one line)``."""
+    from . import installer, settings
+    from .backend import BackendNotFoundError
+
     try:
         exe = path or settings.effective_backend()
     except BackendNotFoundError as exc:
@@ -51,7 +55,7 @@ class InstallTask(QgsTask):
 
     stageChanged = pyqtSignal(str)
 
-    def __init__(self, plan: installer.InstallPlan) -> None:
+    def __init__(self, plan) -> None:
         super().__init__(tr("Heritage: installing the backend"), QgsTask.Flag.CanCancel)
         self.plan = plan
         self.exe: Path | None = None
@@ -76,6 +80,8 @@ class InstallTask(QgsTask):
         return self.isCanceled()
 
     def run(self) -> bool:
+        from . import installer
+
         try:
             self.exe = installer.install(self.plan, self)
         except Exception as exc:  # reported by the page
@@ -88,6 +94,8 @@ class HeritageOptionsPage(QgsOptionsPageWidget):
     """Backend path with Browse and Test; Install the backend (PyPI or a wheel folder)."""
 
     def __init__(self, parent=None) -> None:
+        from . import installer, settings
+
         super().__init__(parent)
         self.task: InstallTask | None = None
         self.path = QgsFileWidget()
@@ -142,8 +150,10 @@ class HeritageOptionsPage(QgsOptionsPageWidget):
         self.result.setText(("\u2714 " if ok else "\u2716 ") + text)
         return ok
 
-    def plan(self) -> installer.InstallPlan:
-        """The installation the page's fields describe."""
+    def plan(self):
+        """The installation the page's fields describe (an ``InstallPlan``)."""
+        from . import installer
+
         wheels = self.wheelhouse.filePath().strip()
         return installer.InstallPlan(
             target=installer.default_target(),
@@ -151,7 +161,7 @@ class HeritageOptionsPage(QgsOptionsPageWidget):
             wheelhouse=Path(wheels) if wheels else None,
         )
 
-    def start_install(self, plan: installer.InstallPlan | None = None) -> InstallTask:
+    def start_install(self, plan=None) -> InstallTask:
         """Install in the background; the path field and the setting follow on success."""
         self.task = InstallTask(plan or self.plan())
         self.task.progressChanged.connect(lambda p: self.install_progress.setValue(int(p)))
@@ -164,6 +174,8 @@ class HeritageOptionsPage(QgsOptionsPageWidget):
         return self.task
 
     def _installed(self) -> None:
+        from . import settings
+
         task, self.task = self.task, None
         self.install_button.setEnabled(True)
         if task is None or task.exe is None:
@@ -181,6 +193,8 @@ class HeritageOptionsPage(QgsOptionsPageWidget):
 
     def apply(self) -> None:
         """OK in the Options dialog: store the path (empty: find it automatically)."""
+        from . import settings
+
         settings.set_backend_path(self.path.filePath().strip())
 
 

@@ -231,9 +231,11 @@ def test_task_reports_progress_and_cancel_stops_the_backend(
 ) -> None:
     from qgis.core import QgsApplication, QgsVectorLayer
 
-    from heritage_qgis import backend
     from heritage_qgis.task import BackendTask
 
+    # the backend module the task itself uses: QGIS' unloadPlugin (other tests) drops
+    # the modules imported while the plugin loaded, so a fresh import may differ
+    backend = sys.modules[BackendTask.__module__].backend
     photos = tmp_path / "many"
     photos.mkdir()
     src = exif_gps / "gps" / "DSCN0010.jpg"

@@ -19,9 +19,8 @@ pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 def test_demo_survey_renders_projected_with_every_building_labelled(
     qgis_app, qgis_new_project, backend_exe: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    from qgis.core import QgsProject
-
     from conftest import load_script
+    from qgis.core import QgsProject
 
     gpkg = tmp_path / "demo.gpkg"
     done = subprocess.run(
