@@ -34,7 +34,8 @@ EXE_NAME = "heritage.exe" if sys.platform == "win32" else "heritage"
 #: what to tell a user who has no backend
 INSTALL_HINT = (
     "Install it from QGIS: Settings > Options > Heritage > Install the backend (a private "
-    "Python environment in your QGIS profile, from PyPI or a folder of wheels), or "
+    "Python environment in your QGIS profile, from a folder of wheels that `make "
+    "wheelhouse` builds, or from PyPI once heritage-defects is published there), or "
     "`pip install heritage-defects` into a Python 3.11 environment and choose its "
     "`heritage` command on that page."
 )

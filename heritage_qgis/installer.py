@@ -203,7 +203,8 @@ def install(
         hint = (
             " (is every wheel the backend needs in that folder?)"
             if plan.wheelhouse is not None
-            else " (is the network reachable? or install from a folder of wheels)"
+            else " (is the network reachable, and is heritage-defects published on your "
+            "package index? otherwise install from a folder of wheels: `make wheelhouse`)"
         )
         raise InstallError(f"pip could not install {DISTRIBUTION}: {_reason(lines)}{hint}")
     listener.stage("Checking the backend")

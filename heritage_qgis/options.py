@@ -117,7 +117,9 @@ class HeritageOptionsPage(QgsOptionsPageWidget):
 
         self.wheelhouse = QgsFileWidget()
         self.wheelhouse.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
-        self.wheelhouse.lineEdit().setPlaceholderText(tr("empty: download from PyPI"))
+        self.wheelhouse.lineEdit().setPlaceholderText(
+            tr("`make wheelhouse` builds it; empty: download from PyPI")
+        )
         self.python = QgsFileWidget()
         self.python.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         self.python.setFilePath(installer.find_python() or "")
