@@ -161,9 +161,10 @@ class ReportPhoto:
 class PriorityTerms:
     """The inputs and terms of one priority score (the building's strongest photo).
 
-    ``confidence`` is the term ``c`` recorded in the stored score (the score minus
-    the other two terms, with the default weights), so the terms always add up to
-    the score shown; ``p``, ``f`` and ``n`` are the inputs.
+    ``score = 100 * k * m`` with the certainty ``k = c + (1 - c) * gain * b`` and the
+    extent factor ``m = base + (1 - base) * a`` (:mod:`heritage.priority`). ``k`` is
+    read from the stored score (and ``c`` from ``k``), so the terms always give the
+    score shown; ``p``, ``f`` and ``n`` are the inputs.
     """
 
     p: float
@@ -172,9 +173,10 @@ class PriorityTerms:
     a: float
     n: int
     b: float
-    w_c: float
-    w_a: float
-    w_b: float
+    k: float
+    m: float
+    gain: float
+    base: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,9 +389,11 @@ def priority_terms(
     f = photo.area_fraction if photo.area_fraction is not None else 0.0
     a = float(np.clip(f / cfg.area_full, 0.0, 1.0))
     b = float(1.0 - math.exp(-max(n - 1, 0) / cfg.building_scale))
-    w = cfg.w_confidence + cfg.w_area + cfg.w_building
+    m = cfg.extent_base + (1.0 - cfg.extent_base) * a
     score = photo.priority_score or 0.0
-    c = (score / 100.0 * w - cfg.w_area * a - cfg.w_building * b) / cfg.w_confidence
+    k = float(np.clip(score / 100.0 / m, 0.0, 1.0)) if m > 0 else 0.0
+    boost = cfg.corroboration_gain * b
+    c = (k - boost) / (1.0 - boost) if boost < 1.0 else k
     return PriorityTerms(
         p=p,
         c=float(np.clip(c, 0.0, 1.0)),
@@ -397,9 +401,10 @@ def priority_terms(
         a=a,
         n=n,
         b=b,
-        w_c=cfg.w_confidence / w,
-        w_a=cfg.w_area / w,
-        w_b=cfg.w_building / w,
+        k=k,
+        m=m,
+        gain=cfg.corroboration_gain,
+        base=cfg.extent_base,
     )
 
 

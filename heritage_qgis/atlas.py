@@ -315,7 +315,7 @@ def create_inspection_atlas(
 
     Raises ValueError when the survey has no flagged building.
     """
-    from .layers import load_survey
+    from .results import load_survey
 
     layers = survey_layers_in(project, gpkg)
     if not {"observations", "flagged_buildings"} <= set(layers):

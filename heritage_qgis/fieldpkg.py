@@ -26,7 +26,8 @@ from pathlib import Path
 from qgis.core import QgsCoordinateReferenceSystem, QgsEditorWidgetSetup, QgsProject
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .layers import IMAGE_FIELDS, existing_layers, load_survey
+from .layers import IMAGE_FIELDS, existing_layers
+from .results import load_survey
 
 #: ExternalResource ``RelativeStorage``: 0 absolute, 1 relative to the project, 2 to DefaultRoot
 RELATIVE_TO_PROJECT = 1

@@ -89,13 +89,17 @@ def _rank(layer_name: str) -> int:
 
 
 def place_layer(
-    project: QgsProject, layer: QgsMapLayer, layer_name: str, gpkg: str | Path
+    project: QgsProject,
+    layer: QgsMapLayer,
+    layer_name: str,
+    gpkg: str | Path,
+    group: str | None = None,
 ) -> QgsLayerTreeGroup:
-    """Put ``layer`` (added to ``project`` here if needed) into the survey's group at
-    its place in :data:`LAYER_ORDER`; other layers of the project with the same source
-    (an earlier load) are removed."""
+    """Put ``layer`` (added to ``project`` here if needed) into the survey's group
+    (``group``, default :func:`group_name`) at its place in :data:`LAYER_ORDER`; other
+    layers of the project with the same source (an earlier load) are removed."""
     root = project.layerTreeRoot()
-    name = group_name(gpkg)
+    name = group or group_name(gpkg)
     group = root.findGroup(name)
     if group is None:
         group = root.insertGroup(0, name)
@@ -178,12 +182,16 @@ def use_projected_crs(project: QgsProject, gpkg: str | Path) -> QgsCoordinateRef
 
 
 def present_layer(
-    layer: QgsVectorLayer, layer_name: str, gpkg: str | Path, project: QgsProject | None = None
+    layer: QgsVectorLayer,
+    layer_name: str,
+    gpkg: str | Path,
+    project: QgsProject | None = None,
+    group: str | None = None,
 ) -> QgsVectorLayer:
     """Everything a survey layer needs in a project (see the module docstring)."""
     project = project or QgsProject.instance()
     style_layer(layer, layer_name, gpkg)
-    place_layer(project, layer, layer_name, gpkg)
+    place_layer(project, layer, layer_name, gpkg, group)
     use_projected_crs(project, gpkg)
     return layer
 
@@ -192,9 +200,11 @@ def load_survey(
     gpkg: str | Path,
     project: QgsProject | None = None,
     names: tuple[str, ...] = SURVEY_LAYERS,
+    group_name: str | None = None,
 ) -> dict[str, QgsVectorLayer]:
-    """Open the layers ``names`` of ``gpkg`` that exist and present them; returns
-    ``{layer name: layer}``. Loading again replaces the earlier layers."""
+    """Open the layers ``names`` of ``gpkg`` that exist and present them (in the group
+    ``group_name``, default ``Heritage survey: <stem>``); returns ``{layer name:
+    layer}``. Loading again replaces the earlier layers."""
     project = project or QgsProject.instance()
     present = existing_layers(gpkg)
     loaded: dict[str, QgsVectorLayer] = {}
@@ -203,7 +213,7 @@ def load_survey(
             continue
         layer = QgsVectorLayer(layer_uri(gpkg, name), name, "ogr")
         if layer.isValid():
-            loaded[name] = present_layer(layer, name, gpkg, project)
+            loaded[name] = present_layer(layer, name, gpkg, project, group_name)
     return loaded
 
 

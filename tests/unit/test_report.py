@@ -157,7 +157,8 @@ def test_report_html_pdf_csv_on_the_demo_survey(demo_survey: Path, tmp_path: Pat
     assert [int(r["visit_order"]) for r in rows] == list(range(1, len(rows) + 1))
     for r in rows:
         c, a, b = (float(r[k]) for k in ("confidence_term", "extent_term", "corroboration_term"))
-        assert 100 * (0.5 * c + 0.3 * a + 0.2 * b) == pytest.approx(
+        k = c + (1 - c) * 0.5 * b  # docs/priority.md: certainty, then extent
+        assert 100 * k * (0.55 + 0.45 * a) == pytest.approx(
             float(r["priority_score"]), abs=0.15
         )
 
@@ -182,8 +183,9 @@ def test_priority_terms_add_up_to_the_stored_score(demo_survey: Path) -> None:
     for b in data.buildings:
         t = b.terms
         assert t is not None and 0 <= t.c <= 1 and 0 <= t.a <= 1 and 0 <= t.b < 1
-        points = 100 * (t.w_c * t.c + t.w_a * t.a + t.w_b * t.b)
-        assert points == pytest.approx(b.score, abs=1e-6)
+        assert 100 * t.k * t.m == pytest.approx(b.score, abs=1e-6)
+        assert t.k == pytest.approx(t.c + (1 - t.c) * t.gain * t.b, abs=1e-9)
+        assert t.m == pytest.approx(t.base + (1 - t.base) * t.a)
         assert t.n == b.n_flagged
         assert [p.flagged for p in b.photos] == sorted((p.flagged for p in b.photos), reverse=True)
 
