@@ -1558,9 +1558,15 @@ def regroup_survey(
         totals = update_priority(
             out,
             _regroup_config(
-                out, footprints, max_distance_m, cluster_eps_m, start, network, by_priority,
+                out,
+                footprints,
+                max_distance_m,
+                cluster_eps_m,
+                start,
+                network,
+                by_priority,
                 site_gap_m,
-            ),  # fmt: skip
+            ),
             threshold,
             progress,
         )

@@ -176,7 +176,8 @@ def test_field_package_is_relative_and_its_photo_widgets_load_images(
     assert all(lyr.isValid() for lyr in layers.values())
     obs = layers["observations"]
     form = obs.editFormConfig()
-    first_tab = [c.name() for c in form.tabs()[0].children()]
+    images = form.tabs()[0].children()[0]  # the first tab's first box: photo and overlay
+    first_tab = [c.name() for c in images.children()]
     assert first_tab == ["thumbnail_path", "overlay_path"]
 
     QgsGui.editorWidgetRegistry().initEditors()

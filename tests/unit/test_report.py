@@ -158,9 +158,7 @@ def test_report_html_pdf_csv_on_the_demo_survey(demo_survey: Path, tmp_path: Pat
     for r in rows:
         c, a, b = (float(r[k]) for k in ("confidence_term", "extent_term", "corroboration_term"))
         k = c + (1 - c) * 0.5 * b  # docs/priority.md: certainty, then extent
-        assert 100 * k * (0.55 + 0.45 * a) == pytest.approx(
-            float(r["priority_score"]), abs=0.15
-        )
+        assert 100 * k * (0.55 + 0.45 * a) == pytest.approx(float(r["priority_score"]), abs=0.15)
 
     assert result.pdf_pages >= len(expected) // 3 and result.pdf_bytes > 10_000
     subprocess.run(
