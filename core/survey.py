@@ -1238,6 +1238,12 @@ def _route(
     route per site (:mod:`heritage.sites`), each planned by :func:`_route_site`."""
     from .sites import plan_by_site
 
+    if start is not None and len(buildings):
+        from .geo import check_start
+
+        reps = buildings.geometry.representative_point()
+        check_start(start, zip(reps.x, reps.y, strict=True))  # swapped LON,LAT is refused
+
     def one(part: gpd.GeoDataFrame, part_start: tuple[float, float] | None) -> tuple:
         return _route_site(part, part_start, network, by_priority)
 
@@ -1264,11 +1270,6 @@ def _route_site(
     from .priority import category_rank
     from .route import START, plan_route
 
-    if start is not None and len(buildings):
-        from .geo import check_start
-
-        reps = buildings.geometry.representative_point()
-        check_start(start, zip(reps.x, reps.y, strict=True))  # swapped LON,LAT is refused
     if start is not None or len(buildings) < 2:
         res = plan_route(buildings, start=start, by_priority=by_priority, network_gdf=network)
         return res.visit_order, res.legs, res.total_m
