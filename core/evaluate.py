@@ -262,7 +262,7 @@ def evaluate(
     report["model"] = {
         "model_id": card.model_id,
         "version": card.version,
-        "path": str(model_path.resolve()),
+        "path": str(model_path),  # as given: a report must not carry this machine's paths
         "decision_stage": card.decision_stage,
         "threshold": thr,
         "cam_layer": card.cam_layer,
@@ -270,7 +270,7 @@ def evaluate(
         "stage2_arch": card.stage2.arch if card.stage2 else None,
     }
     report["device"] = device
-    report["data_dirs"] = [str(Path(d).resolve()) for d in data_dirs]
+    report["data_dirs"] = [str(d) for d in data_dirs]
     report["unreadable"] = unreadable
     report["cam_methods_used"] = dict(cam_methods)
     report["cam_empty"] = cam_empty
@@ -278,7 +278,7 @@ def evaluate(
         report["cam"] = {
             "method": clf.cam_method,
             "target": clf.cam_target,
-            "masks_dir": str(Path(masks_dir).resolve()),
+            "masks_dir": str(masks_dir),
             "n_with_masks": len(hits),
             "n_without_mask": masks_missing,
             "n_empty_masks": masks_empty,
