@@ -90,3 +90,20 @@ def backend_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     exe.chmod(0o755)
     return exe
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    """Run the Qt event loop until ``predicate()`` or the timeout; returns predicate()
+    (QGIS tests that wait for a task or a backend process)."""
+    from qgis.PyQt.QtCore import QEventLoop, QTimer
+
+    if predicate():
+        return True
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.timeout.connect(lambda: loop.quit() if predicate() else None)
+    poll.start(20)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    poll.stop()
+    return predicate()

@@ -12,27 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
-
-
-def _wait_until(predicate, timeout_s: float) -> bool:
-    from qgis.PyQt.QtCore import QEventLoop, QTimer
-
-    if predicate():
-        return True
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.timeout.connect(lambda: loop.quit() if predicate() else None)
-    poll.start(20)
-    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-    loop.exec()
-    poll.stop()
-    return predicate()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -36,22 +37,6 @@ def _has(command: str) -> bool:
 needs_classify = pytest.mark.skipif(
     not _has("classify"), reason="`heritage classify` is not available in the backend yet"
 )
-
-
-def _wait_until(predicate, timeout_s: float) -> bool:
-    """Run the Qt event loop until ``predicate()`` or the timeout; returns predicate()."""
-    from qgis.PyQt.QtCore import QEventLoop, QTimer
-
-    if predicate():
-        return True
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.timeout.connect(lambda: loop.quit() if predicate() else None)
-    poll.start(20)
-    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-    loop.exec()
-    poll.stop()
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -10,26 +10,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "heritage_qgis"
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
-
-
-def _wait_until(predicate, timeout_s: float) -> bool:
-    from qgis.PyQt.QtCore import QEventLoop, QTimer
-
-    if predicate():
-        return True
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.timeout.connect(lambda: loop.quit() if predicate() else None)
-    poll.start(20)
-    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-    loop.exec()
-    poll.stop()
-    return predicate()
 
 
 @pytest.fixture
