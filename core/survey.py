@@ -61,7 +61,6 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -457,17 +456,15 @@ class _Answer:
         return DECISION_FLAGGED if self.decision else DECISION_NOT_FLAGGED
 
 
-_SCENE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
 def scene_classifier(clf: TwoStageClassifier, cfg: ClassifyConfig) -> SceneClassifier:
-    """The scene-mode wrapper of ``clf`` (made once per classifier, gate verified)."""
+    """The scene-mode wrapper of ``clf`` (made once per classifier and kept on it, so it
+    lives exactly as long as the classifier; gate verified when made)."""
     from .scene import load_scene_classifier
 
-    scene = _SCENE.get(clf)
+    scene = getattr(clf, "_scene", None)
     if scene is None:
         scene = load_scene_classifier(clf, overlay_max_px=cfg.scene_overlay_px)
-        _SCENE[clf] = scene
+        clf._scene = scene  # type: ignore[attr-defined]
     return scene
 
 
