@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("commands_classify:classify", "Classify a photo survey into a GeoPackage."),
     "group": ("commands_group:group", "Re-group a classified survey per building (in place)."),
     "route": ("commands_route:route", "Re-plan the inspection route of a classified survey."),
+    "review": ("commands_review:review", "Record a reviewer's verdict on a photo of a survey."),
+    "reviews": (
+        "commands_review:reviews",
+        "List, or export as an image folder, the reviews of a survey.",
+    ),
     "report": (
         "commands_report:report",
         "Write the inspection report of a survey (HTML, PDF, CSV).",

@@ -173,6 +173,12 @@ route_options = _compose(
     default=None,
     help="Classify on a local Dask cluster of N processes (one thread each).",
 )
+@click.option(
+    "--reclassify",
+    is_flag=True,
+    help="Classify again, with this model, the photos OUTPUT holds from another model (their "
+    "rows are replaced; reviews are kept and applied to the new rows).",
+)
 @json_progress_option()
 def classify(
     photo_dirs: tuple[Path, ...],
@@ -196,6 +202,7 @@ def classify(
     decode_workers: int | None,
     scheduler: str | None,
     workers: int | None,
+    reclassify: bool,
     json_progress: bool,
 ) -> None:
     """Classify the photos in PHOTO_DIRS (recursively) into the GeoPackage OUTPUT.
@@ -236,6 +243,7 @@ def classify(
         decode_workers=decode_workers,
         scheduler=scheduler,
         workers=workers or 0,
+        reclassify=reclassify,
     )
     progress: NullProgress = JsonLinesProgress() if json_progress else TqdmProgress()
     when = "after the current batch of photos, then grouping buildings and planning the route"

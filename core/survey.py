@@ -159,6 +159,9 @@ OBSERVATION_FIELDS: tuple[Field, ...] = (
     Field("best_box_top", "int"),
     Field("best_box_right", "int"),
     Field("best_box_bottom", "int"),
+    # added with reviews: the photo's current review (heritage.reviews), rewritten by
+    # update_priority from the reviews table, never by the model
+    Field("review"),
 )
 #: columns added with scene mode (model 0.6.0): older surveys get them on the next run
 SCENE_FIELDS = (
@@ -169,6 +172,8 @@ SCENE_FIELDS = (
     "best_box_right",
     "best_box_bottom",
 )
+#: columns added after 0.6.0: older surveys get them on the next run
+LATER_FIELDS = (*SCENE_FIELDS, "review")
 #: heat-map level counted as defect by ``defect_area_fraction`` (priority.py's default)
 AREA_THRESHOLD = 0.5
 #: ``decision`` values
@@ -184,7 +189,7 @@ def observations_schema(name: str = OBSERVATIONS_LAYER) -> LayerSchema:
     """The ``observations`` point layer (2D Point, EPSG:4326; altitude in a field), one
     row per photo content (a unique index on ``sha256``)."""
     return LayerSchema(
-        name, OBSERVATION_FIELDS, "Point", "EPSG:4326", SCENE_FIELDS, unique=("sha256",)
+        name, OBSERVATION_FIELDS, "Point", "EPSG:4326", LATER_FIELDS, unique=("sha256",)
     )
 
 
@@ -205,6 +210,11 @@ class ClassifyConfig:
     address) or ``workers`` (> 0: a local Dask cluster of that many processes)
     classify on Dask workers instead (:mod:`heritage.distributed`); the GeoPackage is
     still written here, in input order.
+    ``reclassify``: photos of the GeoPackage classified by another model (or model
+    version) are classified again by this one and their observation rows replaced
+    (each batch: the old rows deleted, the new ones written); their reviews, in the
+    ``reviews`` table, are kept and applied to the new rows. A stopped run resumes
+    (photos done by this model are not classified twice).
     """
 
     photo_dirs: tuple[Path, ...]
@@ -232,6 +242,7 @@ class ClassifyConfig:
     decode_workers: int = 0
     scheduler: str | None = None
     workers: int = 0
+    reclassify: bool = False
 
     def __post_init__(self) -> None:
         if not self.photo_dirs:
@@ -286,6 +297,10 @@ class SurveySummary:
     categories: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     sites: list[dict[str, Any]] = field(default_factory=list)
+    #: current reviews of the GeoPackage's photos (heritage.reviews.review_counts)
+    reviews: dict[str, int] = field(default_factory=dict)
+    #: photos classified again by this model (``reclassify``), their reviews kept
+    reclassified: int = 0
     #: stopped by the user: the photos classified so far are in, with buildings and route
     cancelled: bool = False
     seconds: float = 0.0
@@ -327,6 +342,10 @@ class SurveySummary:
         if self.categories:
             cats = ", ".join(f"{k}: {v}" for k, v in sorted(self.categories.items()))
             out.append(f"priority categories of the flagged photos: {cats}")
+        from .reviews import summary_text
+
+        if text := summary_text(self.reviews):
+            out.append(f"reviews: {text} (the priorities and buildings follow them)")
         out.append(f"overlays, heat maps and thumbnails in {self.overlays_dir}")
         out += [f"warning: {p}" for p in self.problems]
         out.append(f"done in {self.seconds:.1f} s")
@@ -683,6 +702,9 @@ class _Run:
     write_pool: ThreadPoolExecutor | None = None
     last_write: Future | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: sha256 of observations of another model to replace (ClassifyConfig.reclassify)
+    replace: set[str] = field(default_factory=set)
+    reclassified: int = 0
 
     def skip(self, item: SkippedFile | tuple[Path, str, str, str | None]) -> str:
         if isinstance(item, SkippedFile):
@@ -764,6 +786,7 @@ class _Run:
 
         def write() -> None:  # one transaction per table
             with self.lock:
+                self._delete_replaced([r["sha256"] for r, _ in rows])
                 self.obs.extend(rows)
                 self.obs.flush()
                 if self.bad.pending:
@@ -774,6 +797,21 @@ class _Run:
         else:
             self.wait_writes()  # at most one write in flight: the file stays a prefix
             self.last_write = self.write_pool.submit(write)
+
+    def _delete_replaced(self, shas: list[str]) -> None:
+        """Delete the other model's rows of photos about to be written again (one
+        transaction; a kill before the new rows are in leaves them for a re-run)."""
+        old = [(s,) for s in shas if s in self.replace]
+        if not old:
+            return
+        con = connect_gpkg(self.out)
+        try:
+            with con:
+                con.executemany(f'DELETE FROM "{OBSERVATIONS_LAYER}" WHERE sha256 = ?', old)
+        finally:
+            con.close()
+        self.replace.difference_update(s for (s,) in old)
+        self.reclassified += len(old)
 
 
 # ------------------------------------------------------------------ one batch, anywhere
@@ -1051,6 +1089,13 @@ def _run_survey(
         files = scan.files
         columns = ["sha256", "path", "model_id", "model_version"]
         earlier = read_rows(out, OBSERVATIONS_LAYER, columns)
+        this_model = (card.model_id, card.version)
+        replace: set[str] = set()
+        if cfg.reclassify:
+            replace = {
+                r["sha256"] for r in earlier if (r["model_id"], r["model_version"]) != this_model
+            }
+            earlier = [r for r in earlier if r["sha256"] not in replace]
         known_obs = {r["sha256"]: r["path"] for r in earlier}
         mixed = _other_model_warning(earlier, card.model_id, card.version)
         known_invalid = {
@@ -1080,6 +1125,7 @@ def _run_survey(
                 known_invalid,
             )
             run.executor = executor
+            run.replace = replace
             if run.executor.depth > 0:
                 run.write_pool = ThreadPoolExecutor(1, thread_name_prefix="heritage-gpkg")
             for skipped_folder in scan.skipped:
@@ -1133,6 +1179,7 @@ def _run_survey(
         flagged=run.flagged,
         not_assessable=run.not_assessable,
         already_classified=already,
+        reclassified=run.reclassified,
         skipped=dict(run.skipped),
         cancelled=cancelled,
         seconds=time.perf_counter() - started,
@@ -1195,13 +1242,16 @@ def _scan_one(
 def _read_observations(out: Path) -> gpd.GeoDataFrame:
     import pyogrio
 
-    cols = ["file_name", "flagged", "p_final", "defect_area_fraction"]
+    from .reviews import apply_reviews, current_reviews
+
+    cols = ["file_name", "sha256", "flagged", "p_final", "defect_area_fraction"]
     have = set(pyogrio.read_info(str(out), layer=OBSERVATIONS_LAYER)["fields"])
     cols += [c for c in ("decision",) if c in have]
     gdf = pyogrio.read_dataframe(out, layer=OBSERVATIONS_LAYER, columns=cols, fid_as_index=True)
     gdf["flagged"] = gdf["flagged"].fillna(False).astype(bool)
     gdf["obs_id"] = gdf.index.astype("int64")
-    return gdf
+    # the reviewers' verdicts: false alarms no longer flagged, confirmed/missed certain
+    return apply_reviews(gdf, current_reviews(out))
 
 
 def _multipolygons(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -1350,6 +1400,7 @@ def update_priority(
 
     from .buildings import BUILDING_COLUMNS, flagged_buildings
     from .geo import read_vector
+    from .reviews import review_counts
 
     progress = progress or NullProgress()
     progress.start(STAGE_GROUP, total=1)
@@ -1407,27 +1458,33 @@ def update_priority(
     visit_of_building = dict(
         zip(buildings["building_id"].astype(int), buildings["visit_order"].astype(int), strict=True)
     )
+    buildings = _with_review_counts(buildings, scored)
 
     updates = []
-    for fid, bid, n, score, cat in zip(
+    for fid, bid, n, score, cat, review in zip(
         scored.index,
         scored["building_id"],
         scored["n_flagged_on_building"],
         scored["priority_score"],
         scored["priority_category"],
+        scored["review"],
         strict=True,
     ):
         b = None if pd.isna(bid) else int(bid)
-        updates.append(
-            (b, int(n), float(score), str(cat), visit_of_building.get(b) if b else None, int(fid))
-        )
+        visit = visit_of_building.get(b) if b else None
+        review = review if isinstance(review, str) else None
+        updates.append((b, int(n), float(score), str(cat), visit, review, int(fid)))
     progress.step(1)
     progress.start(STAGE_WRITE, total=1)
     con = connect_gpkg(out)
     with con:  # one transaction, committed on success
+        have = {r[1] for r in con.execute(f'PRAGMA table_info("{OBSERVATIONS_LAYER}")')}
+        if "review" not in have:  # a survey written before reviews existed
+            con.execute(f'ALTER TABLE "{OBSERVATIONS_LAYER}" ADD COLUMN "review" TEXT')
         con.executemany(
             f'UPDATE "{OBSERVATIONS_LAYER}" SET building_id = ?, n_flagged_on_building = ?, '
-            "priority_score = ?, priority_category = ?, visit_order = ? WHERE fid = ?",
+            "priority_score = ?, priority_category = ?, visit_order = ?, review = ? "
+            "WHERE fid = ?",
             updates,
         )
     con.close()
@@ -1457,7 +1514,28 @@ def update_priority(
         "categories": dict(cats),
         "problems": problems,
         "sites": [site.as_dict() for site in sites],
+        "reviews": review_counts(scored["review"]),
     }
+
+
+def _with_review_counts(buildings: gpd.GeoDataFrame, scored: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The buildings with ``n_reviewed`` (photos with a current review) and
+    ``n_confirmed`` (photos confirmed or added as missed) among their photos."""
+    import pandas as pd
+
+    from .reviews import POSITIVE_VERDICTS
+
+    reviewed: Counter[int] = Counter()
+    confirmed: Counter[int] = Counter()
+    for bid, review in zip(scored["building_id"], scored["review"], strict=True):
+        if not isinstance(review, str) or pd.isna(bid):  # no review, or on no building
+            continue
+        reviewed[int(bid)] += 1
+        confirmed[int(bid)] += review in POSITIVE_VERDICTS
+    ids = [int(b) for b in buildings["building_id"]]
+    return buildings.assign(
+        n_reviewed=[reviewed[b] for b in ids], n_confirmed=[confirmed[b] for b in ids]
+    )
 
 
 # ------------------------------------------------------------------ blobs

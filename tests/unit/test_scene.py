@@ -205,10 +205,10 @@ def test_an_older_survey_gets_the_scene_columns_and_keeps_its_rows(tmp_path: Pat
 
     from heritage.errors import DataError
     from heritage.gpkg import Field, LayerSchema, append_batch
-    from heritage.survey import OBSERVATION_FIELDS, SCENE_FIELDS, observations_schema
+    from heritage.survey import LATER_FIELDS, OBSERVATION_FIELDS, observations_schema
 
     out = tmp_path / "old.gpkg"
-    old_fields = tuple(f for f in OBSERVATION_FIELDS if f.name not in SCENE_FIELDS)
+    old_fields = tuple(f for f in OBSERVATION_FIELDS if f.name not in LATER_FIELDS)
     old = LayerSchema("observations", old_fields, "Point", "EPSG:4326")
     append_batch(out, old, [{"file_name": "a.jpg", "sha256": "a" * 64}], [shapely.Point(11, 43)])
     new_row = {"file_name": "b.jpg", "sha256": "b" * 64, "n_wall_tiles": 3, "best_box_left": 7}
