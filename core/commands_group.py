@@ -75,5 +75,9 @@ def group(
         )
         if summary_line(totals.get("sites", [])):
             click.echo(summary_line(totals["sites"]))
+        from .reviews import summary_text
+
+        if text := summary_text(totals.get("reviews") or {}):
+            click.echo(f"reviews: {text}")
         for p in totals["problems"]:
             click.echo(f"warning: {p}", err=True)

@@ -42,6 +42,8 @@ class HeritagePlugin:
         self.dialog = None
         self.options_factory = None
         self.settings_action: QAction | None = None
+        self.review_action: QAction | None = None
+        self.review_dock = None
 
     @staticmethod
     def tr(text: str) -> str:
@@ -71,6 +73,14 @@ class HeritagePlugin:
         self.toolbar.setObjectName("HeritageToolbar")
         self.toolbar.addAction(self.action)
         self.iface.addPluginToMenu(self.MENU, self.action)
+        self.review_action = QAction(self.tr("Review findings..."), self.iface.mainWindow())
+        self.review_action.setObjectName("heritageReviewAction")
+        self.review_action.setToolTip(
+            self.tr("Heritage: confirm or reject each finding of a survey, add missed defects")
+        )
+        self.review_action.triggered.connect(self.show_review)
+        self.toolbar.addAction(self.review_action)
+        self.iface.addPluginToMenu(self.MENU, self.review_action)
         from .options import PAGE_TITLE, HeritageOptionsFactory
 
         self.options_factory = HeritageOptionsFactory(QIcon(icon_path()))
@@ -93,8 +103,36 @@ class HeritagePlugin:
         self.dialog.raise_()
         self.dialog.activateWindow()
 
+    def show_review(self) -> None:
+        """Open (or raise) the review panel, on the survey of the active layer if any."""
+        from qgis.PyQt.QtCore import Qt
+
+        from .review import ReviewDock
+
+        if self.review_dock is None:
+            self.review_dock = ReviewDock(self.iface, self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.review_dock)
+        layer = self.iface.activeLayer()
+        source = layer.source().split("|", 1)[0] if layer is not None else ""
+        if source.lower().endswith(".gpkg") and source != self.review_dock.gpkg:
+            self.review_dock.open_survey(source)
+        self.review_dock.show()
+        self.review_dock.raise_()
+
     def unload(self) -> None:
         """Remove everything the plugin added."""
+        if self.review_dock is not None:
+            if self.review_dock.task is not None:
+                self.review_dock.task.cancel()
+            self.iface.removeDockWidget(self.review_dock)
+            self.review_dock.deleteLater()
+            self.review_dock = None
+        if self.review_action is not None:
+            self.iface.removePluginMenu(self.MENU, self.review_action)
+            if self.toolbar is not None:
+                self.toolbar.removeAction(self.review_action)
+            self.review_action.deleteLater()
+            self.review_action = None
         if self.settings_action is not None:
             self.iface.removePluginMenu(self.MENU, self.settings_action)
             self.settings_action.deleteLater()

@@ -49,8 +49,11 @@ def test_toolbar_menu_and_provider_added_and_removed(qgis_app, qgis_iface, monke
         assert action in plugin.toolbar.actions()
         assert plugin.toolbar.objectName() == "HeritageToolbar"
         settings_action = plugin.settings_action
+        review_action = plugin.review_action
+        assert review_action in plugin.toolbar.actions()
         assert add_menu.call_args_list == [
             (("&Heritage", action),),
+            (("&Heritage", review_action),),
             (("&Heritage", settings_action),),
         ]
         factory = plugin.options_factory
@@ -72,7 +75,11 @@ def test_toolbar_menu_and_provider_added_and_removed(qgis_app, qgis_iface, monke
         toolbar = plugin.toolbar
     finally:
         assert qgis.utils.unloadPlugin("heritage_qgis")
-    assert {c.args[1] for c in remove_menu.call_args_list} == {action, settings_action}
+    assert {c.args[1] for c in remove_menu.call_args_list} == {
+        action,
+        review_action,
+        settings_action,
+    }
     remove_page.assert_called_once_with(factory)
     assert action not in toolbar.actions()
     assert plugin.action is None and plugin.toolbar is None
