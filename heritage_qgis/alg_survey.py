@@ -425,6 +425,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{float(s['route_m']):.0f} m"
             for s in sites
         ]
+    reviews = summary.get("reviews") or {}
+    if reviews.get("reviewed"):
+        lines.append(
+            f"{reviews['reviewed']} photo(s) reviewed: {reviews.get('confirmed', 0)} confirmed, "
+            f"{reviews.get('false_alarm', 0)} false alarm(s), {reviews.get('missed', 0)} "
+            f"missed, {reviews.get('unsure', 0)} unsure (priorities and buildings follow them)"
+        )
     lines += [f"warning: {p}" for p in summary.get("problems") or []]
     return lines
 

@@ -9,8 +9,9 @@ The core (``heritage.styles``) only copies these QML texts into the GeoPackage's
 
 * ``observations``: points categorised on ``priority_category`` (A dark red ... F
   light grey, ``none`` small grey; a hollow square where ``decision`` is
-  ``not_assessable``), map tip = ``resources/maptip.html`` (thumbnail
-  next to the Grad-CAM overlay);
+  ``not_assessable``), labelled with the review (a check mark for confirmed, a cross
+  for a false alarm, + for a missed defect, ? for unsure), map tip =
+  ``resources/maptip.html`` (thumbnail next to the Grad-CAM overlay);
 * ``flagged_buildings``: polygons filled by ``priority_category``, labelled with
   ``visit_order``;
 * ``inspection_route``: a dark line with arrows along each leg, labelled with the leg
@@ -42,6 +43,14 @@ CATEGORY_STYLE = {
 NOT_ASSESSABLE = "not_assessable"
 CATEGORY_EXPRESSION = (
     f"if(\"decision\" = '{NOT_ASSESSABLE}', '{NOT_ASSESSABLE}', \"priority_category\")"
+)
+
+
+#: the label of a reviewed photo (heritage.reviews verdicts); NULL (no label) otherwise
+REVIEW_LABEL = (
+    "CASE WHEN \"review\" = 'confirmed' THEN '\u2714' WHEN \"review\" = 'false_alarm' "
+    "THEN '\u2718' WHEN \"review\" = 'missed' THEN '+' WHEN \"review\" = 'unsure' "
+    "THEN '?' END"
 )
 
 
@@ -122,6 +131,7 @@ def observations_style():
             "p_final": "double",
             "thumbnail_path": "string",
             "overlay_path": "string",
+            "review": "string",
         },
         "observations",
     )
@@ -145,7 +155,8 @@ def observations_style():
     layer.setRenderer(renderer)
     layer.setMapTipTemplate(MAPTIP.read_text(encoding="utf-8"))
     layer.setDisplayExpression('"file_name"')
-    _blocking(layer)
+    # the reviewer's verdict beside the point; unreviewed photos carry no label
+    _labels(layer, REVIEW_LABEL, 11.0, priority=1, distance_mm=0.6)
     return layer
 
 

@@ -145,4 +145,6 @@ def test_review_panel_records_verdicts_and_the_map_follows(
     observations = layers["observations"]
     states = {f["file_name"]: f["review"] for f in observations.getFeatures()}
     assert states[HELSINKI] == "missed"
+    assert observations.labelsEnabled()  # the default style labels the review state
+    assert '"review"' in observations.labeling().settings().fieldName
     assert layers["flagged_buildings"].featureCount() == 4
