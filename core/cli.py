@@ -19,6 +19,10 @@ from . import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "photos": ("commands_photos:photos", "Import geotagged photos into a GeoPackage point layer."),
     "train": ("commands_train:train", "Train the two-stage classifier on image folders."),
+    "finetune": (
+        "commands_finetune:finetune",
+        "Fine-tune the model with the reviews of surveys (before/after report).",
+    ),
     "evaluate": ("commands_evaluate:evaluate", "Evaluate a model on labelled image folders."),
     "prune": ("commands_prune:prune", "Prune the stage-1 model and fine-tune it."),
     "compare": ("commands_compare:compare", "Compare backbones on the same split (Table 1)."),

@@ -114,7 +114,10 @@ def test_review_panel_records_verdicts_and_the_map_follows(
         assert dock.grab().save(str(RENDER_OUT))
     finally:
         settings.set_backend_path(old_backend)
-        QgsSettings().setValue(REVIEWER_KEY, old_reviewer)
+        if old_reviewer:
+            QgsSettings().setValue(REVIEWER_KEY, old_reviewer)
+        else:
+            QgsSettings().remove(REVIEWER_KEY)
 
     # the reviews table: one row per verdict, with who and when
     reviews = _rows(
