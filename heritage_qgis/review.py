@@ -322,7 +322,18 @@ class ReviewDock(QgsDockWidget):
             self.survey.setFilePath(gpkg)
             self.survey.blockSignals(False)
         self.gpkg = gpkg
-        return self.reload(keep=False)
+        n = self.reload(keep=False)
+        try:
+            ready = backend.has_command("review")
+        except backend.BackendError as exc:
+            self.status.setText(str(exc))
+        else:
+            if not ready:
+                self.status.setText(
+                    tr("The heritage backend has no `heritage review` command yet: update it "
+                       "(Settings > Options > Heritage > Install the backend).")
+                )  # fmt: skip
+        return n
 
     def set_order(self, key: str) -> None:
         """Show the list in order ``key`` (``visit``, ``priority`` or ``all``)."""
