@@ -36,13 +36,15 @@ SCORE_FIELDS = (
     "model_version",
     "status",
     "message",
+    "review",
 )
 #: the first columns of each layer's attribute table (what the analyst reads first),
 #: the rest follow in their stored order; and the sort of the table
 TABLE_ORDER = {
     "observations": (
         ("file_name", "decision", "priority_category", "priority_score", "p_final",
-         "building_id", "visit_order", "stage1_label", "defect_area_fraction", "status"),
+         "building_id", "visit_order", "review", "stage1_label", "defect_area_fraction",
+         "status"),
         '"priority_score"', False,
     ),
     "flagged_buildings": (

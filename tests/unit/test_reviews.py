@@ -104,6 +104,14 @@ def test_history_is_append_only_and_the_latest_review_counts(survey) -> None:
     ]
     assert history[0].model_id == "tiny-review" and history[0].p_final is not None
     assert current_reviews(out)[sha["DSCN0025.jpg"]].verdict == "false_alarm"
+    from heritage.report import read_reviews as report_reviews
+
+    in_report = report_reviews(out)[sha["DSCN0025.jpg"]]  # the report's review state
+    assert (in_report.state, in_report.reviewer, in_report.note) == (
+        "false_alarm",
+        "ben",
+        "a shadow",
+    )
     con = sqlite3.connect(out)
     for sql in ("UPDATE reviews SET verdict = 'unsure'", "DELETE FROM reviews"):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
