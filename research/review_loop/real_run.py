@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,17 +42,19 @@ EXTRA = DATA / "dais-masonry" / "images"
 HERITAGE = str(ROOT / ".venv" / "bin" / "heritage")
 
 
-def run(args: list[str]) -> str:
-    """Run the heritage CLI; its output is echoed and returned."""
+def run(args: list[str]) -> dict:
+    """Run the heritage CLI (its output goes to this one's); returns wall and CPU seconds."""
     print("$", " ".join(["heritage", *args[1:]]), flush=True)
     t = time.monotonic()
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
-    sys.stdout.write(done.stdout[-3000:])
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(args, check=False)
     if done.returncode != 0:
-        sys.stderr.write(done.stderr[-3000:])
         raise SystemExit(done.returncode)
-    print(f"  ({time.monotonic() - t:.0f} s)", flush=True)
-    return done.stdout
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    took = {"wall_s": round(time.monotonic() - t, 1), "cpu_s": round(cpu, 1)}
+    print(f"  ({took})", flush=True)
+    return took
 
 
 def standard_split(work: Path) -> dict:
@@ -91,8 +95,8 @@ def main() -> int:
             if it.dataset == "dais-masonry" and it.split in ("train", "val"):
                 shutil.copy(it.path, photos / "dais" / it.path.name)
     survey = work / "survey.gpkg"
-    run([HERITAGE, "classify", str(photos), "-o", str(survey), "--mode", "whole",
-         "--device", "cpu"])  # fmt: skip
+    classify = run([HERITAGE, "classify", str(photos), "-o", str(survey), "--mode", "whole",
+                    "--device", "cpu"])  # fmt: skip
 
     from heritage.gpkg import read_rows
     from heritage.reviews import current_reviews, record_review
@@ -110,18 +114,22 @@ def main() -> int:
         record_review(survey, row["sha256"], verdict, reviewer="research/review_loop",
                       defect_type=kind, at="2026-12-07T00:00:00+00:00")  # fmt: skip
         counts[verdict] = counts.get(verdict, 0) + 1
-    print(f"reviews recorded: {counts}")
+    print(f"reviews recorded now: {counts}")
+    counts = dict(Counter(r.verdict for r in current_reviews(survey).values()))
+    print(f"reviews in the survey: {counts}")
     model_out = work / "model-reviewed"
     if model_out.exists():
         shutil.rmtree(model_out)
     data_args = [a for d in STANDARD for a in ("--data", str(DATA / d))]
-    out = run([HERITAGE, "finetune", "--from-survey", str(survey), "-o", str(model_out),
-               *data_args, "--extra-positives", str(EXTRA), "--epochs", "3",
-               "--replay", "50", "--device", "cpu", "--json-progress"])  # fmt: skip
-    report = json.loads(out.strip().splitlines()[-1])
+    finetune = run([HERITAGE, "finetune", "--from-survey", str(survey), "-o", str(model_out),
+                    *data_args, "--extra-positives", str(EXTRA), "--epochs", "3",
+                    "--replay", "50", "--device", "cpu"])  # fmt: skip
+    report = json.loads((work / "model-reviewed-run" / "finetune.json").read_text())
     summary = {
         "split_same_as_card": split["same_as_card"],
         "reviews_recorded": counts,
+        "classify": classify,
+        "finetune": finetune,
         "report": report,
         "seconds": round(time.monotonic() - started, 1),
         "threads": os.environ.get("OMP_NUM_THREADS"),

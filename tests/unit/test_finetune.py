@@ -121,3 +121,23 @@ def test_the_base_model_is_not_replaced_unless_asked(reviewed) -> None:
     cfg = FinetuneConfig(surveys=(str(survey),), model_dir=str(base), base_model=str(base))
     with pytest.raises(OutputNotWritableError, match="--replace-default"):
         run_finetune(cfg)
+
+
+def test_the_quick_stage1_score_is_the_classifiers_p_final(reviewed, tmp_path: Path) -> None:
+    """A model deciding on stage 1 is scored without Grad-CAM: same p_final."""
+    import dataclasses
+
+    from heritage.finetune import _p_final
+    from heritage.modelcard import load_model
+    from heritage.predict import TwoStageClassifier
+
+    _, base, _ = reviewed
+    loaded = load_model(base)
+    loaded = dataclasses.replace(
+        loaded, card=dataclasses.replace(loaded.card, decision_stage="stage1")
+    )
+    photos = sorted((base.parent / "photos").iterdir())
+    quick = _p_final(loaded, photos, "cpu", 2)
+    with TwoStageClassifier(loaded, "cpu") as clf:
+        full = [r.p_final for _, r in clf.classify_paths(photos, 2)]
+    assert quick == pytest.approx(full, abs=1e-5)
