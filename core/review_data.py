@@ -67,6 +67,8 @@ class ReviewedItem:
     note: str | None
     stage1_label: str | None
     held_out: bool
+    #: the photo's path as the survey stores it (relative to the survey's folder)
+    photo_path: str = ""
 
     @property
     def positive(self) -> bool:
@@ -151,6 +153,7 @@ def reviewed_items(
                 note=review.note,
                 stage1_label=row.get("stage1_label"),
                 held_out=is_held_out(review.sha256, share),
+                photo_path=str(row["path"]),
             )
         )
     return items
@@ -234,7 +237,7 @@ def export_reviews(
                 "reviewed_at": item.reviewed_at,
                 "box": "" if item.box is None else ",".join(str(v) for v in item.box),
                 "held_out": int(item.held_out),
-                "photo_path": str(item.photo),
+                "photo_path": item.photo_path,
                 "note": item.note or "",
             }
         )
