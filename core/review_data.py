@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError, InputNotFoundError
-from .reviews import FALSE_ALARM, OBSERVATIONS, POSITIVE_VERDICTS, Box, current_by_key
+from .reviews import (
+    FALSE_ALARM,
+    OBSERVATIONS,
+    POSITIVE_VERDICTS,
+    Box,
+    connect_ro,
+    current_by_key,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -104,7 +111,7 @@ def _observations(path: Path) -> dict[str, dict[str, Any]]:
         "sha256", "path", "inference_mode", "stage1_label",
         "best_box_left", "best_box_top", "best_box_right", "best_box_bottom",
     )  # fmt: skip
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = connect_ro(path)
     try:
         con.row_factory = sqlite3.Row
         have = {r[1] for r in con.execute(f'PRAGMA table_info("{OBSERVATIONS}")')}

@@ -172,6 +172,12 @@ def parse_box(text: str | None) -> Box | None:
 # ------------------------------------------------------------------ reading
 
 
+def connect_ro(path: str | Path) -> sqlite3.Connection:
+    """A read-only sqlite3 connection (a proper file URI: spaces, ``#`` or ``?`` in the
+    path are percent-encoded)."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+
 def has_reviews(path: str | Path) -> bool:
     """True when the GeoPackage has a ``reviews`` table."""
     return REVIEWS_LAYER in list_layers(path)
@@ -211,7 +217,7 @@ def read_history(path: str | Path, sha256: str | None = None) -> list[Review]:
     if sha256 is not None:
         sql += " WHERE sha256 = ?"
         args = (sha256,)
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = connect_ro(path)
     try:
         con.row_factory = sqlite3.Row
         rows = con.execute(f"{sql} ORDER BY reviewed_at, fid", args).fetchall()
@@ -294,7 +300,7 @@ def ensure_reviews_table(path: str | Path) -> None:
 
 
 def _observation(path: Path, sha256: str) -> dict[str, Any]:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = connect_ro(path)
     try:
         con.row_factory = sqlite3.Row
         row = con.execute(

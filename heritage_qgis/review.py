@@ -101,7 +101,7 @@ def tr(text: str) -> str:
 def read_observations(gpkg: str | Path, order: str = "visit") -> list[dict[str, Any]]:
     """The observations of ``gpkg`` to review, in ``order`` (a key of :data:`ORDERS`)."""
     _label, where, order_by = ORDERS[order]
-    con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
+    con = sqlite3.connect(f"{Path(gpkg).resolve().as_uri()}?mode=ro", uri=True)
     try:
         con.row_factory = sqlite3.Row
         have = {r[1] for r in con.execute('PRAGMA table_info("observations")')}

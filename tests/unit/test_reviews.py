@@ -251,3 +251,13 @@ def test_hold_out_rule_and_labels(survey) -> None:
     assert model_label(items[sha[HELSINKI]], labels, pos) == "salt_damage"
     assert model_label(items[sha["DSCN0010.jpg"]], labels, pos) == "no_crack"
     assert model_label(items[sha["DSCN0012.jpg"]], labels, pos) in pos
+
+
+def test_a_survey_whose_path_has_spaces_and_hashes(survey, tmp_path: Path) -> None:
+    out, sha, _ = survey
+    odd = tmp_path / "site #2 (2027)?" / "survey.gpkg"
+    odd.parent.mkdir()
+    shutil.copy(out, odd)
+    record_review(odd, sha["DSCN0010.jpg"], "confirmed", reviewer="ana")
+    assert [r.verdict for r in read_history(odd)] == ["confirmed"]
+    assert [i.sha256 for i in reviewed_items(odd)] == [sha["DSCN0010.jpg"]]
