@@ -323,8 +323,11 @@ class SurveySummary:
             f"({self.flagged} flagged, {self.classified - self.flagged - self.not_assessable} "
             f"not flagged, {self.not_assessable} not assessable, "
             f"{self.no_location} without position)"
+            + (f", {self.already_classified} already classified" if self.already_classified else "")
             + (
-                f", {self.already_classified} already classified" if self.already_classified else ""
+                f", {self.reclassified} classified again with this model (their reviews kept)"
+                if self.reclassified
+                else ""
             ),
             f"skipped {self.skipped_total} file(s)"
             + (" (see table invalid_photos)" if self.skipped_total else ""),

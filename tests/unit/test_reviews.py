@@ -188,6 +188,7 @@ def test_reclassifying_with_another_model_keeps_every_review(survey, model, tmp_
     summary = run_survey(cfg)
     assert summary.reclassified == 5 and summary.classified == 5
     assert summary.reviews["reviewed"] == 2  # per photo: Madrid and DSCN0010
+    assert "5 classified again with this model (their reviews kept)" in "\n".join(summary.lines())
     obs = read(out, "observations")
     assert set(obs["model_version"]) == {"0.0.2"} and len(obs) == 5 and obs["sha256"].is_unique
     assert read_history(out) == history  # every review kept, unchanged
