@@ -83,6 +83,11 @@ from .cli_options import device_option, json_progress_option, model_option
     default=None,
     help="Folder the surveys' photo paths are relative to (default: each survey's folder).",
 )
+@click.option(
+    "--train-batchnorm",
+    is_flag=True,
+    help="Also update the batch norms (statistics and parameters); default: frozen.",
+)
 @click.option("--version", "model_version", default=None, help="Version of the new model.")
 @click.option(
     "--replace-default",
@@ -106,6 +111,7 @@ def finetune(
     replay: int,
     max_test: int | None,
     photo_root: Path | None,
+    train_batchnorm: bool,
     model_version: str | None,
     replace_default: bool,
     device: str,
@@ -115,8 +121,8 @@ def finetune(
     """Fine-tune the model with the reviewed photos of surveys; report it before and after
     on held-out reviews and on the standard test split."""
     _run(surveys, output, model_dir, data_dirs, extra_positives, epochs, lr, batch_size,
-         hold_out, repeat, replay, max_test, photo_root, model_version, replace_default,
-         device, seed, json_progress)  # fmt: skip
+         hold_out, repeat, replay, max_test, photo_root, train_batchnorm, model_version,
+         replace_default, device, seed, json_progress)  # fmt: skip
 
 
 def _run(
@@ -133,6 +139,7 @@ def _run(
     replay: int,
     max_test: int | None,
     photo_root: Path | None,
+    train_batchnorm: bool,
     model_version: str | None,
     replace_default: bool,
     device: str,
@@ -157,6 +164,7 @@ def _run(
         review_repeat=repeat,
         replay_per_class=replay,
         max_test_per_class=max_test,
+        freeze_batchnorm=not train_batchnorm,
         device=device,
         seed=seed,
         photo_root=str(photo_root) if photo_root else None,

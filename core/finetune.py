@@ -17,6 +17,10 @@ learning rate by the same loop as ``heritage train`` (:func:`heritage.fit.fit`):
   the card's decision stage and threshold) is scored on the held-out reviews and on the
   standard test split (``max_test_per_class`` caps it per dataset and class for quick
   runs), before and after;
+* the batch norms of stage 1 are frozen (statistics and affine parameters:
+  ``freeze_batchnorm``), so that a few hundred images in small batches do not shift
+  them for every input (the first real run without it lost 2.4 points on the standard
+  test split, ``docs/review.md``);
 * stage 2, the threshold and the decision stage are kept as they are; the new card
   records the surveys, the number of reviews and both evaluations (``training
   ["finetune"]``, ``metrics["finetune"]``); the card's older ``metrics["test"]`` are the
@@ -71,6 +75,9 @@ class FinetuneConfig:
     review_repeat: int = 4
     replay_per_class: int = 100
     max_test_per_class: int | None = None
+    #: keep the batch norms' statistics and affine parameters as the base model has them
+    #: (a few hundred images in small batches would otherwise shift them for every input)
+    freeze_batchnorm: bool = True
     device: str = "cpu"
     seed: int = 0
     photo_root: str | None = None
@@ -304,6 +311,11 @@ def run_finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> dict[
     stage1 = loaded.stage1
     for p in stage1.parameters():
         p.requires_grad_(True)
+    if cfg.freeze_batchnorm:  # heritage.fit.train_mode keeps frozen batch norms in eval
+        for m in stage1.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(False)
     fit_cfg = FitConfig(
         epochs=cfg.epochs, lr=cfg.lr, patience=0, scheduler="none", device=device,
         checkpoint_every=0, seed=cfg.seed,
