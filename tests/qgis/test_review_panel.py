@@ -151,3 +151,4 @@ def test_review_panel_records_verdicts_and_the_map_follows(
     assert observations.labelsEnabled()  # the default style labels the review state
     assert '"review"' in observations.labeling().settings().fieldName
     assert layers["flagged_buildings"].featureCount() == 4
+    QgsProject.instance().removeAllMapLayers()  # before pytest removes the survey's folder
