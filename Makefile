@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: demo test setup lint plugin dist wheelhouse bench bench-report clean
+.PHONY: demo test setup lint docs plugin dist wheelhouse bench bench-report clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -16,6 +16,13 @@ demo: setup
 test: setup
 	@$(PY) -m ruff check core heritage_qgis tests scripts
 	@$(PY) -m pytest
+	@$(MAKE) --no-print-directory docs
+
+# the user documentation site (mkdocs.yml, pages in docs/) into site/; any warning
+# (a broken link, a page missing from the navigation) fails the build
+docs: setup
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "documentation built: site/index.html"
 
 lint: setup
 	@$(PY) -m ruff check core heritage_qgis tests scripts
@@ -43,4 +50,4 @@ wheelhouse: dist
 	@$(PY) -m pip wheel -q -w dist/wheelhouse -r requirements.lock dist/heritage_defects-*.whl
 
 clean:
-	rm -rf build dist .pytest_cache
+	rm -rf build dist site .pytest_cache

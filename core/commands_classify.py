@@ -208,8 +208,8 @@ def classify(
     """Classify the photos in PHOTO_DIRS (recursively) into the GeoPackage OUTPUT.
 
     Every readable photo is classified (photos without GPS too: status no_location,
-    no geometry); Grad-CAM overlays, heat maps and thumbnails go to <stem>_overlays/
-    beside OUTPUT. Then the priority of every photo, the flagged buildings and an
+    no geometry); Grad-CAM overlays, heat maps and thumbnails go to NAME_overlays/
+    beside OUTPUT (NAME.gpkg). Then the priority of every photo, the flagged buildings and an
     inspection route are computed over all photos of OUTPUT. Re-running adds only new
     photos. Scene mode (the default) judges the whole photo in tiles and gives a photo
     without any wall surface the decision not_assessable; in whole-image mode the

@@ -19,7 +19,7 @@ from .progress import JsonLinesProgress, TqdmProgress
     "html",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="The HTML report to write; its images go to <name>_files/ beside it.",
+    help="The HTML report to write (NAME.html); its images go to NAME_files/ beside it.",
 )
 @click.option(
     "--pdf",
@@ -28,7 +28,7 @@ from .progress import JsonLinesProgress, TqdmProgress
     help="Also write the report as PDF (A4, WeasyPrint).",
 )
 @click.option(
-    "--csv", "csv", is_flag=True, help="Also write the buildings table as <name>.csv beside it."
+    "--csv", "csv", is_flag=True, help="Also write the buildings table as NAME.csv beside it."
 )
 @click.option(
     "--basemap",

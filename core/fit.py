@@ -138,7 +138,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     matrix products in bfloat16, losses and normalisation in float32; the weights stay
     float32). On this project's AVX512-BF16 CPU a training step of the comparison networks
     is 1.4-2x faster (VGG16 2.0x, MobileNetV3-Small only 1.1x;
-    ``docs/evaluation/compare-time-bf16.md`` against ``compare-time.md``).
+    ``research/evaluation/compare-time-bf16.md`` against ``compare-time.md``).
     """
     if precision == "fp32":
         return contextlib.nullcontext()

@@ -9,8 +9,8 @@ missing or unreadable image is reported, never fatal: the report shows a placeho
 Pillow only; JPEG thumbnails are decoded in draft mode (DCT scaling) when larger
 than needed. Images are prepared by a small thread pool (Pillow releases the GIL
 while it decodes and encodes). Decoding the full-size PNG overlays of scene mode is
-most of the work (about 0.1 s each for 2016 px), so a report written again into the
-same place reuses the images of the previous run whose source file (path, size,
+most of the work (about 30 ms of CPU each at 1280 px), so a report written again into
+the same place reuses the images of the previous run whose source file (path, size,
 modification time), size limit and box are unchanged (:data:`CACHE_MANIFEST`).
 """
 
@@ -35,7 +35,7 @@ BOX_COLOUR = (0, 229, 255)
 #: in the folder of images: target file name -> signature of what it was made from
 CACHE_MANIFEST = ".images.json"
 #: bumped when :func:`render_image` draws differently, so old images are not reused
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,9 @@ def render_image(job: ImageJob, max_px: int, quality: int = 85) -> bytes:
     if max(rgb.size) > max_px:
         scale = max_px / max(rgb.size)
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-        rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # reducing_gap 1: an integer box reduction first (a 1280 px overlay to 640 px is a
+        # 2x2 average, 1 ms instead of 7 ms of bilinear filtering over the full image)
+        rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
         box = tuple(v * scale for v in box) if box else None
     if box is not None:
         width = max(2, round(max(rgb.size) / 150))

@@ -59,7 +59,7 @@ if [ "$want" != "$have" ]; then
         -r requirements.lock -r requirements-dev.lock 2>&1 | grep -v "^WARNING: Location" >&2 || true
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
         -e . 2>&1 | grep -v "^WARNING: Location" >&2 || true
-    "$VENV/bin/python" -c "import torch, torchvision, pytorch_grad_cam, rasterio, geopandas, exifread, jinja2, weasyprint, heritage" \
+    "$VENV/bin/python" -c "import torch, torchvision, pytorch_grad_cam, rasterio, geopandas, exifread, jinja2, weasyprint, mkdocs, heritage" \
         || { log "the Python environment is incomplete; see the messages above"; exit 1; }
     echo "$want" > "$STAMP"
 fi

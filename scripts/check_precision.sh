@@ -4,13 +4,13 @@
 # trained a second time with --precision bf16 into another folder (the same split, seed
 # and budget), and the two are paired image by image on the test split (exact McNemar per
 # dataset). Resumable like scripts/compare_full.sh (Ctrl-C/SIGTERM, then the same command).
-# Output: runs/compare-bf16-check/, docs/evaluation/precision-check.md.
+# Output: runs/compare-bf16-check/, research/evaluation/precision-check.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FULL=${COMPARE_OUT:-runs/compare-full}
 OUT=${CHECK_OUT:-runs/compare-bf16-check}
 ARCH=${CHECK_ARCH:-alexnet}
-REPORT=${CHECK_REPORT:-docs/evaluation/precision-check.md}
+REPORT=${CHECK_REPORT:-research/evaluation/precision-check.md}
 
 if [ ! -f "$FULL/$ARCH/result.json" ]; then
   echo "The float32 $ARCH row is not finished in $FULL: train it first (scripts/compare_full.sh)." >&2

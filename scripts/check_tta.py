@@ -17,13 +17,13 @@ with ``--ensemble`` run side by side and their probabilities averaged (each mode
 is reported too).
 
     .venv/bin/python scripts/check_tta.py --run-dir ../runs/heritage-ft2-run \
-        --cache ../runs/tta/logits-030.npz --out docs/evaluation/tta-030.md
+        --cache ../runs/tta/logits-030.npz --out research/evaluation/tta-030.md
     .venv/bin/python scripts/check_tta.py --model models/heritage-default \
         --model ../runs/heritage-ft3 --views 0 --cache ../runs/tta/soup.npz \
-        --out docs/evaluation/tta-soup.md
+        --out research/evaluation/tta-soup.md
     .venv/bin/python scripts/check_tta.py --model models/heritage-default \
         --model ../runs/heritage-ft3 --views 0 --ensemble --cache ../runs/tta/ens.npz \
-        --out docs/evaluation/tta-ensemble.md
+        --out research/evaluation/tta-ensemble.md
 """
 
 from __future__ import annotations

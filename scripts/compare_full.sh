@@ -4,7 +4,7 @@
 # continues from its checkpoint (Ctrl-C/SIGTERM write one after the current batch).
 # scripts/compare_full.sh --table-only: the table of the models finished so far.
 # Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}, and
-# docs/comparison-rows/ (each finished row's result.json and per-image decisions; commit
+# research/comparison-rows/ (each finished row's result.json and per-image decisions; commit
 # it: a machine that lost runs/ takes those rows back instead of training them again).
 # --precision bf16 since 2026-11-25 (after scripts/check_precision.sh): rows finished in
 # float32 are reused, a row started in float32 finishes in float32, the table says which.
@@ -15,7 +15,7 @@ OUT=${COMPARE_OUT:-runs/compare-full}
 DOCS=${COMPARE_DOCS:-1}  # 0: leave docs/comparison.{md,csv} alone (scripts/check_precision.sh)
 # the committed figures of the finished rows; COMPARE_ROWS= (empty) for none, as for a
 # run that must train its rows itself (check_precision.sh, train_shipped.sh need weights)
-ROWS=${COMPARE_ROWS-docs/comparison-rows}
+ROWS=${COMPARE_ROWS-research/comparison-rows}
 
 .venv/bin/heritage compare \
   "$DATA/brickwork-cracks" "$DATA/sdnet2018-walls" "$DATA/ozgenel-concrete-crack" \
@@ -27,9 +27,9 @@ ROWS=${COMPARE_ROWS-docs/comparison-rows}
   --precision bf16 --device auto --resume ${ROWS:+--rows-dir "$ROWS"} "$@"
 
 [ "$DOCS" = 1 ] || exit 0
-cp "$OUT/comparison.csv" docs/comparison.csv
-# put the table between the markers of docs/comparison.md
-.venv/bin/python - "$OUT/comparison.md" docs/comparison.md <<'PY'
+cp "$OUT/comparison.csv" research/comparison.csv
+# put the table between the markers of research/comparison.md
+.venv/bin/python - "$OUT/comparison.md" research/comparison.md <<'PY'
 import sys
 table, doc = open(sys.argv[1], encoding="utf-8").read(), open(sys.argv[2], encoding="utf-8").read()
 start, end = "<!-- full-table:start -->", "<!-- full-table:end -->"
@@ -37,4 +37,4 @@ head, rest = doc.split(start, 1)
 _, tail = rest.split(end, 1)
 open(sys.argv[2], "w", encoding="utf-8").write(f"{head}{start}\n{table}{end}{tail}")
 PY
-echo "Table written to docs/comparison.md and docs/comparison.csv"
+echo "Table written to research/comparison.md and research/comparison.csv"

@@ -1,7 +1,7 @@
 """Does a model flag a real crack shape drawn on a crack-free wall? A shortcut probe.
 
 The Dais test patches that the shipped model misses with confidence are cracks on clean
-modern brick, which its stage 1 calls SaltSpot's "healthy" (docs/evaluation/dais-misses.md):
+modern brick, which its stage 1 calls SaltSpot's "healthy" (research/evaluation/dais-misses.md):
 the wall's look may override the crack. This script measures that directly. Every
 crack-free image of one split (``no_crack``, ``healthy``) is shown to the model twice:
 as it is, and with the crack of one Dais mask of the same split painted on it
@@ -12,7 +12,7 @@ false-alarm rate), the mean probability, and the stage-1 class the painted walls
 a picture of examples. Descriptive: it chooses nothing.
 
     .venv/bin/python scripts/crack_probe.py --run-dir RUN [--model models/heritage-default] \\
-        [--split val] --out docs/evaluation/crack-probe.md
+        [--split val] --out research/evaluation/crack-probe.md
 
 RUN holds the ``split.csv`` the model was trained with. Use ``--split val`` (the masks
 and walls of the validation split) for anything that informs a choice.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections import Counter, defaultdict
@@ -202,11 +203,8 @@ def main() -> int:
                 for i in picks
             ],
         )
-        rel = (
-            Path("..") / args.image.relative_to(ROOT / "docs")
-            if args.image.is_relative_to(ROOT / "docs")
-            else args.image
-        )
+        # the picture's path relative to the report (both usually under research/)
+        rel = Path(os.path.relpath(args.image.resolve(), args.out.resolve().parent))
         lines += ["", f"![examples]({rel.as_posix()})"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -10,7 +10,7 @@ Descriptive only: nothing here chooses a model or a threshold.
 
     .venv/bin/python scripts/dais_misses.py --split-csv runs/compare-full/split.csv \\
         test=/tmp/dais-test/dais-masonry.per_image.csv val=/tmp/dais-val/... \\
-        --also GoogLeNet=docs/comparison-rows/googlenet/test.per_image.csv
+        --also GoogLeNet=research/comparison-rows/googlenet/test.per_image.csv
 """
 
 from __future__ import annotations
@@ -161,8 +161,9 @@ def main() -> int:
     ap.add_argument(
         "--also", action="append", default=[], help="NAME=PATH: another model's test CSV"
     )
-    ap.add_argument("--out-md", type=Path, default=ROOT / "docs" / "evaluation" / "dais-misses.md")
-    ap.add_argument("--out-png", type=Path, default=ROOT / "docs" / "img" / "dais_misses.png")
+    research = ROOT / "research"
+    ap.add_argument("--out-md", type=Path, default=research / "evaluation" / "dais-misses.md")
+    ap.add_argument("--out-png", type=Path, default=research / "img" / "dais_misses.png")
     args = ap.parse_args()
     pairs = [a.split("=", 1) for a in args.per_image]
     splits = {s: read_rows(Path(p)) for s, p in pairs}

@@ -13,7 +13,7 @@ estimate of the compute, to plan sessions with, not as a benchmark. Run it while
 nothing else trains.
 
     .venv/bin/python scripts/estimate_compare_time.py --split runs/compare-full/split.csv \
-        --out docs/evaluation/compare-time.md
+        --out research/evaluation/compare-time.md
 """
 
 from __future__ import annotations

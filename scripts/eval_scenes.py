@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OUT_MD = ROOT / "docs" / "evaluation" / "scenes.md"
 NOTES_MARKER = "<!-- notes: kept by scripts/eval_scenes.py -->"
-#: the split 0.5.0 was trained with (docs/comparison-rows/efficientnet_lite0/result.json)
+#: the split 0.5.0 was trained with (research/comparison-rows/efficientnet_lite0/result.json)
 SPLIT_FINGERPRINT = "1a9e5930da42c65dad01074f050060af2303624188478587b2937f69262a72cb"
 SPLIT_DIRS = (
     "brickwork-cracks",

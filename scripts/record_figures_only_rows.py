@@ -1,12 +1,12 @@
-"""Write the full comparison's lost rows as figures-only rows into docs/comparison-rows/.
+"""Write the full comparison's lost rows as figures-only rows into research/comparison-rows/.
 
 The output folder of the full comparison (``runs/compare-full``: weights, per-image
 decisions and ``result.json`` of MobileNetV3-Small, the two-stage row, AlexNet and
 EfficientNet-Lite0) was lost between sessions on 2026-12-06, before ``--rows-dir``
-existed. What survives is the committed table (docs/comparison.md and .csv, as the
+existed. What survives is the committed table (research/comparison.md and .csv, as the
 script last wrote them) and, for EfficientNet-Lite0, which finished after the table was
-last written, the figures written out in docs/comparison.md's text. This script turns
-those figures back into rows that ``heritage compare --rows-dir docs/comparison-rows``
+last written, the figures written out in research/comparison.md's text. This script turns
+those figures back into rows that ``heritage compare --rows-dir research/comparison-rows``
 takes back (``figures_only``), so the committed table keeps them when later rows are
 added, instead of training them again (about 5 h on 2 cores).
 
@@ -32,11 +32,11 @@ import tempfile
 from pathlib import Path
 
 SOURCE = (
-    "copied on 2026-12-06 from the table of docs/comparison.md/.csv as last written by "
+    "copied on 2026-12-06 from the table of research/comparison.md/.csv as last written by "
     "scripts/compare_full.sh, by scripts/record_figures_only_rows.py"
 )
 LITE0_SOURCE = (
-    "copied on 2026-12-06 from the text of docs/comparison.md (the row finished after the "
+    "copied on 2026-12-06 from the text of research/comparison.md (the row finished after the "
     "table was last written), by scripts/record_figures_only_rows.py; its network survives "
     "as the shipped model 0.5.0's stage 1, in float16"
 )
@@ -104,7 +104,7 @@ def measured_size(arch: str, classes: int) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir", type=Path, help="folder with the full run's split.csv")
-    ap.add_argument("--out", type=Path, default=Path("docs/comparison-rows"))
+    ap.add_argument("--out", type=Path, default=Path("research/comparison-rows"))
     args = ap.parse_args()
 
     from heritage.data import class_names, load_split, split_fingerprint

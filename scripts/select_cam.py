@@ -9,7 +9,7 @@ broken by the mean energy in mask there; the test patches are scored for the rep
 only. Writes a Markdown table (and the figures as JSON next to it).
 
     .venv/bin/python scripts/select_cam.py --model models/heritage-default \
-        --run-dir ../runs/heritage-050-run --out docs/evaluation/cam-selection.md
+        --run-dir ../runs/heritage-050-run --out research/evaluation/cam-selection.md
 
 The training patches were seen by the classifier, so their heat maps may be better than
 on new images; they are used because the 18 validation masks alone cannot separate the

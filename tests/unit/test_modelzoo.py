@@ -43,7 +43,7 @@ def test_small_forward_gives_num_classes_logits_and_cam_layer_is_conv_output(arc
 
 @pytest.mark.parametrize(("arch", "edge"), [("googlenet", 64), ("inception_v3", 75)])
 def test_inception_family_trains_without_auxiliary_heads(arch, edge):
-    """One cross-entropy on one tensor for every row of the comparison (docs/comparison.md)."""
+    """One cross-entropy on one tensor for every row of the comparison (research/comparison.md)."""
     model = build_model(arch, 4).train()
     assert not any("aux" in name for name, _ in model.named_modules())
     out = model(torch.randn(2, 3, edge, edge))
