@@ -14,12 +14,21 @@ wall surfaces. Scene mode therefore:
 2. **Close-ups.** A photo whose shorter side is below ``close_up_side`` px (less than
    two tiles) is one close-up: it is classified exactly as in whole-image mode (shorter
    side resized to the model's input, centre crop), so close-up photos and patches get the
-   very answer they got before scene mode existed, plus the wall gate.
+   very answer they got before scene mode existed. The wall gate does not judge them
+   (``gate_close_ups``, off by default): a photo of at most one tile is a surface the
+   surveyor aimed at, and the gate, fitted on tiles of whole scenes, refused 3 Dais and 18
+   SaltSpot test patches, so close-ups would have become worse than in whole-image mode.
 3. **Tiles.** Otherwise overlapping ``tile_size`` windows (``overlap``; halved, then
    none, when that keeps the count within ``max_tiles``) cover the whole working image
    (:func:`heritage.tiling.tile_windows`, no centre crop), and stage 1 runs
    on them in batches without a CAM: one forward pass gives each tile's defect
-   probability and its pooled features.
+   probability and its pooled features. This pass runs on a copy of the stage-1 network
+   with batch norm folded into the convolutions, in channels-last memory order and, on a
+   CPU with native bfloat16 (``precision`` ``auto``), in bfloat16 autocast
+   (:mod:`heritage.fold`; ``docs/benchmarks-scene.md``).
+   **Refinement:** around the ``refine_candidates`` strongest tiles whose probability
+   reaches ``refine_min_p`` (wall or not), 8 windows shifted by a quarter tile are scored
+   too, so that a defect cut in two by the grid is also seen whole.
 4. **Wall gate** (:mod:`heritage.wallgate`): a tile whose features lie far from every
    class of training wall patch is not a wall surface for this model (sky, foliage,
    vehicles, people, glass, signs) and cannot raise a flag. A photo without a single wall
@@ -28,7 +37,8 @@ wall surfaces. Scene mode therefore:
    the photo is flagged when at least ``min_flagged_tiles`` tiles are (one for a
    close-up). ``p_final`` is the largest probability of a wall tile.
 6. **Explanation** (the cascade's last step): Grad-CAM and stage 2 run only on the
-   ``explain_tiles`` strongest wall tiles. The heat map is a mosaic at the working image's
+   ``explain_tiles`` strongest wall tiles of a flagged photo, on the strongest one of a
+   photo that is not flagged. The heat map is a mosaic at the working image's
    size (each explained tile's CAM × its probability, maximum where tiles overlap); the
    overlay shows it over the photo, outlines the flagged tiles (the strongest one thicker)
    and greys out what the gate did not accept as wall.
@@ -61,6 +71,9 @@ DECISION_NOT_ASSESSABLE = "not_assessable"
 MODE_SCENE = "scene"
 MODE_CLOSE_UP = "close_up"
 
+#: values of ``SceneSettings.precision``
+PRECISIONS = ("auto", "float32", "bfloat16")
+
 #: colours of the outlines drawn on scene overlays (RGB)
 FLAGGED_OUTLINE = (255, 40, 40)
 STRONGEST_OUTLINE = (255, 255, 0)
@@ -91,6 +104,14 @@ class SceneSettings:
     gate_quantile: float | None = None
     #: how the gate was fitted (counts, date, script): documentation only
     gate_fit: dict | None = None
+    #: whether the gate also judges close-ups (a photo of at most one tile)
+    gate_close_ups: bool = False
+    #: "auto" (bfloat16 on a CPU with native bfloat16, else float32), "float32", "bfloat16"
+    precision: str = "auto"
+    #: how many of the strongest tiles get 8 shifted neighbours scored (0: none)
+    refine_candidates: int = 0
+    #: a tile needs this stage-1 probability to be refined
+    refine_min_p: float = 0.3
 
     def __post_init__(self) -> None:
         problems = []
@@ -109,6 +130,10 @@ class SceneSettings:
             problems.append(
                 "min_flagged_tiles, explain_tiles, batch_size and max_tiles must be >= 1"
             )
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.refine_candidates < 0 or not 0.0 <= self.refine_min_p <= 1.0:
+            problems.append("refine_candidates must be >= 0 and refine_min_p in [0, 1]")
         if self.gate_file is not None and (
             not self.gate_sha256 or self.gate_threshold is None or self.gate_method is None
         ):
@@ -127,6 +152,25 @@ class SceneSettings:
             if len(windows) <= self.max_tiles:
                 return windows
         return tile_windows(width, height, self.tile_size, 0.0)
+
+    def neighbours(
+        self, window: tuple[int, int, int, int], width: int, height: int
+    ) -> list[tuple[int, int, int, int]]:
+        """The 8 windows shifted by a quarter tile around ``window``, kept inside the
+        ``width`` × ``height`` image (duplicates, e.g. at the border, dropped)."""
+        left, top, right, bottom = window
+        step = self.tile_size // 4
+        out: list[tuple[int, int, int, int]] = []
+        for dy in (-step, 0, step):
+            for dx in (-step, 0, step):
+                if dx == dy == 0:
+                    continue
+                x = min(max(0, left + dx), width - (right - left))
+                y = min(max(0, top + dy), height - (bottom - top))
+                w = (x, y, x + right - left, y + bottom - top)
+                if w != window and w not in out:
+                    out.append(w)
+        return out
 
     @classmethod
     def from_card(cls, scene: Any) -> SceneSettings:
@@ -214,7 +258,9 @@ class SceneClassifier:
             else float(self.card.threshold)
         )
         self._features: list[Any] = []
-        head = _head_module(clf.stage1)
+        self.precision = resolve_precision(self.settings.precision, clf.device)
+        self._tile_net = fast_copy(clf.stage1, clf.card.input_size, clf.device)
+        head = _head_module(self._tile_net)
         self._hook = head.register_forward_pre_hook(self._keep_features)
 
     def _keep_features(self, module: Any, args: tuple) -> None:
@@ -240,12 +286,18 @@ class SceneClassifier:
         from .predict import normalise
 
         card, clf = self.card, self.clf
+        bf16 = self.precision == "bfloat16"
         probs, feats = [], []
         for i in range(0, len(rgbs), self.settings.batch_size):
             chunk = rgbs[i : i + self.settings.batch_size]
             self._features.clear()
-            with torch.inference_mode():
-                logits = clf.stage1(normalise(chunk, card.mean, card.std).to(clf.device))
+            x = normalise(chunk, card.mean, card.std).to(clf.device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with (
+                torch.inference_mode(),
+                torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16),
+            ):
+                logits = self._tile_net(x)
             p = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             probs.append(p[:, clf.positive_idx].sum(axis=1))
             feats.append(self._features[-1].numpy())
@@ -275,6 +327,8 @@ class SceneClassifier:
         rgbs = [to_model_rgb(work.crop(w), size) for w in windows]
         p, feats = self.score_tiles(rgbs)
         wall = self.wall_mask(feats)
+        if st.refine_candidates:
+            windows, p, wall = self._refine(work, windows, p, wall)
         done: dict[int, Result] = {}
         if self.card.decision_stage == "stage2":  # the decision needs every wall tile's CAM
             idx = [int(i) for i in np.flatnonzero(wall)]
@@ -287,7 +341,7 @@ class SceneClassifier:
         n_wall, n_hit = int(wall.sum()), int(hit.sum())
         flagged = n_hit >= st.min_flagged_tiles
         order = [int(i) for i in np.argsort(-np.where(wall, p, -1.0), kind="stable") if wall[i]]
-        explain = order[: st.explain_tiles]
+        explain = order[: st.explain_tiles if flagged else 1]
         todo = [i for i in explain if i not in done]
         if todo:
             answers = self.clf.classify([work.crop(windows[i]) for i in todo])
@@ -339,14 +393,47 @@ class SceneClassifier:
             scale=scale,
         )
 
+    def _refine(
+        self,
+        work: Image.Image,
+        windows: list[tuple[int, int, int, int]],
+        p: np.ndarray,
+        wall: np.ndarray,
+    ) -> tuple[list[tuple[int, int, int, int]], np.ndarray, np.ndarray]:
+        """``windows``, ``p`` and ``wall`` extended by the shifted neighbours of the
+        strongest candidate tiles (see the module docstring)."""
+        from .predict import to_model_rgb
+
+        st = self.settings
+        width, height = work.size
+        seen = set(windows)
+        extra: list[tuple[int, int, int, int]] = []
+        for i in np.argsort(-p, kind="stable")[: st.refine_candidates]:
+            if p[i] < st.refine_min_p:
+                break
+            for w in st.neighbours(windows[int(i)], width, height):
+                if w not in seen:
+                    seen.add(w)
+                    extra.append(w)
+        if not extra:
+            return windows, p, wall
+        size = self.card.input_size
+        p2, feats2 = self.score_tiles([to_model_rgb(work.crop(w), size) for w in extra])
+        return (
+            windows + extra,
+            np.concatenate([p, p2]),
+            np.concatenate([wall, self.wall_mask(feats2)]),
+        )
+
     def _close_up(self, work: Image.Image, scale: float) -> SceneResult:
         """The whole photo as one tile, exactly as whole-image mode sees it."""
-        # the CAM's forward pass feeds the feature hook too: one stage-1 pass in all
-        self._features.clear()
+        from .predict import to_model_rgb
+
         r: Result = self.clf.classify([work])[0]
-        feats = self._features[0].numpy()
-        self._features.clear()
-        wall = bool(self.wall_mask(feats)[0])
+        wall = True
+        if self.settings.gate_close_ups and self.gate is not None:
+            _, feats = self.score_tiles([to_model_rgb(work, self.card.input_size)])
+            wall = bool(self.wall_mask(feats)[0])
         hit = wall and r.p_final >= self.threshold
         decision = (
             DECISION_NOT_ASSESSABLE
@@ -444,6 +531,39 @@ class SceneClassifier:
         if strongest is not None and hit[strongest]:
             outline(strongest, STRONGEST_OUTLINE, 2 * line)
         return np.asarray(pic, dtype=np.uint8)
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``"float32"`` or ``"bfloat16"`` for the tile pass: ``"auto"`` is bfloat16 on a CPU
+    whose oneDNN runs bfloat16 natively (AVX512-BF16 or AMX), float32 elsewhere (on a
+    CPU without it bfloat16 is emulated and slower than float32; GPUs keep float32)."""
+    if precision != "auto":
+        return precision
+    if not str(device).startswith("cpu"):
+        return "float32"
+    import torch
+
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bfloat16" if native else "float32"
+
+
+def fast_copy(stage1: Any, input_size: int, device: str) -> Any:
+    """The stage-1 network for the tile pass: batch norm folded (:mod:`heritage.fold`)
+    and channels-last, or ``stage1`` itself when folding is refused."""
+    import torch
+
+    from .fold import fold_batch_norm
+
+    example = torch.zeros(2, 3, input_size, input_size, device=device)
+    example[1].normal_(generator=torch.Generator(device=device).manual_seed(0))
+    try:
+        return fold_batch_norm(stage1, example).to(memory_format=torch.channels_last)
+    except ValueError as exc:
+        log.warning("tile pass without folded batch norm: %s", exc)
+        return stage1
 
 
 def _head_module(model: Any) -> Any:

@@ -132,12 +132,16 @@ def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, di
 
     Every test patch is smaller than ``close_up_side``, so scene mode judges it as one
     close-up: the whole-image answer (same pre-processing, same stage-1 probability; tested
-    in tests/unit/test_scene.py) and the wall gate. Both decisions therefore come from one
-    stage-1 pass per patch (the card decides on stage 1), without the CAM.
+    in tests/unit/test_scene.py), with the wall gate only when the card's
+    ``gate_close_ups`` asks for it. Both decisions therefore come from one stage-1 pass of
+    the original float32 network per patch (the card decides on stage 1), without the CAM.
     """
+    import numpy as np
+    import torch
+
     from heritage.metrics import mcnemar
     from heritage.modelcard import load_model
-    from heritage.predict import load_image, to_model_rgb
+    from heritage.predict import load_image, normalise, to_model_rgb
     from heritage.scene import load_scene_classifier
     from heritage.survey import make_classifier
 
@@ -153,8 +157,13 @@ def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, di
         images = [load_image(p) for p, _, _ in part]
         if any(min(im.size) >= scene.settings.close_up_side for im in images):
             sys.exit("a test patch is larger than a close-up; this check assumes close-ups")
-        p, feats = scene.score_tiles([to_model_rgb(im, clf.card.input_size) for im in images])
-        wall = scene.wall_mask(feats)
+        rgbs = [to_model_rgb(im, clf.card.input_size) for im in images]
+        with torch.inference_mode():  # whole-image mode's stage 1: the original network
+            probs = torch.softmax(clf.stage1(normalise(rgbs, clf.card.mean, clf.card.std)), -1)
+        p = probs[:, list(clf.positive_idx)].sum(1).numpy()
+        wall = np.ones(len(p), dtype=bool)
+        if scene.settings.gate_close_ups:  # the gate reads the tile pass's features
+            wall = scene.wall_mask(scene.score_tiles(rgbs)[1])
         for (_, dataset, label), p_i, wall_i in zip(part, p, wall, strict=True):
             truth = label in POSITIVE
             old, new = bool(p_i >= thr), bool(wall_i and p_i >= thr)

@@ -132,7 +132,7 @@ def test_options_page_tests_saves_and_installs(qgis_app, backend_exe: Path, tmp_
         assert not page.run_test() and "does not exist" in page.result.text()
         page.path.setFilePath(str(backend_exe))
         assert page.run_test()
-        assert "model heritage-default 0.6.0" in page.result.text()
+        assert "model heritage-default 0.7.0" in page.result.text()
         page.apply()
         assert settings.backend_path() == str(backend_exe)
         # an installation that cannot work says why on the page, nothing is changed

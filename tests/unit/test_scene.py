@@ -115,10 +115,15 @@ def test_photo_without_wall_tiles_is_not_assessable(clf) -> None:
     with SceneClassifier(clf, SMALL, gate) as scene:
         r = scene.classify(photo(200, 150))
         close = scene.classify(photo(100, 100))
+    gated = dataclasses.replace(SMALL, gate_close_ups=True)
+    with SceneClassifier(clf, gated, gate) as scene:
+        close_gated = scene.classify(photo(100, 100))
     assert r.decision == DECISION_NOT_ASSESSABLE and not r.flagged
     assert r.n_wall_tiles == 0 and r.n_flagged_tiles == 0 and r.best_box is None
     assert r.p_final == 0.0 and not r.heatmap.any()
-    assert close.decision == DECISION_NOT_ASSESSABLE and not close.flagged
+    # a close-up is judged as in whole-image mode, without the gate (unless asked)
+    assert close.decision == "conservation_needed" and close.n_wall_tiles == 1
+    assert close_gated.decision == DECISION_NOT_ASSESSABLE and not close_gated.flagged
     # the overlay greys out what was not judged: no saturated colour left
     sat = r.overlay.max(axis=2).astype(int) - r.overlay.min(axis=2)
     assert sat.max() < 100
@@ -235,3 +240,51 @@ def test_a_layer_with_our_columns_in_another_order_is_refused(tmp_path: Path) ->
     ours = LayerSchema("t", (Field("a"), Field("b")), "Point")
     with pytest.raises(DataError, match="another order"):
         append_batch(out, ours, [{"a": "3", "b": "4"}], [shapely.Point(0, 0)])
+
+
+def test_neighbours_shift_a_quarter_tile_inside_the_image() -> None:
+    st = SceneSettings(tile_size=64, max_side=256, close_up_side=128)
+    inner = st.neighbours((64, 64, 128, 128), 256, 256)
+    assert len(inner) == 8 and (48, 48, 112, 112) in inner and (80, 80, 144, 144) in inner
+    corner = st.neighbours((0, 0, 64, 64), 256, 256)  # shifts outside are clipped, deduplicated
+    assert sorted(corner) == [(0, 16, 64, 80), (16, 0, 80, 64), (16, 16, 80, 80)]
+
+
+def test_refinement_scores_shifted_windows_around_candidates(clf) -> None:
+    refine = dataclasses.replace(SMALL, refine_candidates=2, refine_min_p=0.0)
+    im = photo(200, 150)
+    with SceneClassifier(clf, SMALL) as scene:
+        plain = scene.classify(im)
+    with SceneClassifier(clf, refine) as scene:
+        r = scene.classify(im)
+    assert r.n_tiles > plain.n_tiles and len(r.windows) == len(r.tile_p) == r.n_tiles
+    assert r.windows[: plain.n_tiles] == plain.windows
+    assert len(set(r.windows)) == len(r.windows)
+    nobody = dataclasses.replace(refine, refine_min_p=1.0)  # no tile reaches p = 1
+    with SceneClassifier(clf, nobody) as scene:
+        assert scene.classify(im).n_tiles == plain.n_tiles
+
+
+def test_tile_pass_matches_the_network_in_float32(clf) -> None:
+    import torch
+
+    from heritage.predict import normalise, to_model_rgb
+
+    rgbs = [to_model_rgb(photo(64, 64, seed=s), 64) for s in range(3)]
+    fp32 = dataclasses.replace(SMALL, precision="float32")
+    with SceneClassifier(clf, fp32) as scene:
+        p, _ = scene.score_tiles(rgbs)
+    with torch.inference_mode():
+        logits = clf.stage1(normalise(rgbs))
+    want = torch.softmax(logits, -1)[:, list(clf.positive_idx)].sum(1).numpy()
+    np.testing.assert_allclose(p, want, atol=1e-5)
+
+
+def test_precision_auto_is_float32_off_the_cpu() -> None:
+    from heritage.scene import resolve_precision
+
+    assert resolve_precision("auto", "cuda") == "float32"
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("auto", "cpu") in {"float32", "bfloat16"}
+    with pytest.raises(ModelError, match="precision"):
+        SceneSettings(precision="half")

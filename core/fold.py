@@ -1,0 +1,124 @@
+"""A faster copy of a network for inference: batch norm folded into the convolutions.
+
+In evaluation mode a ``BatchNorm2d`` that directly follows a ``Conv2d`` is an affine map per
+channel, so it can be merged into the convolution's weights and bias
+(``torch.nn.utils.fusion.fuse_conv_bn_weights``). On this project's two-core CPU batch norm
+is about a quarter of the stage-1 network's time (docs/benchmarks-scene.md).
+
+Which batch norms follow which convolution is read from one forward pass (a batch norm is
+folded only when its input *is* the tensor its convolution returned), not from module
+names, so the same code serves EfficientNet-Lite (whose convolutions are ``Conv2d``
+subclasses with their own padding) and torchvision's MobileNetV3. The folded copy is
+checked against the original on the example batch; :func:`fold_batch_norm` refuses
+(raises) when they differ, and the caller keeps the original network.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: largest difference of the logits allowed between the folded and the original network
+FOLD_TOLERANCE = 1e-3
+
+
+def conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """``(conv name, batch-norm name)`` for every ``BatchNorm2d`` whose input is the output
+    of a ``Conv2d`` (seen in one forward pass of ``example``; ``model`` in eval mode)."""
+    import torch
+    from torch import nn
+
+    names = {m: n for n, m in model.named_modules()}
+    last_conv: dict[int, str] = {}
+    pairs: list[tuple[str, str]] = []
+
+    def on_conv(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        last_conv[id(out)] = names[module]
+        keep.append(out)  # keeps the id unique while the pass runs
+
+    def on_bn(module: nn.Module, args: tuple) -> None:
+        conv = last_conv.get(id(args[0]))
+        if conv is not None:
+            pairs.append((conv, names[module]))
+
+    keep: list[torch.Tensor] = []
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(on_conv))
+        elif isinstance(module, nn.BatchNorm2d):
+            hooks.append(module.register_forward_pre_hook(on_bn))
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    used = [bn for _, bn in pairs]
+    if len(used) != len(set(used)):  # a batch norm fed by two convolutions: do not fold
+        raise ValueError("a batch norm is reached from more than one convolution")
+    return pairs
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def absorb_static_padding(model: nn.Module) -> int:
+    """Move symmetric "same" padding done by a separate ``ZeroPad2d`` (EfficientNet-Lite's
+    ``Conv2dStaticSamePadding.static_padding``) into the convolution's own ``padding``,
+    which saves a copy of the activations per convolution; returns how many were moved.
+    Asymmetric paddings (stride-2 convolutions on even sizes) stay as they are."""
+    from torch import nn
+
+    moved = 0
+    for module in model.modules():
+        pad = getattr(module, "static_padding", None)
+        if not (isinstance(module, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d)):
+            continue
+        left, right, top, bottom = pad.padding
+        if left == right and top == bottom and tuple(module.padding) == (0, 0):
+            module.padding = (top, left)
+            module.static_padding = nn.Identity()
+            moved += 1
+    return moved
+
+
+def fold_batch_norm(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every conv → batch-norm pair folded into the
+    convolution; the batch norms become ``Identity``. Raises ``ValueError`` when the copy's
+    output differs from the original's on ``example`` by more than :data:`FOLD_TOLERANCE`
+    (the caller then keeps ``model``)."""
+    import torch
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    source = model.eval()
+    folded = copy.deepcopy(source).eval()
+    pairs = conv_bn_pairs(folded, example)
+    for conv_name, bn_name in pairs:
+        conv = folded.get_submodule(conv_name)
+        bn = folded.get_submodule(bn_name)
+        if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None:
+            continue
+        weight, bias = fuse_conv_bn_weights(
+            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+        )
+        conv.weight, conv.bias = weight, bias
+        _set_module(folded, bn_name, nn.Identity())
+    absorb_static_padding(folded)
+    with torch.inference_mode():
+        diff = float((folded(example).float() - source(example).float()).abs().max())
+    if not diff <= FOLD_TOLERANCE:
+        raise ValueError(f"folded network differs from the original by {diff:.2g}")
+    log.debug("folded %d batch norms (largest logit difference %.2g)", len(pairs), diff)
+    return folded

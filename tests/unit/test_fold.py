@@ -1,0 +1,66 @@
+"""Batch norm folded into the convolutions (heritage.fold): same outputs, no batch norm."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from heritage.fold import absorb_static_padding, conv_bn_pairs, fold_batch_norm
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "resnet18"])
+def test_folded_torchvision_network_gives_the_same_logits(arch: str) -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    model = _randomise_bn(getattr(torchvision.models, arch)(num_classes=4))
+    x = torch.randn(2, 3, 64, 64)
+    folded = fold_batch_norm(model, x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_efficientnet_lite_padding_moves_into_the_convolutions() -> None:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    torch.manual_seed(0)
+    model = _randomise_bn(EfficientNet.from_name("efficientnet-lite0", num_classes=4))
+    x = torch.randn(2, 3, 224, 224)
+    folded = fold_batch_norm(model, x)
+    pads = [m for m in folded.modules() if isinstance(m, nn.ZeroPad2d)]
+    assert 0 < len(pads) < sum(isinstance(m, nn.ZeroPad2d) for m in model.modules())
+    assert absorb_static_padding(folded) == 0  # only asymmetric ones are left
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_batch_norm_not_fed_by_a_convolution_is_kept() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten())
+    model = _randomise_bn(model)
+    x = torch.randn(1, 3, 8, 8)
+    assert conv_bn_pairs(model, x) == []
+    folded = fold_batch_norm(model, x)
+    assert isinstance(folded[2], nn.BatchNorm2d)
+
+
+def test_a_fold_that_changes_the_output_is_refused(monkeypatch) -> None:
+    import heritage.fold as fold
+
+    model = _randomise_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    monkeypatch.setattr(fold, "FOLD_TOLERANCE", -1.0)  # nothing is close enough
+    with pytest.raises(ValueError, match="differs"):
+        fold_batch_norm(model, torch.randn(1, 3, 8, 8))
