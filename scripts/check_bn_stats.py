@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from heritage import data as D
-from heritage.fit import predict_proba
-from heritage.modelzoo import build_model
-from heritage.train import DEFAULT_POSITIVES
+from heritage.model.zoo import build_model
+from heritage.training import data as D
+from heritage.training.fit import predict_proba
+from heritage.training.train import DEFAULT_POSITIVES
 
 
 def _score(model: torch.nn.Module, loader, pos: list[int]) -> tuple[float, float, float]:

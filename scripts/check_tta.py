@@ -4,7 +4,7 @@ Computes the stage-1 logits of the validation and test images of a run's split u
 eight dihedral views (rotations by 90° with and without a horizontal flip) once, caches
 them in an ``.npz``, and then, for each set of views whose softmax outputs are averaged:
 chooses the threshold on validation exactly as training does (maximum balanced accuracy,
-``heritage.train.choose_threshold``), and reports the validation balanced accuracy and the
+``heritage.training.train.choose_threshold``), and reports the validation balanced accuracy and the
 test figures per dataset (Dais: recall) against the issue's targets.
 
 The rule for adopting a variant reads validation only: it must raise the validation
@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heritage import data as D
-from heritage.metrics import mcnemar
-from heritage.modelcard import load_model
-from heritage.predict import load_image, normalise, to_model_rgb
-from heritage.train import DEFAULT_POSITIVES, choose_threshold
+from heritage.model.card import load_model
+from heritage.model.metrics import mcnemar
+from heritage.model.predict import load_image, normalise, to_model_rgb
+from heritage.training import data as D
+from heritage.training.train import DEFAULT_POSITIVES, choose_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

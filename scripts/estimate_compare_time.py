@@ -30,7 +30,8 @@ from typing import Any
 
 import torch
 
-from heritage.compare import (
+from heritage.model.zoo import build_model, efficientnet_available
+from heritage.training.compare import (
     CNN_ARCHS,
     DISPLAY,
     EFFICIENTNET,
@@ -39,8 +40,7 @@ from heritage.compare import (
     measure_throughput,
     run_order,
 )
-from heritage.fit import PRECISION_NAMES, autocast
-from heritage.modelzoo import build_model, efficientnet_available
+from heritage.training.fit import PRECISION_NAMES, autocast
 
 #: images per split of the full comparison (runs/compare-full/split.csv, 2026-11-24)
 FULL_SPLIT = {"train": 5878, "val": 811, "test": 1692}
@@ -63,7 +63,7 @@ def time_steps(
     classes: int = 4,
     precision: str = "fp32",
 ) -> tuple[float, float]:
-    """Seconds per training step (in ``precision``, as ``heritage.fit`` trains) and per
+    """Seconds per training step (in ``precision``, as ``heritage.training.fit`` trains) and per
     evaluation batch (float32, as the test split is scored); one warm-up of each first."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 3, size, size, generator=g)

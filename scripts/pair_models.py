@@ -38,7 +38,7 @@ def read_outcomes(path: Path) -> dict[Key, dict[str, str]]:
 
 def pair(a: dict[Key, dict[str, str]], b: dict[Key, dict[str, str]]) -> dict[str, dict]:
     """Per data set (and ``all``): McNemar of the decisions, accuracies, pointing hits."""
-    from heritage.metrics import mcnemar
+    from heritage.model.metrics import mcnemar
 
     common = sorted(set(a) & set(b))
     if not common:

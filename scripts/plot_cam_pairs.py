@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heritage.explain import overlay
-from heritage.metrics import pointing_game
-from heritage.modelcard import load_model
-from heritage.predict import load_image, normalise, to_model_rgb
+from heritage.model.card import load_model
+from heritage.model.explain import overlay
+from heritage.model.metrics import pointing_game
+from heritage.model.predict import load_image, normalise, to_model_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -89,8 +89,8 @@ def count_for(pct: float, n: int) -> int:
 
 def measured_size(arch: str, classes: int) -> tuple[int, int]:
     """Parameters and fp32 safetensors bytes of the network as the comparison builds it."""
-    from heritage.compare import param_count, save_fp32
-    from heritage.modelzoo import build_model
+    from heritage.model.zoo import build_model
+    from heritage.training.compare import param_count, save_fp32
 
     if arch == "two_stage":
         p1, s1 = measured_size("mobilenet_v3_small", classes)
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/comparison-rows"))
     args = ap.parse_args()
 
-    from heritage.data import class_names, load_split, split_fingerprint
+    from heritage.training.data import class_names, load_split, split_fingerprint
 
     items = load_split(args.run_dir)
     fingerprint = split_fingerprint(items)

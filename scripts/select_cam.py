@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heritage import data as D
-from heritage.evaluate import load_mask
-from heritage.explain import CamExplainer, positive_targets
-from heritage.metrics import energy_in_mask, pointing_game
-from heritage.modelcard import load_model
-from heritage.predict import load_image, normalise, to_model_rgb
+from heritage.model.card import load_model
+from heritage.model.explain import CamExplainer, positive_targets
+from heritage.model.metrics import energy_in_mask, pointing_game
+from heritage.model.predict import load_image, normalise, to_model_rgb
+from heritage.training import data as D
+from heritage.training.evaluate import load_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

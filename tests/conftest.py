@@ -49,8 +49,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random two-stage model at input size 64 that flags every photo (threshold 0)."""
     import torch
 
-    from heritage.modelcard import ModelCard, StageCard, save_model
-    from heritage.modelzoo import build_model
+    from heritage.model.card import ModelCard, StageCard, save_model
+    from heritage.model.zoo import build_model
 
     torch.manual_seed(0)
     card = ModelCard(

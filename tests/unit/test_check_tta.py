@@ -12,7 +12,7 @@ import torchvision
 from conftest import load_script
 from test_modelcard import make_card
 
-from heritage.modelcard import save_model
+from heritage.model.card import save_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from heritage.compare import (
+from heritage.training.compare import (
     CSV_FIELDS,
     DEFAULT_ARCHS,
     DISPLAY,
@@ -51,7 +51,7 @@ def _slim_fc_heads(monkeypatch: pytest.MonkeyPatch) -> None:
     """AlexNet/VGG16 keep their real conv stacks, but their 4096-wide FC heads (57 M and
     120 M parameters, ~1-2 GB of checkpoint) are narrowed so the test stays fast. The
     real heads run in the reduced comparison of docs/comparison.md."""
-    import heritage.modelzoo as mz
+    import heritage.model.zoo as mz
 
     real = mz.build_model
 
@@ -259,7 +259,7 @@ def test_a_row_resumed_from_its_checkpoint_keeps_its_precision(tmp_path):
 
 
 def test_precision_note_names_the_arithmetic_of_each_row():
-    from heritage.compare import precision_note
+    from heritage.training.compare import precision_note
 
     rows = [{"arch": "alexnet"}, {"arch": "vgg16", "train_precision": "bf16"},
             {"arch": "googlenet", "train_precision": "fp32"}]  # fmt: skip
@@ -326,7 +326,7 @@ def test_verdict_says_whether_the_ranking_is_beyond_chance():
 
 
 def test_paired_with_best_reads_the_rows_per_image_files(tmp_path):
-    from heritage.compare import paired_with_best
+    from heritage.training.compare import paired_with_best
 
     def write(arch: str, outcomes: str) -> dict:
         (tmp_path / arch).mkdir()
@@ -377,7 +377,7 @@ def test_verdict_names_models_that_gave_one_answer_and_does_not_credit_the_two_s
 
 
 def test_split_fingerprint_follows_the_files_not_where_they_lie(tmp_path):
-    from heritage.data import Item, split_fingerprint
+    from heritage.training.data import Item, split_fingerprint
 
     def items(root: str, last_split: str = "test") -> list[Item]:
         base = Path(root)
@@ -424,7 +424,7 @@ def test_rows_dir_keeps_finished_rows_for_a_machine_that_lost_the_run(reduced_ru
 def test_figures_only_row_is_kept_marked_and_not_trained(reduced_run, tmp_path):
     """A lost row kept as figures only is taken back, marked, and never trained again."""
     from heritage.cli import cli
-    from heritage.data import load_split, split_fingerprint
+    from heritage.training.data import load_split, split_fingerprint
 
     out, data, runner = reduced_run
     real = json.loads((out / "alexnet" / RESULT_FILE).read_text())

@@ -1,4 +1,4 @@
-"""heritage.crackpaint: cracks painted along real masks, and training with them."""
+"""heritage.training.crackpaint: cracks painted along real masks, and training with them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage.crackpaint import (
+from heritage.training.crackpaint import (
     CrackPaintingDataset,
     fit_mask,
     mask_variant,
@@ -81,7 +81,7 @@ def test_training_masks_takes_only_the_named_non_empty_masks(tmp_path):
 
 
 class _Base:
-    """The part of heritage.data.ImageDataset that the painting dataset uses."""
+    """The part of heritage.training.data.ImageDataset that the painting dataset uses."""
 
     def __init__(self, labels):
         self.labels = labels
