@@ -86,7 +86,7 @@ def child_models(a: dict) -> dict:
     from heritage.model.card import load_model
     from heritage.model.predict import load_image, to_model_rgb
     from heritage.model.scene import load_scene_classifier, working_image
-    from heritage.survey.pipeline import make_classifier
+    from heritage.survey.classify import make_classifier
 
     loaded = load_model(a["model"])
     clf = make_classifier(loaded, "cpu")

@@ -132,12 +132,13 @@ def child_pipeline(a: dict) -> dict:
     """run_survey on a folder (optionally without draft decoding)."""
     import torch
 
+    from heritage.survey import classify
     from heritage.survey import pipeline as survey
 
     if a.get("threads"):
         torch.set_num_threads(a["threads"])
     if a.get("no_draft"):
-        survey.decode_sides = lambda cfg, card: (None, None)  # full-size decode
+        classify.decode_sides = lambda cfg, card: (None, None)  # full-size decode
     cfg = survey.ClassifyConfig(
         (Path(a["photos"]),),
         Path(a["out"]),
@@ -210,7 +211,7 @@ def child_models(a: dict) -> dict:
 
     from heritage.model.card import load_model
     from heritage.model.predict import TwoStageClassifier
-    from heritage.survey.pipeline import make_classifier
+    from heritage.survey.classify import make_classifier
 
     if a.get("threads"):
         torch.set_num_threads(a["threads"])

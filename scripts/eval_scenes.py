@@ -102,7 +102,7 @@ def paste_check(model: Path, photos: list[Path], patches: list[Path], seed: int)
     from heritage.model.card import load_model
     from heritage.model.predict import load_image
     from heritage.model.scene import load_scene_classifier
-    from heritage.survey.pipeline import make_classifier
+    from heritage.survey.classify import make_classifier
 
     rng = random.Random(seed)
     order = patches[:]
@@ -139,7 +139,7 @@ def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, di
     from heritage.model.metrics import mcnemar
     from heritage.model.predict import load_image, to_model_rgb
     from heritage.model.scene import load_scene_classifier
-    from heritage.survey.pipeline import make_classifier
+    from heritage.survey.classify import make_classifier
 
     clf = make_classifier(load_model(model), "cpu")
     scene = load_scene_classifier(clf)

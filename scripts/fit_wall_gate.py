@@ -50,7 +50,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from heritage.model.card import CARD_FILE, read_card
-    from heritage.model.scene import SceneSettings
+    from heritage.model.scenesettings import SceneSettings
     from heritage.model.wallgate import fit_wall_gate, save_gate, with_quantile_threshold
 
     card = read_card(a.model)

@@ -124,7 +124,7 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     created: str = ""
     notes: str = ""
-    #: how scene mode tiles, gates and decides (:class:`heritage.model.scene.SceneSettings`)
+    #: how scene mode tiles, gates and decides (:class:`heritage.model.scenesettings.SceneSettings`)
     scene: dict = field(default_factory=dict)
 
     @property
@@ -493,7 +493,7 @@ def _build(
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} is not a readable safetensors file ({exc})") from exc
     if model is None:  # non-standard channel counts: rebuild the network from the weights
-        from heritage.training.prune import rebuild_pruned
+        from heritage.model.pruned import rebuild_pruned
 
         shapes = {k: tuple(v.shape) for k, v in state.items()}
         model = rebuild_pruned(stage.arch, shapes, stage.num_outputs)
@@ -525,7 +525,7 @@ def load_model(model_dir: str | Path | None = None, device: str = "cpu") -> Load
     """
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     card = read_card(model_dir)  # the whole card is checked here, before any weights
-    from heritage.model.scene import SceneSettings
+    from heritage.model.scenesettings import SceneSettings
 
     SceneSettings.from_card(card.scene)  # and its scene section
     _check_arch(card.stage1, "stage1")

@@ -39,7 +39,6 @@ torch is imported inside the functions.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heritage.kernel.errors import ModelError
+from heritage.model.scenesettings import SceneSettings
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -64,85 +64,6 @@ MODE_CLOSE_UP = "close_up"
 #: colours of the outlines drawn on scene overlays (RGB)
 FLAGGED_OUTLINE = (255, 40, 40)
 STRONGEST_OUTLINE = (255, 255, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class SceneSettings:
-    """How scene mode cuts, gates and decides (the model card's ``scene`` section).
-
-    ``tile_threshold`` ``None`` means the card's ``threshold``. ``gate_file`` /
-    ``gate_sha256`` / ``gate_threshold`` name the wall gate stored beside the weights
-    (``None``: no gate, every tile counts as wall).
-    """
-
-    tile_size: int = 224
-    overlap: float = 0.5
-    max_side: int = 2016
-    close_up_side: int = 448
-    max_tiles: int = 64
-    tile_threshold: float | None = None
-    min_flagged_tiles: int = 1
-    explain_tiles: int = 4
-    batch_size: int = 32
-    gate_method: str | None = None
-    gate_file: str | None = None
-    gate_sha256: str | None = None
-    gate_threshold: float | None = None
-    gate_quantile: float | None = None
-    #: how the gate was fitted (counts, date, script): documentation only
-    gate_fit: dict | None = None
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 32 <= self.tile_size <= 4096:
-            problems.append(f"tile_size must lie in [32, 4096], got {self.tile_size}")
-        if not 0.0 <= self.overlap < 0.9:
-            problems.append(f"overlap must lie in [0, 0.9), got {self.overlap}")
-        if self.max_side < 2 * self.tile_size:
-            problems.append(f"max_side must be at least two tiles, got {self.max_side}")
-        if self.close_up_side < self.tile_size:
-            problems.append(f"close_up_side must be at least one tile, got {self.close_up_side}")
-        t = self.tile_threshold
-        if t is not None and not (math.isfinite(t) and 0.0 <= t <= 1.0):
-            problems.append(f"tile_threshold must lie in [0, 1], got {t}")
-        if min(self.min_flagged_tiles, self.explain_tiles, self.batch_size, self.max_tiles) < 1:
-            problems.append(
-                "min_flagged_tiles, explain_tiles, batch_size and max_tiles must be >= 1"
-            )
-        if self.gate_file is not None and (
-            not self.gate_sha256 or self.gate_threshold is None or self.gate_method is None
-        ):
-            problems.append("a gate_file needs gate_method, gate_sha256 and gate_threshold")
-        if problems:
-            raise ModelError("invalid scene settings in model.json: " + "; ".join(problems))
-
-    def windows(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
-        """The tiles of a ``width`` × ``height`` working image: with ``overlap`` when that
-        gives at most ``max_tiles`` tiles, else with half of it, else without overlap
-        (large photos: the tile budget keeps about one photo per second on two cores)."""
-        from heritage.model.tiling import tile_windows
-
-        for overlap in (self.overlap, self.overlap / 2):
-            windows = tile_windows(width, height, self.tile_size, overlap)
-            if len(windows) <= self.max_tiles:
-                return windows
-        return tile_windows(width, height, self.tile_size, 0.0)
-
-    @classmethod
-    def from_card(cls, scene: Any) -> SceneSettings:
-        """Settings from the card's ``scene`` dict (missing keys take the defaults)."""
-        if scene is None or scene == {}:
-            return cls()
-        if not isinstance(scene, dict):
-            raise ModelError("model.json: 'scene' must be an object; fix or remove it")
-        names = set(cls.__dataclass_fields__)
-        unknown = sorted(set(scene) - names)
-        if unknown:
-            log.warning("model.json: ignoring unknown scene keys %s", unknown)
-        try:
-            return cls(**{k: v for k, v in scene.items() if k in names})
-        except TypeError as exc:
-            raise ModelError(f"model.json: malformed scene settings ({exc})") from exc
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,7 +6,7 @@ by hand); ``--workers N`` starts a local one (N processes, one thread each). The
 survey itself (:func:`heritage.survey.pipeline.run_survey`) is unchanged: the client hashes and
 inspects the photos, hands batches to :class:`DaskExecutor` and writes the GeoPackage,
 in input order, one transaction per batch. On a worker a batch goes through
-:func:`heritage.survey.pipeline.classify_batch`, the same function the local path runs: decode,
+:func:`heritage.survey.classify.classify_batch`, the same function the local path runs: decode,
 stage 1, Grad-CAM, stage 2, and the overlay, heat map and thumbnail written into the
 overlays folder beside the GeoPackage. Only the per-photo answers (scores, CAM fields
 and the paths of those files) travel back.
@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heritage.kernel.errors import HeritageError, ModelError
+from heritage.survey.classify import ClassifyConfig, PhotoOutcome, classify_batch, make_classifier
 
 if TYPE_CHECKING:
     from heritage.kernel.records import Photo
     from heritage.model.predict import TwoStageClassifier
-    from heritage.survey.pipeline import ClassifyConfig, PhotoOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ def worker_classifier(
 
     from heritage.model.card import load_model
     from heritage.model.predict import resolve_device
-    from heritage.survey.pipeline import make_classifier
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -98,8 +97,7 @@ def classify_on_worker(
     torch_threads: int | None = None,
 ) -> list[PhotoOutcome]:
     """The task run on a Dask worker: one batch through
-    :func:`heritage.survey.pipeline.classify_batch`."""
-    from heritage.survey.pipeline import classify_batch
+    :func:`heritage.survey.classify.classify_batch`."""
 
     clf = worker_classifier(key[0], key[1], cfg.device, cfg.cam_method, torch_threads)
     return classify_batch(clf, photos, cfg, Path(folder))
@@ -124,7 +122,7 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1) -> Iterator[Any]:
 
 
 class DaskExecutor:
-    """A :class:`heritage.survey.pipeline.BatchExecutor` on a dask.distributed cluster.
+    """A :class:`heritage.survey.classify.BatchExecutor` on a dask.distributed cluster.
 
     Connects to ``cfg.scheduler`` or starts a local cluster of ``cfg.workers``
     processes (one thread and one torch thread each). Up to ``depth`` batches are

@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from heritage.model.measure import measure_throughput
 from heritage.training.compare import (
     CSV_FIELDS,
     DEFAULT_ARCHS,
@@ -21,7 +22,6 @@ from heritage.training.compare import (
     RESULT_FILE,
     TWO_STAGE,
     input_size_for,
-    measure_throughput,
     run_order,
     single_answer,
     verdict,

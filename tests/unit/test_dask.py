@@ -125,7 +125,7 @@ def test_survey_classifier_levers_keep_the_answers(tiny_model: Path) -> None:
 
     from heritage.model.card import load_model
     from heritage.model.predict import TwoStageClassifier
-    from heritage.survey.pipeline import make_classifier
+    from heritage.survey.classify import make_classifier
 
     rng = np.random.default_rng(3)
     images = [Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)) for _ in range(5)]

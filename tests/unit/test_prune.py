@@ -13,17 +13,15 @@ from safetensors.torch import load_file, save_file
 
 from heritage.kernel.errors import ModelError
 from heritage.model.card import ModelCard, StageCard, save_model
+from heritage.model.measure import param_count
+from heritage.model.pruned import is_pruned_card, layer_widths, rebuild_pruned
 from heritage.model.zoo import build_model
-from heritage.training.compare import param_count
 from heritage.training.prune import (
     PruneConfig,
     fp32_safetensors_bytes,
-    is_pruned_card,
-    layer_widths,
     load_pruned,
     prune_model,
     prune_to_target,
-    rebuild_pruned,
 )
 
 SIZE = 64

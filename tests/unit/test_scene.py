@@ -27,9 +27,9 @@ from heritage.model.scene import (
     MODE_CLOSE_UP,
     MODE_SCENE,
     SceneClassifier,
-    SceneSettings,
     working_image,
 )
+from heritage.model.scenesettings import SceneSettings
 from heritage.model.wallgate import (
     WallGate,
     fit_wall_gate,

@@ -19,7 +19,7 @@ from conftest import load_script
 from heritage.model.card import load_model
 from heritage.model.predict import load_image
 from heritage.model.scene import load_scene_classifier
-from heritage.survey.pipeline import make_classifier
+from heritage.survey.classify import make_classifier
 
 pytestmark = pytest.mark.slow
 N_PASTES = 5
