@@ -53,7 +53,6 @@ MOVES: dict[str, str] = {
     "prune": "training.prune",
     "plots": "training.plots",
     "crackpaint": "training.crackpaint",
-    "compare": "training.compare",
     # survey
     "photos": "survey.photos",
     "scan": "survey.scan",
@@ -73,7 +72,6 @@ MOVES: dict[str, str] = {
     "cli": "cli",
     "cli_options": "cli.options",
     "commands_classify": "cli.classify",
-    "commands_compare": "cli.compare",
     "commands_evaluate": "cli.evaluate",
     "commands_group": "cli.group",
     "commands_info": "cli.info",
@@ -91,6 +89,11 @@ PACKAGES = {
     "training": "Training: data sets, the fit loop, two-stage training, evaluation, pruning.",
     "survey": "The survey: photos, classification, buildings, priority, route, reports.",
     "cli": None,  # cli.py becomes cli/__init__.py
+}
+#: modules that left the product for research/ (outside the package)
+TO_RESEARCH = {
+    "compare": ("research.compare.compare", "research/compare/compare.py"),
+    "commands_compare": ("research.compare.command", "research/compare/command.py"),
 }
 NEW_SUBMODULES = {
     p: {v.split(".", 1)[1] for v in MOVES.values() if v.startswith(p + ".")} for p in PACKAGES
@@ -168,6 +171,10 @@ def _relative(text: str) -> str:
 
 
 def rewrite(text: str, relative: bool = False) -> str:
+    for old, (module, path) in TO_RESEARCH.items():
+        text = re.sub(rf"\bheritage\.{old}\b", module, text)
+        text = re.sub(rf"^(\s*)from \.{old} import ", rf"\1from {module} import ", text, flags=re.M)
+        text = text.replace(f"core/{old}.py", path)
     if relative:
         text = _relative(text)
     text = _FROM_HERITAGE.sub(_from_heritage, text)

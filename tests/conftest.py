@@ -34,8 +34,11 @@ def exif_gps(shared_data: Path) -> Path:
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` (the scripts are not a package) for its unit tests."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    """Import ``scripts/<name>.py``, or ``<name>.py`` when ``name`` has a folder (e.g.
+    ``research/probes/check_tta``), for its tests (the scripts are not a package)."""
+    path = ROOT / f"{name}.py" if "/" in name else ROOT / "scripts" / f"{name}.py"
+    name = Path(name).name
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

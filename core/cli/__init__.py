@@ -21,7 +21,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train:train", "Train the two-stage classifier on image folders."),
     "evaluate": ("evaluate:evaluate", "Evaluate a model on labelled image folders."),
     "prune": ("prune:prune", "Prune the stage-1 model and fine-tune it."),
-    "compare": ("compare:compare", "Compare backbones on the same split (Table 1)."),
     "classify": ("classify:classify", "Classify a photo survey into a GeoPackage."),
     "group": ("group:group", "Re-group a classified survey per building (in place)."),
     "route": ("route:route", "Re-plan the inspection route of a classified survey."),
@@ -83,12 +82,14 @@ def cli(verbose: int, quiet: bool) -> None:
     )
 
 
-def main() -> None:
-    """Console-script entry point: HeritageError becomes a one-line message, exit 1."""
+def main(command: click.Command | None = None) -> None:
+    """Console-script entry point: HeritageError becomes a one-line message, exit 1.
+
+    ``command`` (default: the ``heritage`` group) is run with the same contract."""
     from heritage.kernel.errors import HeritageError
 
     try:
-        cli.main(standalone_mode=False)
+        (command or cli).main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -105,7 +105,7 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="A stage 1 already trained on these data with this split (e.g. "
-    "OUT/<arch>/model.safetensors of 'heritage compare'): used as it is, only stage 2 "
+    "OUT/<arch>/model.safetensors of 'python -m research.compare'): used as it is, only stage 2 "
     "is trained. Not with --pretrained or --freeze.",
 )
 @click.option(

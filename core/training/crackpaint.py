@@ -5,7 +5,7 @@ drawn in the wall's own colours. :func:`paint_crack` renders exactly that from a
 mask (the Dais masonry masks are traced from real cracks), so a crack-free wall of any
 dataset can carry a crack of real geometry. It is used to ask a model a question the
 datasets cannot: does it flag a crack on a clean modern wall, or does the wall's style
-("healthy" SaltSpot plaster, new brick) override the crack? (``scripts/crack_probe.py``)
+("healthy" SaltSpot plaster, new brick) override the crack? (``research/probes/crack_probe.py``)
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class CrackPaintingDataset:
     ``crack_label``, before the base transform. Random draws use torch's generator, so
     they follow the seeding of the loader and its workers like every other augmentation.
     It teaches stage 1 that a crack on a wall of any look is a crack, against the
-    shortcut that a clean modern wall is "healthy" (``scripts/crack_probe.py``).
+    shortcut that a clean modern wall is "healthy" (``research/probes/crack_probe.py``).
     """
 
     def __init__(

@@ -297,7 +297,7 @@ def evaluate(
 
 def write_per_image_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Per-image outcomes as CSV (:data:`PER_IMAGE_FIELDS`, missing keys empty), the file
-    ``heritage evaluate --per-image`` writes and ``scripts/pair_models.py`` pairs."""
+    ``heritage evaluate --per-image`` writes and ``research/compare/pair_models.py`` pairs."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as fh:

@@ -52,7 +52,7 @@ class TrainConfig:
     stage2_arch: str = "resnet18"
     pretrained: str | None = None  # None, "imagenet" or a state-dict path (stage 1)
     #: a stage 1 already trained on this data and split (state dict, e.g. a row of
-    #: ``heritage compare``): used as it is, only stage 2 is trained
+    #: ``python -m research.compare``): used as it is, only stage 2 is trained
     stage1_weights: str | None = None
     stage2_pretrained: str | None = None  # None, "imagenet" or a path (stage 2)
     epochs: int = 15
@@ -657,7 +657,7 @@ def load_trained_stage1(
 
     The file must hold every tensor of ``cfg.arch`` with a ``num_classes``-output head
     (safetensors, or a ``.pth`` state dict read with ``weights_only=True``). A
-    ``split.csv`` beside it or one folder up (``heritage compare`` and ``heritage
+    ``split.csv`` beside it or one folder up (``python -m research.compare`` and ``heritage
     train`` leave one there) must equal the run's own: a network trained on another
     split has seen some of this run's test images, and its test metrics would flatter
     it. Without such a file the caller's word is taken, with a warning.
@@ -716,7 +716,8 @@ def load_trained_stage1(
 
 
 def _compare_row_provenance(weights: Path) -> dict[str, Any]:
-    """How a ``heritage compare`` row (``OUT/<arch>/model.safetensors``) was trained.
+    """How a comparison row (``OUT/<arch>/model.safetensors`` of ``python -m research.compare``)
+    was trained.
 
     Empty when the weights do not sit in such a row. The command line is that of the
     last ``compare`` run in OUT (the one that wrote ``results.json``); the row's own

@@ -1,6 +1,6 @@
 """How long will the full comparison take on this machine? Times a few steps per model.
 
-For every row of ``heritage compare`` (in its training order) this times training steps
+For every row of ``python -m research.compare`` (in its training order) this times training steps
 (forward, backward, Adam) and evaluation batches on random images at the row's input
 size, then projects one row's wall time at the full budget: ``epochs`` x (training
 batches + validation batches) + the test batches. The two-stage row is its ResNet-18
@@ -12,7 +12,7 @@ early stopping is ignored, and the machine is shared: read the hours as an upper
 estimate of the compute, to plan sessions with, not as a benchmark. Run it while
 nothing else trains.
 
-    .venv/bin/python scripts/estimate_compare_time.py --split runs/compare-full/split.csv \
+    .venv/bin/python research/compare/estimate_compare_time.py --split runs/compare-full/split.csv \
         --out docs/evaluation/compare-time.md
 """
 
@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # research/ as a package
 from heritage.model.zoo import build_model, efficientnet_available
-from heritage.training.compare import (
+from heritage.training.fit import PRECISION_NAMES, autocast
+from research.compare.compare import (
     CNN_ARCHS,
     DISPLAY,
     EFFICIENTNET,
@@ -40,7 +42,6 @@ from heritage.training.compare import (
     measure_throughput,
     run_order,
 )
-from heritage.training.fit import PRECISION_NAMES, autocast
 
 #: images per split of the full comparison (runs/compare-full/split.csv, 2026-11-24)
 FULL_SPLIT = {"train": 5878, "val": 811, "test": 1692}
@@ -142,7 +143,9 @@ def estimate(
 
 def table(rows: list[dict[str, Any]], counts: dict[str, int], cfg: argparse.Namespace) -> str:
     """The estimate as Markdown, with what it assumes."""
-    command = shlex.join([".venv/bin/python", "scripts/estimate_compare_time.py", *cfg.argv])
+    command = shlex.join(
+        [".venv/bin/python", "research/compare/estimate_compare_time.py", *cfg.argv]
+    )
     lines = [
         "# Projected time of the full comparison on this machine"
         + ("" if cfg.precision == "fp32" else f", training in {PRECISION_NAMES[cfg.precision]}"),
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         torch.set_num_threads(cfg.threads)
     archs = [a for a in cfg.archs.split(",") if a]
     if EFFICIENTNET not in archs and efficientnet_available()[0]:
-        archs.append(EFFICIENTNET)  # heritage compare adds it too
+        archs.append(EFFICIENTNET)  # the comparison adds it too
     counts = split_counts(cfg.split)
     torch.manual_seed(0)
     rows = estimate(

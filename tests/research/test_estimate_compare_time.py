@@ -1,10 +1,10 @@
-"""scripts/estimate_compare_time.py: the projection arithmetic and a tiny real timing."""
+"""research/compare/estimate_compare_time.py: the projection arithmetic and a tiny real timing."""
 
 from __future__ import annotations
 
 from conftest import load_script
 
-est = load_script("estimate_compare_time")
+est = load_script("research/compare/estimate_compare_time")
 
 
 def test_projection_counts_epochs_of_train_and_val_batches_plus_one_test_pass():
@@ -28,7 +28,7 @@ def test_rows_come_in_training_order_with_positive_times(tmp_path):
     assert all(r["hours"] > 0 and r["train_step_s"] > 0 for r in rows)
     text = out.read_text()
     assert "MobileNetV3-Small" in text and "**All rows**" in text
-    assert "`.venv/bin/python scripts/estimate_compare_time.py --archs two_stage," in text
+    assert "`.venv/bin/python research/compare/estimate_compare_time.py --archs two_stage," in text
 
 
 def test_training_steps_are_timed_in_the_asked_precision_and_evaluation_in_float32():

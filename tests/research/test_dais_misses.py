@@ -1,4 +1,4 @@
-"""scripts/dais_misses.py: the description of which Dais crack patches are missed."""
+"""research/probes/dais_misses.py: the description of which Dais crack patches are missed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def _row(name: str, p: float, label: str) -> dict[str, str]:
 
 
 def test_report_counts_per_bin_and_photo_and_lists_misses_surest_first():
-    dm = load_script("dais_misses")
+    dm = load_script("research/probes/dais_misses")
     test = {n: _row(n, p, lab) for n, p, lab in [
         ("a.png", 0.9, "crack"), ("b.png", 0.2, "healthy"), ("c.png", 0.01, "no_crack"),
     ]}  # fmt: skip

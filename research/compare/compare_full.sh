@@ -2,22 +2,22 @@
 # The full backbone comparison (the paper's Table 1 on our data). Hours on a CPU;
 # resumable: re-run the same command and finished models are skipped, an unfinished one
 # continues from its checkpoint (Ctrl-C/SIGTERM write one after the current batch).
-# scripts/compare_full.sh --table-only: the table of the models finished so far.
+# research/compare/compare_full.sh --table-only: the table of the models finished so far.
 # Output: runs/compare-full/ (weights, checkpoints, split), docs/comparison.{md,csv}, and
 # docs/comparison-rows/ (each finished row's result.json and per-image decisions; commit
 # it: a machine that lost runs/ takes those rows back instead of training them again).
-# --precision bf16 since 2026-11-25 (after scripts/check_precision.sh): rows finished in
+# --precision bf16 since 2026-11-25 (after research/compare/check_precision.sh): rows finished in
 # float32 are reused, a row started in float32 finishes in float32, the table says which.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DATA=${HERITAGE_SHARED_DATA:-../shared/data}
 OUT=${COMPARE_OUT:-runs/compare-full}
-DOCS=${COMPARE_DOCS:-1}  # 0: leave docs/comparison.{md,csv} alone (scripts/check_precision.sh)
+DOCS=${COMPARE_DOCS:-1}  # 0: leave docs/comparison.{md,csv} alone (research/compare/check_precision.sh)
 # the committed figures of the finished rows; COMPARE_ROWS= (empty) for none, as for a
 # run that must train its rows itself (check_precision.sh, train_shipped.sh need weights)
 ROWS=${COMPARE_ROWS-docs/comparison-rows}
 
-.venv/bin/heritage compare \
+.venv/bin/python -m research.compare \
   "$DATA/brickwork-cracks" "$DATA/sdnet2018-walls" "$DATA/ozgenel-concrete-crack" \
   "$DATA/saltspot-salt-damage" \
   --extra-positives "$DATA/dais-masonry/images" \

@@ -1,4 +1,4 @@
-"""scripts/pair_models.py: the paired comparison used before replacing the shipped model."""
+"""research/compare/pair_models.py: the paired comparison made before replacing the model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from conftest import load_script
 
 
 def _load():
-    return load_script("pair_models")
+    return load_script("research/compare/pair_models")
 
 
 def _write(path: Path, rows: list[dict]) -> None:

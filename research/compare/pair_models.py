@@ -7,7 +7,7 @@ only B got right, the exact McNemar p, and the Grad-CAM pointing-game hits where
 were used. Use it before replacing the shipped model: a higher accuracy that is within
 noise is not a reason to ship.
 
-    .venv/bin/python scripts/pair_models.py /tmp/eval-030 /tmp/eval-040 --names 0.3.0,0.4.0
+    .venv/bin/python research/compare/pair_models.py /tmp/eval-030 /tmp/eval-040 --names 0.3.0,0.4.0
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ on the selection splits (default: training and validation patches, 147 masks), t
 broken by the mean energy in mask there; the test patches are scored for the report
 only. Writes a Markdown table (and the figures as JSON next to it).
 
-    .venv/bin/python scripts/select_cam.py --model models/heritage-default \
+    .venv/bin/python research/probes/select_cam.py --model models/heritage-default \
         --run-dir ../runs/heritage-050-run --out docs/evaluation/cam-selection.md
 
 The training patches were seen by the classifier, so their heat maps may be better than
@@ -35,7 +35,7 @@ from heritage.model.predict import load_image, normalise, to_model_rgb
 from heritage.training import data as D
 from heritage.training.evaluate import load_mask
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from eval_shipped import dais_mask_path  # noqa: E402
 

@@ -104,7 +104,7 @@ FORWARD_GFLOPS: dict[str, float] = {
 }
 RESULT_FILE = "result.json"
 #: per test image: decision, probability, right or wrong (``heritage evaluate
-#: --per-image``'s format, so ``scripts/pair_models.py`` pairs any two rows)
+#: --per-image``'s format, so ``research/compare/pair_models.py`` pairs any two rows)
 PER_IMAGE_FILE = "test.per_image.csv"
 CSV_FIELDS = (
     "model",
@@ -163,7 +163,7 @@ def input_size_for(arch: str, image_size: int | None) -> int:
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """Settings of :func:`run_compare` (``heritage compare``)."""
+    """Settings of :func:`run_compare` (``python -m research.compare``)."""
 
     data_dirs: tuple[str, ...]
     out_dir: str

@@ -1,10 +1,15 @@
-"""``heritage compare``: backbones on one split with one budget (the paper's Table 1)."""
+"""``python -m research.compare``: backbones on one split with one budget (the paper's Table 1).
+
+Run from the repository root; it was ``heritage compare`` before the comparison left the
+product (it checks the paper, no user of the tool needs it).
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -21,7 +26,7 @@ from heritage.cli.options import (
 
 
 def _archs(value: str) -> tuple[str, ...]:
-    from heritage.training.compare import CNN_ARCHS, EFFICIENTNET, TWO_STAGE
+    from research.compare.compare import CNN_ARCHS, EFFICIENTNET, TWO_STAGE
 
     names = tuple(a.strip() for a in value.split(",") if a.strip())
     known = (*CNN_ARCHS, TWO_STAGE, EFFICIENTNET)
@@ -106,8 +111,8 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
 
     from heritage.kernel.interrupts import resumable_run
     from heritage.kernel.progress import JsonLinesProgress, TqdmProgress
-    from heritage.training.compare import CompareConfig, run_compare
     from heritage.training.train import DEFAULT_POSITIVES
+    from research.compare.compare import CompareConfig, run_compare
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
     cfg = CompareConfig(
@@ -138,8 +143,10 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
         table_only=table_only,
         rows_dir=rows_dir,
         # the command that trains (a --table-only call reports that run's command)
-        command_line=shlex.join(["heritage", *(a for a in sys.argv[1:] if a != "--table-only")])
-        if sys.argv[1:2] == ["compare"]
+        command_line=shlex.join(
+            ["python", "-m", "research.compare"] + [a for a in sys.argv[1:] if a != "--table-only"]
+        )
+        if Path(sys.argv[0]).parts[-2:] == ("compare", "__main__.py")
         else "",
     )
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
@@ -159,3 +166,10 @@ def compare(data_dirs, out_dir, archs, epochs, image_size, batch_size, lr, patie
             err=True,
         )
     click.echo(f"Table: {out_dir}/comparison.md and comparison.csv", err=True)
+
+
+def main() -> None:
+    """Run :func:`compare` with the backend's error handling (one line, exit 1 or 130)."""
+    from heritage.cli import main as heritage_main
+
+    heritage_main(compare)

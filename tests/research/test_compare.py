@@ -7,13 +7,15 @@ import json
 import shutil
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from heritage.model.measure import measure_throughput
-from heritage.training.compare import (
+from research.compare.command import compare
+from research.compare.compare import (
     CSV_FIELDS,
     DEFAULT_ARCHS,
     DISPLAY,
@@ -28,6 +30,8 @@ from heritage.training.compare import (
 )
 
 CLASSES = ("crack", "no_crack")
+#: ``compare`` in a group, so that the argument lists keep their command name
+cli = click.Group(commands=[compare])
 
 
 def _images(root: Path, n: int = 10) -> Path:
@@ -69,7 +73,7 @@ def _slim_fc_heads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def reduced_args(data: Path, out: Path, *extra: str) -> list[str]:
-    """``heritage compare`` at the reduced budget of these tests: 64 px, one epoch."""
+    """``python -m research.compare`` at the reduced budget of these tests: 64 px, one epoch."""
     return ["compare", str(data), "-o", str(out), "--epochs", "1", "--image-size", "64",
             "--batch-size", "32", "--device", "cpu", "--bench-batch-size", "2",
             "--bench-batches", "1", "--no-efficientnet", *extra]  # fmt: skip
@@ -77,7 +81,6 @@ def reduced_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reduced_run(tmp_path_factory):
-    from heritage.cli import cli
 
     mp = pytest.MonkeyPatch()
     _slim_fc_heads(mp)
@@ -157,7 +160,6 @@ def test_two_stage_reuses_the_mobilenet_row_and_the_split(reduced_run):
 
 
 def test_resume_skips_finished_models(reduced_run):
-    from heritage.cli import cli
 
     out, data, runner = reduced_run
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
@@ -181,7 +183,7 @@ def test_two_rows_pair_image_by_image_with_pair_models(reduced_run):
     from conftest import load_script
 
     out, _, _ = reduced_run
-    pm = load_script("pair_models")
+    pm = load_script("research/compare/pair_models")
     a, b = pm.read_outcomes(out / "alexnet"), pm.read_outcomes(out / "vgg16")
     res = pm.pair(a, b)
     n = len(a)
@@ -200,7 +202,6 @@ def test_rows_train_cheapest_first_with_two_stage_after_its_mobilenet():
 
 
 def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
-    from heritage.cli import cli
 
     out, data, runner = reduced_run
     names = ("comparison.csv", "comparison.md", "results.json", f"{TWO_STAGE}/result.json",
@@ -245,7 +246,6 @@ def test_table_only_reports_the_finished_rows_and_names_the_rest(reduced_run):
 
 
 def test_a_row_resumed_from_its_checkpoint_keeps_its_precision(tmp_path):
-    from heritage.cli import cli
 
     data, out = _images(tmp_path), tmp_path / "out"
     args = reduced_args(data, out, "--archs", "mobilenet_v3_small", "--resume")
@@ -259,7 +259,7 @@ def test_a_row_resumed_from_its_checkpoint_keeps_its_precision(tmp_path):
 
 
 def test_precision_note_names_the_arithmetic_of_each_row():
-    from heritage.training.compare import precision_note
+    from research.compare.compare import precision_note
 
     rows = [{"arch": "alexnet"}, {"arch": "vgg16", "train_precision": "bf16"},
             {"arch": "googlenet", "train_precision": "fp32"}]  # fmt: skip
@@ -270,7 +270,6 @@ def test_precision_note_names_the_arithmetic_of_each_row():
 
 
 def test_table_only_without_finished_rows_says_to_train_first(tmp_path):
-    from heritage.cli import cli
 
     data = _images(tmp_path)
     res = CliRunner().invoke(
@@ -326,7 +325,7 @@ def test_verdict_says_whether_the_ranking_is_beyond_chance():
 
 
 def test_paired_with_best_reads_the_rows_per_image_files(tmp_path):
-    from heritage.training.compare import paired_with_best
+    from research.compare.compare import paired_with_best
 
     def write(arch: str, outcomes: str) -> dict:
         (tmp_path / arch).mkdir()
@@ -390,7 +389,6 @@ def test_split_fingerprint_follows_the_files_not_where_they_lie(tmp_path):
 
 def test_rows_dir_keeps_finished_rows_for_a_machine_that_lost_the_run(reduced_run, tmp_path):
     """A row archived with --rows-dir is taken back, not retrained, on the same split only."""
-    from heritage.cli import cli
 
     out, data, runner = reduced_run
     src, rows = tmp_path / "src", tmp_path / "rows"  # the run's figures, without its weights
@@ -423,13 +421,13 @@ def test_rows_dir_keeps_finished_rows_for_a_machine_that_lost_the_run(reduced_ru
 
 def test_figures_only_row_is_kept_marked_and_not_trained(reduced_run, tmp_path):
     """A lost row kept as figures only is taken back, marked, and never trained again."""
-    from heritage.cli import cli
     from heritage.training.data import load_split, split_fingerprint
 
     out, data, runner = reduced_run
     real = json.loads((out / "alexnet" / RESULT_FILE).read_text())
     n = real["test"]["n"]
-    row = {  # what scripts/record_figures_only_rows.py writes: no weights, no per-image file
+    # what research/compare/record_figures_only_rows.py writes: no weights, no per-image file
+    row = {
         "arch": "alexnet", "input_px": 64, "figures_only": True,
         "figures_source": "copied from the lost run's table",
         "test": {"n": n, "accuracy": 0.5, "precision": None, "recall": None, "f1": 0.4},

@@ -4,7 +4,7 @@ One row per patch: the photo with the mask's outline, then for each ``LAYER:METH
 the overlay the model would write, with the heat map's maximum marked (a ring within
 the pointing-game tolerance of the crack is a hit, drawn green; a miss is drawn red).
 
-    .venv/bin/python scripts/plot_cam_pairs.py --pairs _blocks.10:gradcam,_blocks.14:hirescam \
+    .venv/bin/python research/probes/plot_cam_pairs.py --pairs _blocks.10:gradcam,_blocks.14:hirescam \
         --rows 5 --out docs/img/cam_methods_dais.png
 """
 
@@ -22,7 +22,7 @@ from heritage.model.explain import overlay
 from heritage.model.metrics import pointing_game
 from heritage.model.predict import load_image, normalise, to_model_rgb
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from select_cam import dais_patches, heat_maps  # noqa: E402
 

@@ -6,7 +6,7 @@ EfficientNet-Lite0) was lost between sessions on 2026-12-06, before ``--rows-dir
 existed. What survives is the committed table (docs/comparison.md and .csv, as the
 script last wrote them) and, for EfficientNet-Lite0, which finished after the table was
 last written, the figures written out in docs/comparison.md's text. This script turns
-those figures back into rows that ``heritage compare --rows-dir docs/comparison-rows``
+those figures back into rows that ``python -m research.compare --rows-dir docs/comparison-rows``
 takes back (``figures_only``), so the committed table keeps them when later rows are
 added, instead of training them again (about 5 h on 2 cores).
 
@@ -18,9 +18,9 @@ fp32 file size depend only on the architecture and are measured on the networks 
 built. Figures that were never written down (EfficientNet-Lite0's precision, recall,
 class accuracy, CPU speed) stay null and the table prints n/a.
 
-    .venv/bin/python scripts/record_figures_only_rows.py runs/compare-full
+    .venv/bin/python research/compare/record_figures_only_rows.py runs/compare-full
 
-RUN_DIR must hold the run's ``split.csv`` (any new run of scripts/compare_full.sh
+RUN_DIR must hold the run's ``split.csv`` (any new run of research/compare/compare_full.sh
 makes it again, the same file); the rows record its content fingerprint.
 """
 
@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 SOURCE = (
     "copied on 2026-12-06 from the table of docs/comparison.md/.csv as last written by "
-    "scripts/compare_full.sh, by scripts/record_figures_only_rows.py"
+    "research/compare/compare_full.sh, by research/compare/record_figures_only_rows.py"
 )
 LITE0_SOURCE = (
     "copied on 2026-12-06 from the text of docs/comparison.md (the row finished after the "
-    "table was last written), by scripts/record_figures_only_rows.py; its network survives "
+    "table was last written), by research/compare/record_figures_only_rows.py; its network survives "
     "as the shipped model 0.5.0's stage 1, in float16"
 )
 TEST_N = {
@@ -90,7 +91,10 @@ def count_for(pct: float, n: int) -> int:
 def measured_size(arch: str, classes: int) -> tuple[int, int]:
     """Parameters and fp32 safetensors bytes of the network as the comparison builds it."""
     from heritage.model.zoo import build_model
-    from heritage.training.compare import param_count, save_fp32
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # research/ as a package
+    from heritage.model.measure import param_count
+    from research.compare.compare import save_fp32
 
     if arch == "two_stage":
         p1, s1 = measured_size("mobilenet_v3_small", classes)

@@ -1,12 +1,12 @@
 """Is a compare row's one-answer MobileNetV3 a BatchNorm running-statistics artefact?
 
-Loads the ``mobilenet_v3_small`` row of ``heritage compare`` output folders, scores its
+Loads the ``mobilenet_v3_small`` row of ``python -m research.compare`` output folders, scores its
 test split as trained, then again after re-estimating every BatchNorm's running
 statistics on the training images (cumulative average, no weight changes). torchvision's
 MobileNetV3 uses BatchNorm momentum 0.01, so after a few hundred steps from scratch the
 statistics used in evaluation lag behind the weights.
 
-    .venv/bin/python scripts/check_bn_stats.py ../runs/compare-medium-250 [more runs...]
+    .venv/bin/python research/probes/check_bn_stats.py ../runs/compare-medium-250 [more runs...]
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
-"""scripts/check_tta.py: dihedral views, weight averaging, and validation-only thresholds."""
+"""research/probes/check_tta.py: dihedral views, weight averaging, validation-only thresholds."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import load_script
+from conftest import ROOT, load_script
+
+sys.path.insert(0, str(ROOT / "tests" / "unit"))  # the tiny model cards of the unit tests
 from test_modelcard import make_card
 
 from heritage.model.card import save_model
@@ -17,7 +20,7 @@ from heritage.model.card import save_model
 
 @pytest.fixture(scope="module")
 def tta():
-    return load_script("check_tta")
+    return load_script("research/probes/check_tta")
 
 
 def test_views_are_the_eight_distinct_symmetries_of_the_square(tta):

@@ -1,4 +1,4 @@
-"""scripts/select_cam.py: the fixed rule that picks the Grad-CAM layer and method."""
+"""research/probes/select_cam.py: the fixed rule that picks the Grad-CAM layer and method."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from conftest import load_script
 
 @pytest.fixture(scope="module")
 def sel():
-    return load_script("select_cam")
+    return load_script("research/probes/select_cam")
 
 
 def _result(layer, hits, energy, n=(10, 2, 5)):

@@ -8,7 +8,7 @@ per source photo of the test split; every missed test patch with its probability
 stage-1 class it was given) and a picture of the missed test patches with their masks.
 Descriptive only: nothing here chooses a model or a threshold.
 
-    .venv/bin/python scripts/dais_misses.py --split-csv runs/compare-full/split.csv \\
+    .venv/bin/python research/probes/dais_misses.py --split-csv runs/compare-full/split.csv \\
         test=/tmp/dais-test/dais-masonry.per_image.csv val=/tmp/dais-val/... \\
         --also GoogLeNet=docs/comparison-rows/googlenet/test.per_image.csv
 """
@@ -21,7 +21,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DAIS = ROOT.parent / "shared" / "data" / "dais-masonry"
 #: crack-pixel fraction bins (upper bounds), as the manifest gives it (0..1)
 BINS: tuple[tuple[str, float], ...] = (
@@ -179,7 +179,7 @@ def main() -> int:
         "shipped model's split):",
         "",
         "```bash",
-        "python " + " ".join(["scripts/dais_misses.py", *sys.argv[1:]]),
+        "python " + " ".join(["research/probes/dais_misses.py", *sys.argv[1:]]),
         "```",
         "",
         *report(splits, fraction, photo, also),

@@ -16,12 +16,12 @@ must share architecture and labels, e.g. a model and its fine-tuned continuation
 with ``--ensemble`` run side by side and their probabilities averaged (each model alone
 is reported too).
 
-    .venv/bin/python scripts/check_tta.py --run-dir ../runs/heritage-ft2-run \
+    .venv/bin/python research/probes/check_tta.py --run-dir ../runs/heritage-ft2-run \
         --cache ../runs/tta/logits-030.npz --out docs/evaluation/tta-030.md
-    .venv/bin/python scripts/check_tta.py --model models/heritage-default \
+    .venv/bin/python research/probes/check_tta.py --model models/heritage-default \
         --model ../runs/heritage-ft3 --views 0 --cache ../runs/tta/soup.npz \
         --out docs/evaluation/tta-soup.md
-    .venv/bin/python scripts/check_tta.py --model models/heritage-default \
+    .venv/bin/python research/probes/check_tta.py --model models/heritage-default \
         --model ../runs/heritage-ft3 --views 0 --ensemble --cache ../runs/tta/ens.npz \
         --out docs/evaluation/tta-ensemble.md
 """
@@ -43,7 +43,7 @@ from heritage.model.predict import load_image, normalise, to_model_rgb
 from heritage.training import data as D
 from heritage.training.train import DEFAULT_POSITIVES, choose_threshold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from eval_shipped import TARGETS  # noqa: E402
 

@@ -3,17 +3,17 @@
 # comparison (AlexNet unless CHECK_ARCH says otherwise), already trained in float32, is
 # trained a second time with --precision bf16 into another folder (the same split, seed
 # and budget), and the two are paired image by image on the test split (exact McNemar per
-# dataset). Resumable like scripts/compare_full.sh (Ctrl-C/SIGTERM, then the same command).
+# dataset). Resumable like research/compare/compare_full.sh (Ctrl-C/SIGTERM, then the same command).
 # Output: runs/compare-bf16-check/, docs/evaluation/precision-check.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 FULL=${COMPARE_OUT:-runs/compare-full}
 OUT=${CHECK_OUT:-runs/compare-bf16-check}
 ARCH=${CHECK_ARCH:-alexnet}
 REPORT=${CHECK_REPORT:-docs/evaluation/precision-check.md}
 
 if [ ! -f "$FULL/$ARCH/result.json" ]; then
-  echo "The float32 $ARCH row is not finished in $FULL: train it first (scripts/compare_full.sh)." >&2
+  echo "The float32 $ARCH row is not finished in $FULL: train it first (research/compare/compare_full.sh)." >&2
   exit 1
 fi
 mkdir -p "$OUT"
@@ -22,19 +22,19 @@ for f in split.csv split_meta.json; do  # the full run's split, not a new one
 done
 
 # the full run's command and budget, for this one row, into $OUT, docs left alone
-COMPARE_OUT="$OUT" COMPARE_DOCS=0 COMPARE_ROWS= bash scripts/compare_full.sh \
+COMPARE_OUT="$OUT" COMPARE_DOCS=0 COMPARE_ROWS= bash research/compare/compare_full.sh \
   --archs "$ARCH" --no-efficientnet --precision bf16
 
 if [ ! -f "$FULL/$ARCH/test.per_image.csv" ]; then  # rows from before the file existed
-  scripts/compare_full.sh --table-only
+  research/compare/compare_full.sh --table-only
 fi
 {
   echo "# Float32 against bfloat16 training: $ARCH, paired on the test split"
   echo
-  echo "\`scripts/check_precision.sh\` (the float32 row of \`$FULL\` against the same network"
+  echo "\`research/compare/check_precision.sh\` (the float32 row of \`$FULL\` against the same network"
   echo "trained with \`--precision bf16\` in \`$OUT\`: same split, seed and budget)."
   echo
-  .venv/bin/python scripts/pair_models.py "$FULL/$ARCH" "$OUT/$ARCH" --names fp32,bf16
+  .venv/bin/python research/compare/pair_models.py "$FULL/$ARCH" "$OUT/$ARCH" --names fp32,bf16
   echo
   .venv/bin/python - "$FULL/$ARCH/result.json" "$OUT/$ARCH/result.json" <<'PY'
 import json, sys

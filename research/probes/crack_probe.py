@@ -11,7 +11,7 @@ often each is flagged (the painted share is a recall on synthetic cracks, the pl
 false-alarm rate), the mean probability, and the stage-1 class the painted walls get; and
 a picture of examples. Descriptive: it chooses nothing.
 
-    .venv/bin/python scripts/crack_probe.py --run-dir RUN [--model models/heritage-default] \\
+    .venv/bin/python research/probes/crack_probe.py --run-dir RUN [--model models/heritage-default] \\
         [--split val] --out docs/evaluation/crack-probe.md
 
 RUN holds the ``split.csv`` the model was trained with. Use ``--split val`` (the masks
@@ -37,7 +37,7 @@ from heritage.training.crackpaint import mask_variant, paint_crack
 from heritage.training.evaluate import load_mask
 from heritage.training.fit import predict_proba
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from eval_shipped import dais_mask_path  # noqa: E402
 
