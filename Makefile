@@ -14,7 +14,8 @@ demo: setup
 	@$(PY) scripts/demo.py
 
 test: setup
-	@$(PY) -m ruff check core heritage_qgis tests scripts
+	@$(PY) -m ruff check core heritage_qgis tests scripts research
+	@$(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m pytest
 	@$(MAKE) --no-print-directory docs
 
@@ -25,8 +26,8 @@ docs: setup
 	@echo "documentation built: site/index.html"
 
 lint: setup
-	@$(PY) -m ruff check core heritage_qgis tests scripts
-	@$(PY) -m ruff format --check core heritage_qgis tests scripts
+	@$(PY) -m ruff check core heritage_qgis tests scripts research
+	@$(PY) -m ruff format --check core heritage_qgis tests scripts research
 
 bench: setup
 	@$(PY) bench/scene_throughput.py

@@ -2,7 +2,7 @@
 
 The survey is built without a model, as ``heritage classify`` in its default scene mode
 would write it for 12-megapixel photos: an ``observations`` layer of N photos
-(``heritage.survey.observations_schema``) whose thumbnails (480 px JPEG) and overlays
+(``heritage.survey.pipeline.observations_schema``) whose thumbnails (480 px JPEG) and overlays
 (PNG of the whole photo, ``--overlay-px`` on the longer side, 1280 by default as scene
 mode writes them (``ClassifyConfig.scene_overlay_px``, same PNG compression level): the
 photo with a heat-map blob blended in) are made from the demo's real photos
@@ -10,7 +10,7 @@ photo with a heat-map blob blended in) are made from the demo's real photos
 counts. The 21 distinct images are hard-linked, not copied, to fill the survey. Photos
 stand in groups of ``--per-building`` around building centres 60 m apart; a share
 ``--flagged`` of them is flagged with random confidences and defect extents; then
-:func:`heritage.survey.update_priority` groups, scores and routes them (DBSCAN
+:func:`heritage.survey.pipeline.update_priority` groups, scores and routes them (DBSCAN
 clusters, as without footprints).
 
 Then the command itself runs in a child process, timed from the outside (wall
@@ -45,7 +45,7 @@ def _images(folder: Path, n_sources: int, overlay_px: int) -> list[tuple[Path, P
     import numpy as np
     from PIL import Image, ImageOps
 
-    from heritage.explain import save_png
+    from heritage.model.explain import save_png
 
     out = []
     rng = np.random.default_rng(0)
@@ -78,11 +78,9 @@ def make_survey(
     import numpy as np
     from shapely.geometry import Point
 
-    from heritage.gpkg import BatchWriter
-    from heritage.survey import (
-        DECISION_FLAGGED,
-        DECISION_NOT_FLAGGED,
-        ClassifyConfig,
+    from heritage.io.gpkg import BatchWriter
+    from heritage.survey.classify import DECISION_FLAGGED, DECISION_NOT_FLAGGED, ClassifyConfig
+    from heritage.survey.pipeline import (
         observations_schema,
         overlays_dir_for,
         update_priority,
@@ -215,7 +213,7 @@ def write_markdown(path: Path, a: argparse.Namespace, totals: dict, runs: dict, 
         f"12-megapixel photos: thumbnails (480 px JPEG) and whole-photo overlays "
         f"({a.overlay_px} x {a.overlay_px * 3 // 4} px PNG) made from the demo's real photos, "
         "the strongest tile's box outlined on both; then grouped, scored and routed by "
-        "`heritage.survey.update_priority`.",
+        "`heritage.survey.pipeline.update_priority`.",
         f"- The report shows {s['photos']} photos (every photo of a flagged building, "
         f"flagged or not): {s['images']} images (each photo, and the Grad-CAM overlay of "
         "each flagged one), at most 640 px, JPEG.",

@@ -2,7 +2,7 @@
 
 Three measurements, each in its own process (peak RSS reported), on the shipped model:
 
-1. the pipeline (:func:`heritage.survey.run_survey`, default settings: scene mode,
+1. the pipeline (:func:`heritage.survey.pipeline.run_survey`, default settings: scene mode,
    decode prefetch) on the large phone photos of ``../shared/data/exif-gps`` (12 MP
    and similar), copied to N distinct files;
 2. the same on the 640x480 Arezzo photos of that folder, copied to N distinct files;
@@ -57,7 +57,7 @@ def child_pipeline(a: dict) -> dict:
     """run_survey with the CLI's defaults (scene mode) on a folder."""
     import pyogrio
 
-    from heritage import survey
+    from heritage.survey import pipeline as survey
 
     cfg = survey.ClassifyConfig(
         (Path(a["photos"]),),
@@ -86,10 +86,10 @@ def child_models(a: dict) -> dict:
     import numpy as np
     import torch  # noqa: F401  (loaded before timing)
 
-    from heritage.modelcard import load_model
-    from heritage.predict import load_image, to_model_rgb
-    from heritage.scene import load_scene_classifier, working_image
-    from heritage.survey import make_classifier
+    from heritage.model.card import load_model
+    from heritage.model.predict import load_image, to_model_rgb
+    from heritage.model.scene import load_scene_classifier, working_image
+    from heritage.survey.classify import make_classifier
 
     loaded = load_model(a["model"])
     clf = make_classifier(loaded, "cpu")

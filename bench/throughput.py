@@ -2,7 +2,7 @@
 
 Measures, on one corpus of full-size real photos and in one run:
 
-1. the shipped pipeline end to end (:func:`heritage.survey.run_survey`: hashing, EXIF,
+1. the shipped pipeline end to end (:func:`heritage.survey.pipeline.run_survey`: hashing, EXIF,
    decoding, stage 1, Grad-CAM, stage 2, overlays, GeoPackage, priority, route);
 2. a naive reference written the obvious way (full-size decode, resize, one photo at
    a time, a new CAM object per photo, one GeoPackage write per row);
@@ -93,8 +93,8 @@ def model_dir(tmp: Path) -> tuple[Path, str]:
         return SHIPPED, f"shipped model `{SHIPPED.relative_to(ROOT)}`"
     import torch
 
-    from heritage.modelcard import ModelCard, StageCard, save_model
-    from heritage.modelzoo import build_model
+    from heritage.model.card import ModelCard, StageCard, save_model
+    from heritage.model.zoo import build_model
 
     torch.manual_seed(0)
     card = ModelCard(
@@ -132,12 +132,13 @@ def child_pipeline(a: dict) -> dict:
     """run_survey on a folder (optionally without draft decoding)."""
     import torch
 
-    from heritage import survey
+    from heritage.survey import classify
+    from heritage.survey import pipeline as survey
 
     if a.get("threads"):
         torch.set_num_threads(a["threads"])
     if a.get("no_draft"):
-        survey.decode_sides = lambda cfg, card: (None, None)  # full-size decode
+        classify.decode_sides = lambda cfg, card: (None, None)  # full-size decode
     cfg = survey.ClassifyConfig(
         (Path(a["photos"]),),
         Path(a["out"]),
@@ -160,10 +161,10 @@ def child_naive(a: dict) -> dict:
     import shapely
     import torch
 
-    from heritage.explain import CamExplainer, heatmap_png, save_png
-    from heritage.modelcard import load_model
-    from heritage.photos import find_photo_files, inspect_photo, sha256_file
-    from heritage.predict import load_image, normalise, stage2_inputs, to_model_rgb
+    from heritage.model.card import load_model
+    from heritage.model.explain import CamExplainer, heatmap_png, save_png
+    from heritage.model.predict import load_image, normalise, stage2_inputs, to_model_rgb
+    from heritage.survey.photos import find_photo_files, inspect_photo, sha256_file
 
     loaded = load_model(a["model"])
     card = loaded.card
@@ -208,9 +209,9 @@ def child_models(a: dict) -> dict:
     import torch
     from PIL import Image
 
-    from heritage.modelcard import load_model
-    from heritage.predict import TwoStageClassifier
-    from heritage.survey import make_classifier
+    from heritage.model.card import load_model
+    from heritage.model.predict import TwoStageClassifier
+    from heritage.survey.classify import make_classifier
 
     if a.get("threads"):
         torch.set_num_threads(a["threads"])

@@ -31,7 +31,7 @@ from .params import (
 )
 
 GPKG_FILTER = "GeoPackage (*.gpkg *.GPKG)"
-#: "" = the model's own; the others are heritage.explain.CAM_METHODS (a test keeps them
+#: "" = the model's own; the others are heritage.model.explain.CAM_METHODS (a test keeps them
 #: equal), new ones appended so that saved Processing parameters keep their meaning
 CAM_METHODS = ("", "gradcam", "gradcam++", "eigencam", "layercam", "xgradcam", "hirescam")
 DEVICES = ("auto", "cpu", "cuda")

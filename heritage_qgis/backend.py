@@ -4,7 +4,7 @@ QGIS never imports torch or the heritage core: every heavy step runs in the back
 own process. This module is standard library only (QGIS settings are read lazily), so
 it works in a Processing worker thread, in a QgsTask and in plain tests.
 
-Protocol (``heritage.progress.JsonLinesProgress``): one JSON object per stdout line,
+Protocol (``heritage.kernel.progress.JsonLinesProgress``): one JSON object per stdout line,
 ``{"event": "start"|"step"|"message"|"summary"|"cancelled", ...}``; failure is an exit
 code != 0 with a line ``Error: <reason>`` on stderr.
 """

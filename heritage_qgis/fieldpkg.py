@@ -119,7 +119,7 @@ def write_field_package(gpkg: str | Path, out_dir: str | Path) -> Path:
     if not project.write():
         raise OSError(tr("cannot write {0}: {1}").format(qgz, project.error()))
     if missing:
-        from .plugin import log
+        from .common import log
 
         log(tr("field package: {0} image(s) of the survey were missing").format(missing))
     return qgz

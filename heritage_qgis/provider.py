@@ -20,7 +20,7 @@ class HeritageProvider(QgsProcessingProvider):
     def icon(self):
         from qgis.PyQt.QtGui import QIcon
 
-        from .plugin import icon_path
+        from .common import icon_path
 
         return QIcon(icon_path())
 

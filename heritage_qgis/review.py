@@ -61,7 +61,7 @@ VERDICTS = {
     "unsure": ("Unsure", "U"),
     "missed": ("Missed defect", "M"),
 }
-#: defect types of heritage.reviews.DEFECT_TYPES (code, label)
+#: defect types of heritage.io.reviews.DEFECT_TYPES (code, label)
 DEFECT_TYPES = (
     ("crack", "Crack"),
     ("salt", "Salt / efflorescence"),

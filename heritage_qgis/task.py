@@ -8,8 +8,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from . import backend
-
-LOG_TAG = "Heritage"
+from .common import LOG_TAG
 
 
 class _TaskListener:

@@ -20,9 +20,9 @@ import logging
 import sys
 from pathlib import Path
 
-from heritage.modelcard import CARD_FILE, default_model_dir
-from heritage.photos import ImportSummary, import_photos
-from heritage.progress import TqdmProgress
+from heritage.kernel.progress import TqdmProgress
+from heritage.model.card import CARD_FILE, default_model_dir
+from heritage.survey.photos import ImportSummary, import_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_PHOTOS = ROOT / "resources" / "demo" / "photos"
@@ -51,7 +51,7 @@ def import_demo_photos(photos: Path = DEMO_PHOTOS, survey: Path = SURVEY) -> Imp
 
 def classify_demo_photos(model_dir: Path, photos: Path = DEMO_PHOTOS, survey: Path = SURVEY):
     """Step 1: classify, explain, prioritise and route the demo survey."""
-    from heritage.survey import ClassifyConfig, run_survey
+    from heritage.survey.pipeline import ClassifyConfig, run_survey
 
     progress = TqdmProgress()
     try:
@@ -63,14 +63,14 @@ def classify_demo_photos(model_dir: Path, photos: Path = DEMO_PHOTOS, survey: Pa
 
 def draw_map(survey: Path = SURVEY, png: Path = MAP_PNG) -> Path:
     """Step 2: the survey map as PNG."""
-    from heritage.mapplot import plot_survey
+    from heritage.survey.mapplot import plot_survey
 
     return plot_survey(survey, png, title="heritage demo survey: Arezzo historic centre")
 
 
 def write_demo_report(survey: Path = SURVEY, html: Path = REPORT):
     """Step 3: the inspection report (HTML, PDF, CSV)."""
-    from heritage.report_render import ReportConfig, write_report
+    from heritage.survey.report_render import ReportConfig, write_report
 
     progress = TqdmProgress()
     try:

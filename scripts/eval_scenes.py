@@ -63,7 +63,7 @@ def facades(held_out: bool) -> list[Path]:
 
 def test_split(work: Path) -> list[tuple[Path, str, str]]:
     """``(image, dataset, class)`` of the test split 0.5.0 was trained with."""
-    from heritage import data as D
+    from heritage.training import data as D
 
     settings = D.SplitSettings(
         data_dirs=tuple(str(DATA / d) for d in SPLIT_DIRS),
@@ -99,10 +99,10 @@ def paste_check(model: Path, photos: list[Path], patches: list[Path], seed: int)
     """One pasted patch per photo (patches cycled in a seeded order); one row each."""
     from PIL import Image
 
-    from heritage.modelcard import load_model
-    from heritage.predict import load_image
-    from heritage.scene import load_scene_classifier
-    from heritage.survey import make_classifier
+    from heritage.model.card import load_model
+    from heritage.model.predict import load_image
+    from heritage.model.scene import load_scene_classifier
+    from heritage.survey.classify import make_classifier
 
     rng = random.Random(seed)
     order = patches[:]
@@ -139,11 +139,11 @@ def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, di
     import numpy as np
     import torch
 
-    from heritage.metrics import mcnemar
-    from heritage.modelcard import load_model
-    from heritage.predict import load_image, normalise, to_model_rgb
-    from heritage.scene import load_scene_classifier
-    from heritage.survey import make_classifier
+    from heritage.model.card import load_model
+    from heritage.model.metrics import mcnemar
+    from heritage.model.predict import load_image, normalise, to_model_rgb
+    from heritage.model.scene import load_scene_classifier
+    from heritage.survey.classify import make_classifier
 
     clf = make_classifier(load_model(model), "cpu")
     scene = load_scene_classifier(clf)

@@ -155,7 +155,7 @@ def main() -> int:
     ap.add_argument(
         "--per-image",
         action="store_true",
-        help="also write <out>/<dataset>.per_image.csv (for scripts/pair_models.py)",
+        help="also write <out>/<dataset>.per_image.csv (for research/compare/pair_models.py)",
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="heritage-eval-") as tmp:

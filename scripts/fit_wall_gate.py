@@ -1,6 +1,6 @@
 """Fit scene mode's wall gate for a model and write it, with the scene settings, into the model.
 
-The gate (:mod:`heritage.wallgate`) is a logistic regression on stage-1 features: training
+The gate (:mod:`heritage.model.wallgate`) is a logistic regression on stage-1 features: training
 patches of the split the model was trained with (positives) against tiles of whole-scene
 photos without defects (negatives: the facades-spb photos that are not held out, and the
 exif-gps photos other than the Arezzo ones). Its threshold is the ``--quantile`` of the
@@ -49,9 +49,9 @@ def main() -> int:
     ap.add_argument("--notes", default="", help="text appended to the card's notes")
     a = ap.parse_args()
 
-    from heritage.modelcard import CARD_FILE, read_card
-    from heritage.scene import SceneSettings
-    from heritage.wallgate import fit_wall_gate, save_gate, with_quantile_threshold
+    from heritage.model.card import CARD_FILE, read_card
+    from heritage.model.scenesettings import SceneSettings
+    from heritage.model.wallgate import fit_wall_gate, save_gate, with_quantile_threshold
 
     card = read_card(a.model)
     tr, va = dict(np.load(a.train_npz)), dict(np.load(a.val_npz))

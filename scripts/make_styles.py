@@ -4,7 +4,7 @@ Run once with PyQGIS (QGIS 3.22) and commit the result:
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/make_styles.py
 
-The core (``heritage.styles``) only copies these QML texts into the GeoPackage's
+The core (``heritage.io.styles``) only copies these QML texts into the GeoPackage's
 ``layer_styles`` table; it never imports QGIS.
 
 * ``observations``: points categorised on ``priority_category`` (A dark red ... F
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "resources" / "styles"
 MAPTIP = ROOT / "resources" / "maptip.html"
 
-#: category -> (fill colour, legend label); matches heritage.priority.CATEGORY_LABELS
+#: category -> (fill colour, legend label); matches heritage.survey.priority.CATEGORY_LABELS
 CATEGORY_STYLE = {
     "A": ("#67000d", "A - Immediate risk"),
     "B": ("#c62828", "B - High risk"),
@@ -46,7 +46,7 @@ CATEGORY_EXPRESSION = (
 )
 
 
-#: the label of a reviewed photo (heritage.reviews verdicts); NULL (no label) otherwise
+#: the label of a reviewed photo (heritage.io.reviews verdicts); NULL (no label) otherwise
 REVIEW_LABEL = (
     "CASE WHEN \"review\" = 'confirmed' THEN '\u2714' WHEN \"review\" = 'false_alarm' "
     "THEN '\u2718' WHEN \"review\" = 'missed' THEN '+' WHEN \"review\" = 'unsure' "

@@ -12,13 +12,13 @@
 # inside a PyPI wheel (Apache-2.0), so fine-tuning works offline.
 #
 # Phase 1: stage 1 = the "efficientnet_lite0 (ImageNet)" row of the full comparison
-#   (scripts/compare_full.sh): every layer trainable, the paper's budget (Adam 1e-4,
+#   (research/compare/compare_full.sh): every layer trainable, the paper's budget (Adam 1e-4,
 #   batch 32, at most 15 epochs, cosine schedule, early stopping on the validation loss,
 #   patience 3), float32. Its validation loss (0.121, best epoch 7 of 10) is lower than
 #   that of 0.3.1's two-phase recipe with frozen early blocks (0.164); research/training.md.
 # Phase 2: `heritage train --stage1-weights` uses that network as it is, on the same
 #   split (copied from the comparison; refused if it differed), chooses the threshold on
-#   validation, makes HiResCAM overlays on _blocks.10 (chosen by scripts/select_cam.py on
+#   validation, makes HiResCAM overlays on _blocks.10 (chosen by research/probes/select_cam.py on
 #   the Dais training + validation masks, research/evaluation/cam-selection.md) and trains
 #   the ResNet-18 stage 2 on them (2 epochs: the decision stays with stage 1, which is
 #   better on validation; research/training.md).
@@ -33,7 +33,7 @@ OUT=${OUT_DIR:-../runs/heritage-050}
 
 if [[ ! -f "$CMP/efficientnet_lite0/model.safetensors" ]]; then  # weights, not only figures
   # the last --archs/--precision win (click): only this row, in float32, docs untouched
-  COMPARE_OUT="$CMP" COMPARE_DOCS=0 COMPARE_ROWS= bash scripts/compare_full.sh \
+  COMPARE_OUT="$CMP" COMPARE_DOCS=0 COMPARE_ROWS= bash research/compare/compare_full.sh \
     --archs efficientnet_lite0 --precision fp32
 fi
 
@@ -48,6 +48,6 @@ exec .venv/bin/heritage train "$D/brickwork-cracks" "$D/sdnet2018-walls" \
   --threshold auto --cache-images --workers 1 --threads 2 --fp16 \
   --cam-layer _blocks.10 --cam-method hirescam \
   --model-id heritage-default --model-version 0.5.0 --resume \
-  --notes "Stage 1 is the efficientnet_lite0 (ImageNet) row of scripts/compare_full.sh \
+  --notes "Stage 1 is the efficientnet_lite0 (ImageNet) row of research/compare/compare_full.sh \
 (every layer fine-tuned, float32, the paper's budget; training.stage1_fit.compare_row); \
 the command line trained stage 2 only. scripts/train_shipped.sh, research/training.md." "$@"

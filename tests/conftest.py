@@ -34,8 +34,11 @@ def exif_gps(shared_data: Path) -> Path:
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` (the scripts are not a package) for its unit tests."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    """Import ``scripts/<name>.py``, or ``<name>.py`` when ``name`` has a folder (e.g.
+    ``research/probes/check_tta``), for its tests (the scripts are not a package)."""
+    path = ROOT / f"{name}.py" if "/" in name else ROOT / "scripts" / f"{name}.py"
+    name = Path(name).name
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,8 +52,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random two-stage model at input size 64 that flags every photo (threshold 0)."""
     import torch
 
-    from heritage.modelcard import ModelCard, StageCard, save_model
-    from heritage.modelzoo import build_model
+    from heritage.model.card import ModelCard, StageCard, save_model
+    from heritage.model.zoo import build_model
 
     torch.manual_seed(0)
     card = ModelCard(

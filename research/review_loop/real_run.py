@@ -59,8 +59,8 @@ def run(args: list[str]) -> dict:
 
 def standard_split(work: Path) -> dict:
     """The shipped model's split made again; returns {(dataset/class): {split: n}}."""
-    from heritage import data as D
-    from heritage.modelcard import read_card
+    from heritage.model.card import read_card
+    from heritage.training import data as D
 
     card = read_card()
     tc = card.training["config"]
@@ -98,8 +98,8 @@ def main() -> int:
     classify = run([HERITAGE, "classify", str(photos), "-o", str(survey), "--mode", "whole",
                     "--device", "cpu"])  # fmt: skip
 
-    from heritage.gpkg import read_rows
-    from heritage.reviews import current_reviews, record_review
+    from heritage.io.gpkg import read_rows
+    from heritage.io.reviews import current_reviews, record_review
 
     done = current_reviews(survey)
     counts: dict[str, int] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heritage.wallgate import fit_wall_gate, with_quantile_threshold
+from heritage.model.wallgate import fit_wall_gate, with_quantile_threshold
 
 R = Path("runs/scene")
 

@@ -1,10 +1,10 @@
 """Stage-1 tile probabilities, pooled features and colour statistics, cached for the gate study.
 
 Research helper (not product code): for every image of a list, cuts the tiles that the
-default scene mode would cut (:func:`heritage.tiling.tile_windows` on the working image),
+default scene mode would cut (:func:`heritage.model.tiling.tile_windows` on the working image),
 runs stage 1 of a model once per tile (no CAM), and stores per tile the window, the
 stage-1 class probabilities, the 1280-d pooled features (float16) and the colour
-statistics of :func:`heritage.scene.colour_stats`. Patches (no larger than a tile) are one
+statistics of :func:`heritage.model.scene.colour_stats`. Patches (no larger than a tile) are one
 tile. Output: one ``.npz`` per image list.
 
     .venv/bin/python research/scene/extract_tiles.py LIST.txt OUT.npz [--model DIR]
@@ -31,15 +31,15 @@ def main() -> int:
     ap.add_argument("--imagenet", action="store_true", help="ImageNet EfficientNet-Lite0 instead")
     args = ap.parse_args()
 
-    from heritage.modelcard import load_model
-    from heritage.predict import load_image, normalise, to_model_rgb
-    from heritage.tiling import tile_windows
+    from heritage.model.card import load_model
+    from heritage.model.predict import load_image, normalise, to_model_rgb
+    from heritage.model.tiling import tile_windows
 
     loaded = load_model(args.model)
     card = loaded.card
     net = loaded.stage1.eval()
     if args.imagenet:
-        from heritage.modelzoo import build_model
+        from heritage.model.zoo import build_model
 
         net = build_model("efficientnet_lite0", 1000, pretrained="imagenet").eval()
     feats: list[torch.Tensor] = []

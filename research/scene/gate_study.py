@@ -16,7 +16,7 @@ import numpy as np
 from ood_gates import colour_fractions, fit_feature_gate
 from PIL import Image
 
-from heritage.predict import load_image
+from heritage.model.predict import load_image
 
 R = Path("runs/scene")
 

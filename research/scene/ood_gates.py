@@ -1,6 +1,6 @@
 """Refused wall gates (research/scene/README.md): Mahalanobis OOD and colour rules.
 
-Kept to reproduce the comparison; the shipped gate is heritage.wallgate.WallGate.
+Kept to reproduce the comparison; the shipped gate is heritage.model.wallgate.WallGate.
 The original module text follows.
 
 The wall gate: is a tile a wall surface the classifier can judge, or something else?
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from heritage.errors import ModelError
+from heritage.kernel.errors import ModelError
 
 GATE_METHODS = ("mahalanobis",)
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from heritage.modelcard import load_model
-from heritage.predict import load_image, to_model_rgb
-from heritage.scene import SceneClassifier, SceneSettings, working_image
-from heritage.survey import make_classifier
-from heritage.wallgate import fit_wall_gate, with_quantile_threshold
+from heritage.model.card import load_model
+from heritage.model.predict import load_image, to_model_rgb
+from heritage.model.scene import SceneClassifier, SceneSettings, working_image
+from heritage.model.wallgate import fit_wall_gate, with_quantile_threshold
+from heritage.survey.pipeline import make_classifier
 
 R = Path("runs/scene")
 SHARED = Path("../shared/data")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from heritage.survey import ClassifyConfig, run_survey
+from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -134,7 +134,7 @@ def test_atlas_refuses_a_survey_without_flagged_buildings(
 ) -> None:
     from qgis.core import QgsProject
 
-    from heritage.survey import connect_gpkg, regroup_survey
+    from heritage.survey.pipeline import connect_gpkg, regroup_survey
     from heritage_qgis.atlas import create_inspection_atlas
 
     copy = tmp_path / "none.gpkg"
@@ -260,7 +260,7 @@ def _n_buildings(gpkg: Path) -> int:
 def test_inspection_algorithms_check_their_survey(provider, tmp_path: Path) -> None:
     from qgis.core import QgsApplication, QgsProcessingContext, QgsProject
 
-    from heritage.photos import import_photos
+    from heritage.survey.photos import import_photos
 
     photos_only = tmp_path / "photos.gpkg"
     import_photos([ROOT / "resources" / "demo" / "photos"], photos_only)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from heritage.photos import import_photos
+from heritage.survey.photos import import_photos
 
 pytestmark = pytest.mark.qgis
 

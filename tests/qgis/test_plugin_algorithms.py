@@ -309,8 +309,8 @@ def test_import_photos_runs_the_real_backend(provider, exif_gps: Path, tmp_path:
 
 def test_train_algorithm_offers_exactly_the_cores_backbones_and_precisions() -> None:
     # the plugin may not import the core at load time, so it repeats the lists; keep them equal
-    from heritage.fit import PRECISIONS as CORE_PRECISIONS
-    from heritage.modelzoo import STAGE1_ARCHS
+    from heritage.model.zoo import STAGE1_ARCHS
+    from heritage.training.fit import PRECISIONS as CORE_PRECISIONS
     from heritage_qgis.alg_train import ARCHS, PRECISIONS
 
     assert ARCHS == STAGE1_ARCHS
@@ -319,7 +319,7 @@ def test_train_algorithm_offers_exactly_the_cores_backbones_and_precisions() -> 
 
 def test_survey_algorithm_offers_exactly_the_cores_cam_methods() -> None:
     # same reason; the shipped model's own method (hirescam) must be choosable by name too
-    from heritage.explain import CAM_METHODS as CORE_METHODS
+    from heritage.model.explain import CAM_METHODS as CORE_METHODS
     from heritage_qgis.alg_survey import CAM_METHODS
 
     assert CAM_METHODS[0] == "" and len(set(CAM_METHODS)) == len(CAM_METHODS)

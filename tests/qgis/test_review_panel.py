@@ -24,8 +24,8 @@ HELSINKI = "HMD_Nokia_8.3_5G.jpg"
 def survey(exif_gps: Path, tiny_model: Path, tmp_path: Path) -> Path:
     """Five photos classified by a model that flags everything; Helsinki's photo then
     marked as not flagged (a defect the model missed)."""
-    from heritage.gpkg import connect_gpkg
-    from heritage.survey import ClassifyConfig, regroup_survey, run_survey
+    from heritage.io.gpkg import connect_gpkg
+    from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from heritage.modelcard import ModelCard, StageCard, save_model
-from heritage.modelzoo import build_model
-from heritage.survey import ClassifyConfig, run_survey
+from heritage.model.card import ModelCard, StageCard, save_model
+from heritage.model.zoo import build_model
+from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 pytestmark = pytest.mark.qgis
 

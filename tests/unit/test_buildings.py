@@ -11,7 +11,9 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon, box
 
-from heritage.buildings import (
+from heritage.io.geo import metric_crs_for, read_vector, repair_geometries, to_metric
+from heritage.kernel.errors import DataError, InputNotFoundError
+from heritage.survey.buildings import (
     BUILDING_COLUMNS,
     apply_priority,
     assign_to_footprints,
@@ -19,9 +21,7 @@ from heritage.buildings import (
     flagged_buildings,
     group_observations,
 )
-from heritage.errors import DataError, InputNotFoundError
-from heritage.geo import metric_crs_for, read_vector, repair_geometries, to_metric
-from heritage.priority import DEFAULT_CONFIG, priority_score
+from heritage.survey.priority import DEFAULT_CONFIG, priority_score
 
 AREZZO = (11.882, 43.465)
 UTM32 = "EPSG:32632"

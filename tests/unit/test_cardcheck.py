@@ -14,9 +14,9 @@ import pytest
 from test_modelcard import make_card, nets, saved  # noqa: F401  (fixtures)
 from test_survey_inputs import cli_line, one_error
 
-from heritage import modelcard
-from heritage.errors import ModelError
-from heritage.modelcard import load_model
+from heritage.kernel.errors import ModelError
+from heritage.model import card as modelcard
+from heritage.model.card import load_model
 
 #: raw JSON text replacing a value of model.json -> words the refusal must contain
 BAD_VALUES = {
@@ -69,7 +69,7 @@ def test_bad_scene_settings_are_refused_before_the_weights(saved: Path, monkeypa
 
 
 def test_every_problem_is_listed_at_once() -> None:
-    from heritage.cardcheck import card_problems
+    from heritage.model.cardcheck import card_problems
 
     d = json.loads(make_card().to_json())
     d.update(input_size=True, std=[0, 1, 1], cam_method="x", stage2_cam_alpha=2)
@@ -79,8 +79,8 @@ def test_every_problem_is_listed_at_once() -> None:
 
 
 def test_cam_method_names_are_the_methods_explain_implements() -> None:
-    from heritage.cardcheck import CAM_METHOD_NAMES
-    from heritage.explain import CAM_METHODS
+    from heritage.model.cardcheck import CAM_METHOD_NAMES
+    from heritage.model.explain import CAM_METHODS
 
     assert set(CAM_METHOD_NAMES) == set(CAM_METHODS)
 

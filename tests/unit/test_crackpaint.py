@@ -1,4 +1,4 @@
-"""heritage.crackpaint: cracks painted along real masks, and training with them."""
+"""heritage.training.crackpaint: cracks painted along real masks, and training with them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from heritage.crackpaint import (
+from heritage.training.crackpaint import (
     CrackPaintingDataset,
     fit_mask,
     mask_variant,
@@ -81,7 +81,7 @@ def test_training_masks_takes_only_the_named_non_empty_masks(tmp_path):
 
 
 class _Base:
-    """The part of heritage.data.ImageDataset that the painting dataset uses."""
+    """The part of heritage.training.data.ImageDataset that the painting dataset uses."""
 
     def __init__(self, labels):
         self.labels = labels
@@ -118,29 +118,3 @@ def test_painting_probability_is_respected_and_follows_torchs_seed():
     torch.manual_seed(0)
     assert [ds[i][1] for i in range(400)] == first
     assert 0.18 < first.count(0) / 400 < 0.32
-
-
-def test_crack_probe_cycles_masks_and_counts_flags_per_dataset():
-    from conftest import load_script
-
-    probe = load_script("crack_probe")
-    walls = [np.full((32, 32, 3), 150, np.uint8) for _ in range(5)]
-    masks = [_line_mask(row=3), _line_mask(row=20)]
-    pairs = probe.painted_pairs(walls, masks)
-    assert [j for _, j in pairs] == [0, 1, 0, 1, 0]
-    assert not (pairs[0][0] == pairs[2][0]).all()  # same mask, another orientation
-    with pytest.raises(ValueError):
-        probe.painted_pairs(walls, [])
-    summary = probe.summarise(
-        ["A", "A", "B"],
-        np.array([0.1, 0.8, 0.2]),
-        np.array([0.9, 0.95, 0.3]),
-        ["crack", "crack", "healthy"],
-        threshold=0.5,
-    )
-    assert list(summary) == ["A", "B", "all"]
-    assert summary["A"]["flagged_plain"] == 1 and summary["A"]["flagged_painted"] == 2
-    assert summary["all"]["n"] == 3 and summary["all"]["flagged_painted"] == 2
-    assert summary["B"]["painted_classes"] == {"healthy": 1}
-    rows = probe.render(summary, ["# title"])
-    assert "| B | 1 | 0 (0.0%) | 0 (0.0%) | 0.200 | 0.300 | healthy 1 |" in rows

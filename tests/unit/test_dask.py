@@ -18,7 +18,7 @@ import pytest
 import torch
 from test_survey import make_tiny_model
 
-from heritage.survey import ClassifyConfig, run_survey
+from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 pytest.importorskip("distributed")
 
@@ -86,8 +86,8 @@ def test_dask_workers_write_the_overlays(both) -> None:
 
 
 def test_worker_loads_model_once_and_checks_weights(tiny_model: Path, tmp_path: Path) -> None:
-    from heritage.distributed import _CLASSIFIERS, model_key, worker_classifier
-    from heritage.errors import ModelError
+    from heritage.kernel.errors import ModelError
+    from heritage.survey.distributed import _CLASSIFIERS, model_key, worker_classifier
 
     folder, sha = model_key(tiny_model)
     try:
@@ -109,7 +109,7 @@ def test_scheduler_and_workers_are_exclusive(tmp_path: Path) -> None:
 def test_cli_refuses_scheduler_with_workers(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from heritage.commands_classify import classify
+    from heritage.cli.classify import classify
 
     res = CliRunner().invoke(
         classify, [str(tmp_path), "-o", str(tmp_path / "o.gpkg"), "--workers", "2",
@@ -123,9 +123,9 @@ def test_survey_classifier_levers_keep_the_answers(tiny_model: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from heritage.modelcard import load_model
-    from heritage.predict import TwoStageClassifier
-    from heritage.survey import make_classifier
+    from heritage.model.card import load_model
+    from heritage.model.predict import TwoStageClassifier
+    from heritage.survey.classify import make_classifier
 
     rng = np.random.default_rng(3)
     images = [Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)) for _ in range(5)]

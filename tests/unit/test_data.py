@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from heritage import data as D
-from heritage.errors import DataError
+from heritage.kernel.errors import DataError
+from heritage.training import data as D
 
 
 def _image(path: Path, crack: bool, seed: int, size: int = 40) -> None:
@@ -176,7 +176,7 @@ def test_dataset_transforms_cache_and_exif(two_sets, tmp_path):
 
 def test_extra_positive_patches_are_grouped_by_source_photo(tmp_path):
     """Dais-style patch names <photo>_<n> group patches of one photo (no train/test leak)."""
-    from heritage.data import patch_groups, scan_image_folder
+    from heritage.training.data import patch_groups, scan_image_folder
 
     folder = tmp_path / "patches" / "crack"
     folder.mkdir(parents=True)
@@ -193,8 +193,8 @@ def test_extra_positive_patches_are_grouped_by_source_photo(tmp_path):
 def test_cached_eval_split_gives_exactly_the_inference_pixels(two_sets):
     """Val/test caches at the input size, so training-time test metrics use the very
     tensors ``heritage evaluate``/``classify`` build from the file (no second resize)."""
-    from heritage.predict import eval_transform as inference_transform
-    from heritage.predict import load_image
+    from heritage.model.predict import eval_transform as inference_transform
+    from heritage.model.predict import load_image
 
     a, _ = two_sets
     items = D.scan_image_folder(a)[:3]

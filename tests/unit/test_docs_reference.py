@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from heritage.buildings import BUILDING_COLUMNS
-from heritage.modelcard import ModelCard, StageCard
-from heritage.photos import INVALID_FIELDS, PHOTO_FIELDS
-from heritage.records import SkipReason
-from heritage.route import LEG_COLUMNS
-from heritage.scene import SceneSettings
-from heritage.sites import SITE_LEG_COLUMNS
-from heritage.survey import CLASSIFICATION_FAILED, OBSERVATION_FIELDS
+from heritage.kernel.records import SkipReason
+from heritage.model.card import ModelCard, StageCard
+from heritage.model.scene import SceneSettings
+from heritage.survey.buildings import BUILDING_COLUMNS
+from heritage.survey.classify import CLASSIFICATION_FAILED
+from heritage.survey.photos import INVALID_FIELDS, PHOTO_FIELDS
+from heritage.survey.pipeline import OBSERVATION_FIELDS
+from heritage.survey.route import LEG_COLUMNS
+from heritage.survey.sites import SITE_LEG_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from heritage.errors import DataError, InputNotFoundError, ModelError
-from heritage.evaluate import EvalConfig, evaluate, load_mask
-from heritage.metrics import (
+from heritage.kernel.errors import DataError, InputNotFoundError, ModelError
+from heritage.model.metrics import (
     binary_metrics,
     default_tolerance,
     energy_in_mask,
     mcnemar,
     pointing_game,
 )
+from heritage.training.evaluate import EvalConfig, evaluate, load_mask
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -87,7 +87,7 @@ def test_energy_in_mask_hand_computed():
 
 
 def test_mask_uses_image_geometry(tmp_path):
-    from heritage.predict import to_model_rgb
+    from heritage.model.predict import to_model_rgb
 
     # a 100x50 (w x h) image whose right half is white; the mask marks the same half
     arr = np.zeros((50, 100), np.uint8)

@@ -1,4 +1,4 @@
-"""EXIF reading (heritage.exif): real corpus files and crafted edge cases."""
+"""EXIF reading (heritage.io.exif): real corpus files and crafted edge cases."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational as R
 
-from heritage import exif
-from heritage.exif import (
+from heritage.io import exif
+from heritage.io.exif import (
     dji_yaw_from_xmp,
     dms_to_degrees,
     normalise_heading,
     ratio_to_float,
     read_exif,
 )
-from heritage.records import SkipReason
+from heritage.kernel.records import SkipReason
 
 GPS_IFD, EXIF_IFD = 0x8825, 0x8769
 

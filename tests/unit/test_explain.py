@@ -8,9 +8,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from heritage import explain
-from heritage.errors import ModelError
-from heritage.explain import (
+from heritage.kernel.errors import ModelError
+from heritage.model import explain
+from heritage.model.explain import (
     CAM_METHODS,
     CamExplainer,
     PositiveClassTarget,

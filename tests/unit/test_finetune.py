@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 from test_reviews import tiny_model
 
-from heritage.errors import OutputNotWritableError
-from heritage.finetune import FinetuneConfig, run_finetune
-from heritage.reviews import record_review
-from heritage.survey import ClassifyConfig, run_survey
+from heritage.io.reviews import record_review
+from heritage.kernel.errors import OutputNotWritableError
+from heritage.survey.pipeline import ClassifyConfig, run_survey
+from heritage.training.finetune import FinetuneConfig, run_finetune
 
 PHOTOS = (
     "DSCN0010.jpg",
@@ -65,7 +65,7 @@ def test_finetune_from_survey_reports_held_out_reviews_and_records_them(
     reviewed, standard: Path, tmp_path: Path
 ) -> None:
     from heritage.cli import cli
-    from heritage.modelcard import load_model
+    from heritage.model.card import load_model
 
     survey, base, sha = reviewed
     # hold out exactly the photo whose sha256 prefix is smallest (the documented rule)
@@ -127,9 +127,9 @@ def test_the_quick_stage1_score_is_the_classifiers_p_final(reviewed, tmp_path: P
     """A model deciding on stage 1 is scored without Grad-CAM: same p_final."""
     import dataclasses
 
-    from heritage.finetune import _p_final
-    from heritage.modelcard import load_model
-    from heritage.predict import TwoStageClassifier
+    from heritage.model.card import load_model
+    from heritage.model.predict import TwoStageClassifier
+    from heritage.training.finetune import _p_final
 
     _, base, _ = reviewed
     loaded = load_model(base)

@@ -1,4 +1,4 @@
-"""Batch norm folded into the convolutions (heritage.fold): same outputs, no batch norm."""
+"""Batch norm folded into the convolutions (heritage.model.fold): same outputs, no batch norm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from heritage.fold import absorb_static_padding, conv_bn_pairs, fold_batch_norm
+from heritage.model.fold import absorb_static_padding, conv_bn_pairs, fold_batch_norm
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -58,7 +58,7 @@ def test_batch_norm_not_fed_by_a_convolution_is_kept() -> None:
 
 
 def test_a_fold_that_changes_the_output_is_refused(monkeypatch) -> None:
-    import heritage.fold as fold
+    import heritage.model.fold as fold
 
     model = _randomise_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
     monkeypatch.setattr(fold, "FOLD_TOLERANCE", -1.0)  # nothing is close enough

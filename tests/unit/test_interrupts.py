@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 from test_train import make_folder
 
-from heritage.errors import CancelledError
-from heritage.interrupts import EXIT_CANCELLED, resumable_run, stop_on_signals
-from heritage.progress import NullProgress, TqdmProgress
+from heritage.kernel.errors import CancelledError
+from heritage.kernel.interrupts import EXIT_CANCELLED, resumable_run, stop_on_signals
+from heritage.kernel.progress import NullProgress, TqdmProgress
 
 
 def test_first_signal_cancels_second_interrupts_and_handlers_are_restored(capsys):
@@ -38,7 +38,7 @@ def test_resumable_run_turns_a_cancel_into_exit_130_with_the_resume_hint(capsys)
 
 
 def test_loader_workers_ignore_ctrl_c_so_the_main_process_can_checkpoint():
-    from heritage.data import ignore_sigint, make_loader
+    from heritage.training.data import ignore_sigint, make_loader
 
     ds = torch.utils.data.TensorDataset(torch.zeros(4, 2))
     assert make_loader(ds, 2, shuffle=True, workers=1).worker_init_fn is ignore_sigint
@@ -55,7 +55,7 @@ def test_sigterm_during_cli_training_checkpoints_then_resume_finishes(tmp_path, 
     """A SIGTERM in the middle of stage 1 stops `heritage train` with exit 130, leaving a
     mid-epoch checkpoint; `--resume` continues from that batch instead of starting over."""
     from heritage.cli import cli
-    from heritage.modelcard import load_model
+    from heritage.model.card import load_model
 
     a = make_folder(tmp_path, "dsA", groups=True)
     b = make_folder(tmp_path, "dsB", seed=1)

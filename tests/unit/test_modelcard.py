@@ -11,9 +11,9 @@ import pytest
 import torch
 import torchvision
 
-from heritage import modelcard
-from heritage.errors import ModelError
-from heritage.modelcard import ModelCard, StageCard, load_model, read_card, save_model
+from heritage.kernel.errors import ModelError
+from heritage.model import card as modelcard
+from heritage.model.card import ModelCard, StageCard, load_model, read_card, save_model
 
 LABELS = ("crack", "no_crack", "salt_damage")
 

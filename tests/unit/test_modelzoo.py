@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from heritage import modelzoo
-from heritage.errors import InputNotFoundError, ModelError
-from heritage.modelzoo import ARCHS, build_model, cam_target_layer, default_input_size, head_layer
+from heritage.kernel.errors import InputNotFoundError, ModelError
+from heritage.model import zoo as modelzoo
+from heritage.model.zoo import ARCHS, build_model, cam_target_layer, default_input_size, head_layer
 
 
 def _out_features(model: torch.nn.Module, arch: str) -> int:
@@ -151,7 +151,7 @@ def test_efficientnet_without_its_packages_says_what_to_install(monkeypatch):
 
 
 def test_freeze_leading_keeps_frozen_weights_and_batchnorm_statistics(tmp_path):
-    from heritage.fit import FitConfig, fit
+    from heritage.training.fit import FitConfig, fit
 
     torch.manual_seed(0)
     model = build_model("mobilenet_v3_small", 2)

@@ -25,10 +25,10 @@ from PIL.TiffImagePlugin import IFDRational as R
 from pyogrio import raw
 
 from heritage.cli import cli
-from heritage.errors import DataError, InputNotFoundError, OutputNotWritableError
-from heritage.gpkg import BatchWriter, Field, LayerSchema, append_batch, list_layers, read_rows
-from heritage.photos import ImportConfig, check_image, find_photo_files, import_photos
-from heritage.records import SkipReason
+from heritage.io.gpkg import BatchWriter, Field, LayerSchema, append_batch, list_layers, read_rows
+from heritage.kernel.errors import DataError, InputNotFoundError, OutputNotWritableError
+from heritage.kernel.records import SkipReason
+from heritage.survey.photos import ImportConfig, check_image, find_photo_files, import_photos
 
 HERITAGE = Path(sys.executable).parent / "heritage"
 EXIF_GPS_EXPECTED = 17
@@ -401,8 +401,8 @@ def test_sigkill_mid_run_keeps_a_consistent_prefix_and_rerun_completes(tmp_path:
 
 
 def test_cancel_keeps_every_photo_inspected_so_far(tmp_path: Path) -> None:
-    from heritage.errors import CancelledError
-    from heritage.progress import NullProgress
+    from heritage.kernel.errors import CancelledError
+    from heritage.kernel.progress import NullProgress
 
     class CancelAfter(NullProgress):
         def step(self, n: int = 1, **info: object) -> None:

@@ -11,8 +11,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from heritage.modelcard import ModelCard, StageCard, load_model, save_model
-from heritage.predict import (
+from heritage.model.card import ModelCard, StageCard, load_model, save_model
+from heritage.model.predict import (
     Result,
     TwoStageClassifier,
     eval_transform,
@@ -68,7 +68,7 @@ def clf(model_dir):
 
 
 def test_preprocess_matches_eval_transform_and_training_transform():
-    from heritage import data
+    from heritage.training import data
 
     im = photo(0, (100, 60))
     a = eval_transform(SIZE)(im)

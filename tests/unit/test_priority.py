@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from heritage.priority import (
+from heritage.survey.priority import (
     CATEGORIES,
     CATEGORY_DESCRIPTIONS,
     CATEGORY_LABELS,

@@ -11,19 +11,17 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from heritage.compare import param_count
-from heritage.errors import ModelError
-from heritage.modelcard import ModelCard, StageCard, save_model
-from heritage.modelzoo import build_model
-from heritage.prune import (
+from heritage.kernel.errors import ModelError
+from heritage.model.card import ModelCard, StageCard, save_model
+from heritage.model.measure import param_count
+from heritage.model.pruned import is_pruned_card, layer_widths, rebuild_pruned
+from heritage.model.zoo import build_model
+from heritage.training.prune import (
     PruneConfig,
     fp32_safetensors_bytes,
-    is_pruned_card,
-    layer_widths,
     load_pruned,
     prune_model,
     prune_to_target,
-    rebuild_pruned,
 )
 
 SIZE = 64
@@ -140,7 +138,7 @@ def test_pruned_model_folder_round_trip_without_pickle(pruned, tmp_path, monkeyp
         assert torch.equal(loaded.stage1(x), model(x))
         assert torch.equal(loaded.stage2(x), stage2(x))
     # the ordinary loader (used by classify/evaluate) recognises the pruned card too
-    from heritage.modelcard import load_model
+    from heritage.model.card import load_model
 
     plain = load_model(tmp_path / "m")
     with torch.inference_mode():
@@ -172,7 +170,7 @@ def _images(root: Path, n: int = 10) -> Path:
 
 def test_prune_command_end_to_end_with_split_recreated_from_data(tmp_path):
     from heritage.cli import cli
-    from heritage.data import SplitSettings, make_or_load_split
+    from heritage.training.data import SplitSettings, make_or_load_split
 
     data = _images(tmp_path)
     # the "training run": only its split matters here
@@ -197,7 +195,7 @@ def test_prune_command_end_to_end_with_split_recreated_from_data(tmp_path):
     assert rep["params"]["reduction"] >= 0.2 and rep["file_bytes"]["reduction"] >= 0.2
     assert "recreated from --data" in rep["split"]
     # the recreated split is the training split: same seed, same data, same test images
-    from heritage.data import load_split
+    from heritage.training.data import load_split
 
     test_a = sorted(it.rel for it in load_split(run) if it.split == "test")
     test_b = sorted(it.rel for it in load_split(tmp_path / "pruned-run") if it.split == "test")

@@ -19,15 +19,15 @@ import rasterio.io
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 
-from heritage.errors import (
+from heritage.kernel.errors import (
     CancelledError,
     DataError,
     InputNotFoundError,
     ModelError,
 )
-from heritage.modelcard import ModelCard, StageCard, load_model, save_model
-from heritage.progress import NullProgress
-from heritage.raster import (
+from heritage.kernel.progress import NullProgress
+from heritage.model.card import ModelCard, StageCard, load_model, save_model
+from heritage.survey.raster import (
     NODATA,
     RasterConfig,
     axis_offsets,
@@ -50,7 +50,7 @@ BORDER_LEFT, BORDER_BOTTOM = 40, 110
 def make_model(path: Path, **card_over) -> Path:
     import torch
 
-    from heritage.modelzoo import build_model, cam_target_layer
+    from heritage.model.zoo import build_model, cam_target_layer
 
     torch.manual_seed(0)
     card = ModelCard(
@@ -285,7 +285,7 @@ def test_vector_polygons_in_wgs84(main_run):
 
 
 def test_memory_budget_panels_give_the_same_output(main_run, ortho, loaded, tmp_path, monkeypatch):
-    from heritage import raster
+    from heritage.survey import raster
 
     sizes: list[int] = []
     original = raster._Strip.__init__
@@ -353,7 +353,7 @@ def test_single_band_is_read_as_greyscale(tmp_path, loaded):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_raster_without_crs_warns_and_writes_without_crs(tmp_path, loaded, caplog):
     path = make_raster(tmp_path / "nocrs.tif", 200, 150, crs=None, border=(0, 0))
-    with caplog.at_level(logging.WARNING, logger="heritage.raster"):
+    with caplog.at_level(logging.WARNING, logger="heritage.survey.raster"):
         summary = classify_raster(path, tmp_path / "out.tif", config=small_config(), loaded=loaded)
     assert any("no CRS" in r.getMessage() for r in caplog.records)
     assert summary.warnings and summary.crs is None

@@ -26,11 +26,16 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from heritage.errors import CancelledError, DataError, InputNotFoundError, OutputNotWritableError
-from heritage.progress import NullProgress
-from heritage.report import read_report_data
-from heritage.report_render import ReportConfig, write_report
-from heritage.survey import ClassifyConfig, connect_gpkg, run_survey
+from heritage.kernel.errors import (
+    CancelledError,
+    DataError,
+    InputNotFoundError,
+    OutputNotWritableError,
+)
+from heritage.kernel.progress import NullProgress
+from heritage.survey.pipeline import ClassifyConfig, connect_gpkg, run_survey
+from heritage.survey.report import read_report_data
+from heritage.survey.report_render import ReportConfig, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PHOTOS = ROOT / "resources" / "demo" / "photos"
@@ -233,7 +238,7 @@ def test_reviews_not_assessable_and_missing_images(survey_copy: Path, tmp_path: 
 
 
 def test_survey_without_flagged_buildings_says_so(survey_copy: Path, tmp_path: Path) -> None:
-    from heritage.survey import regroup_survey
+    from heritage.survey.pipeline import regroup_survey
 
     con = connect_gpkg(survey_copy)
     with con:
@@ -287,7 +292,7 @@ def test_cli_json_progress_and_errors(demo_survey: Path, tmp_path: Path) -> None
         write_report(ReportConfig(demo_survey, tmp_path / "r.txt"))
     with pytest.raises(OutputNotWritableError, match=r"\.pdf"):
         write_report(ReportConfig(demo_survey, out, pdf=demo_survey))
-    from heritage.photos import import_photos
+    from heritage.survey.photos import import_photos
 
     photos_only = tmp_path / "photos.gpkg"
     import_photos([DEMO_PHOTOS], photos_only)
@@ -349,8 +354,8 @@ def test_basemap_raster_and_tile_folder(demo_survey: Path, tmp_path: Path) -> No
     import rasterio
     from rasterio.transform import from_bounds
 
-    from heritage.basemap import _tile_range
-    from heritage.mapplot import plot_survey
+    from heritage.survey.basemap import _tile_range
+    from heritage.survey.mapplot import plot_survey
 
     x0, y0, x1, y1 = _survey_bounds_3857(demo_survey)
     tif = tmp_path / "base.tif"
@@ -386,8 +391,8 @@ def test_basemap_raster_and_tile_folder(demo_survey: Path, tmp_path: Path) -> No
 
 
 def test_strongest_box_is_outlined(tmp_path: Path) -> None:
-    from heritage.report import ReportPhoto
-    from heritage.report_images import BOX_COLOUR, ImageJob, render_image
+    from heritage.survey.report import ReportPhoto
+    from heritage.survey.report_images import BOX_COLOUR, ImageJob, render_image
 
     src = tmp_path / "thumb.jpg"
     Image.new("RGB", (400, 300), (128, 128, 128)).save(src)
@@ -419,7 +424,7 @@ def test_strongest_box_is_outlined(tmp_path: Path) -> None:
 def test_heading_text() -> None:
     from dataclasses import replace
 
-    from heritage.report import ReportPhoto
+    from heritage.survey.report import ReportPhoto
 
     base = ReportPhoto(
         fid=1, file_name="p.jpg", sha256="", flagged=False, status="ok", decision=None,
@@ -436,7 +441,7 @@ def test_heading_text() -> None:
 def test_unflagged_photos_of_a_flagged_building_are_shown_small(
     survey_copy: Path, tmp_path: Path
 ) -> None:
-    from heritage.survey import regroup_survey
+    from heritage.survey.pipeline import regroup_survey
 
     multi = [names for _, names in _expected(survey_copy) if len(names) >= 2]
     assert multi, "the demo survey has a building with several photos"
@@ -465,7 +470,7 @@ def test_unflagged_photos_of_a_flagged_building_are_shown_small(
 
 
 def test_flagged_photos_not_grouped_or_without_position(survey_copy: Path, tmp_path: Path) -> None:
-    from heritage.survey import regroup_survey
+    from heritage.survey.pipeline import regroup_survey
 
     # a survey whose classification stopped before prioritising: observations only
     obs = pyogrio.read_dataframe(survey_copy, layer="observations")
@@ -497,7 +502,7 @@ def test_flagged_photos_not_grouped_or_without_position(survey_copy: Path, tmp_p
 
 
 def test_scale_bar_lengths_are_round() -> None:
-    from heritage.mapplot import nice_length
+    from heritage.survey.mapplot import nice_length
 
     assert [nice_length(s) for s in (90, 1000, 1200, 30_000, 3)] == [10, 200, 200, 5000, 0.5]
 
@@ -505,7 +510,7 @@ def test_scale_bar_lengths_are_round() -> None:
 def test_bad_basemap_is_an_error_and_no_position_means_no_map(
     survey_copy: Path, tmp_path: Path
 ) -> None:
-    from heritage.survey import regroup_survey
+    from heritage.survey.pipeline import regroup_survey
 
     empty = tmp_path / "tiles"
     (empty / "12").mkdir(parents=True)

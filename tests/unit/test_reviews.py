@@ -20,13 +20,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from heritage.errors import DataError
-from heritage.gpkg import connect_gpkg
-from heritage.modelcard import ModelCard, StageCard, save_model
-from heritage.modelzoo import build_model
-from heritage.review_data import export_class, is_held_out, model_label, reviewed_items
-from heritage.reviews import current_reviews, read_history, record_review
-from heritage.survey import ClassifyConfig, regroup_survey, run_survey
+from heritage.io.gpkg import connect_gpkg
+from heritage.io.reviews import current_reviews, read_history, record_review
+from heritage.kernel.errors import DataError
+from heritage.model.card import ModelCard, StageCard, save_model
+from heritage.model.zoo import build_model
+from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
+from heritage.training.review_data import export_class, is_held_out, model_label, reviewed_items
 
 PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "iphone_hdr_NO.jpg")
 HELSINKI = "HMD_Nokia_8.3_5G.jpg"
@@ -104,7 +104,7 @@ def test_history_is_append_only_and_the_latest_review_counts(survey) -> None:
     ]
     assert history[0].model_id == "tiny-review" and history[0].p_final is not None
     assert current_reviews(out)[sha["DSCN0025.jpg"]].verdict == "false_alarm"
-    from heritage.report import read_reviews as report_reviews
+    from heritage.survey.report import read_reviews as report_reviews
 
     in_report = report_reviews(out)[sha["DSCN0025.jpg"]]  # the report's review state
     assert (in_report.state, in_report.reviewer, in_report.note) == (

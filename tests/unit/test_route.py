@@ -10,8 +10,8 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import LineString, MultiLineString, Point, box
 
-from heritage.errors import DataError
-from heritage.route import LEG_COLUMNS, nearest_neighbour_tour_length, plan_route
+from heritage.kernel.errors import DataError
+from heritage.survey.route import LEG_COLUMNS, nearest_neighbour_tour_length, plan_route
 
 AREZZO = (11.882, 43.465)
 UTM32 = "EPSG:32632"

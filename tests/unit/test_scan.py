@@ -1,4 +1,5 @@
-"""Which files are input (heritage.scan) and how their names become text (heritage.filenames).
+"""Which files are input (heritage.survey.scan) and how their names become text
+(heritage.io.filenames).
 
 Issue 25 items 1, 3 and 6: a non-UTF-8 file name, an output folder inside the photo
 folder, and folders that cannot or must not be read (unreadable, symlinked, hidden).
@@ -12,9 +13,9 @@ from pathlib import Path
 import pytest
 from test_photos_import import geotagged, read_layer
 
-from heritage.filenames import name_problem, path_text
-from heritage.photos import ImportConfig, import_photos
-from heritage.scan import OUTPUT_MARKER, mark_output_folder, scan_photo_files
+from heritage.io.filenames import name_problem, path_text
+from heritage.survey.photos import ImportConfig, import_photos
+from heritage.survey.scan import OUTPUT_MARKER, mark_output_folder, scan_photo_files
 
 #: a file name that is not UTF-8 (byte 0xFF), as Python sees it on POSIX
 BAD_NAME = os.fsdecode(b"x\xff.jpg")

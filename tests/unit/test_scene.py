@@ -1,4 +1,5 @@
-"""Scene mode (heritage.scene) and the wall gate (heritage.wallgate) with a tiny random model.
+"""Scene mode (heritage.model.scene) and the wall gate (heritage.model.wallgate) with a tiny
+random model.
 
 Shapes, boxes, the close-up rule (same answer as whole-image mode), the gate's effect
 (a photo without a wall tile is not_assessable and never flagged) and the gate's own
@@ -18,18 +19,18 @@ import torch
 from PIL import Image
 from test_survey import make_tiny_model
 
-from heritage.errors import ModelError
-from heritage.modelcard import load_model
-from heritage.predict import TwoStageClassifier
-from heritage.scene import (
+from heritage.kernel.errors import ModelError
+from heritage.model.card import load_model
+from heritage.model.predict import TwoStageClassifier
+from heritage.model.scene import (
     DECISION_NOT_ASSESSABLE,
     MODE_CLOSE_UP,
     MODE_SCENE,
     SceneClassifier,
-    SceneSettings,
     working_image,
 )
-from heritage.wallgate import (
+from heritage.model.scenesettings import SceneSettings
+from heritage.model.wallgate import (
     WallGate,
     fit_wall_gate,
     load_gate,
@@ -208,9 +209,9 @@ def test_an_older_survey_gets_the_scene_columns_and_keeps_its_rows(tmp_path: Pat
     import pyogrio
     import shapely
 
-    from heritage.errors import DataError
-    from heritage.gpkg import Field, LayerSchema, append_batch
-    from heritage.survey import LATER_FIELDS, OBSERVATION_FIELDS, observations_schema
+    from heritage.io.gpkg import Field, LayerSchema, append_batch
+    from heritage.kernel.errors import DataError
+    from heritage.survey.pipeline import LATER_FIELDS, OBSERVATION_FIELDS, observations_schema
 
     out = tmp_path / "old.gpkg"
     old_fields = tuple(f for f in OBSERVATION_FIELDS if f.name not in LATER_FIELDS)
@@ -231,8 +232,8 @@ def test_an_older_survey_gets_the_scene_columns_and_keeps_its_rows(tmp_path: Pat
 def test_a_layer_with_our_columns_in_another_order_is_refused(tmp_path: Path) -> None:
     import shapely
 
-    from heritage.errors import DataError
-    from heritage.gpkg import Field, LayerSchema, append_batch
+    from heritage.io.gpkg import Field, LayerSchema, append_batch
+    from heritage.kernel.errors import DataError
 
     out = tmp_path / "swapped.gpkg"
     swapped = LayerSchema("t", (Field("b"), Field("a")), "Point")
@@ -268,7 +269,7 @@ def test_refinement_scores_shifted_windows_around_candidates(clf) -> None:
 def test_tile_pass_matches_the_network_in_float32(clf) -> None:
     import torch
 
-    from heritage.predict import normalise, to_model_rgb
+    from heritage.model.predict import normalise, to_model_rgb
 
     rgbs = [to_model_rgb(photo(64, 64, seed=s), 64) for s in range(3)]
     fp32 = dataclasses.replace(SMALL, precision="float32")
@@ -281,7 +282,7 @@ def test_tile_pass_matches_the_network_in_float32(clf) -> None:
 
 
 def test_precision_auto_is_float32_off_the_cpu() -> None:
-    from heritage.scene import resolve_precision
+    from heritage.model.scene import resolve_precision
 
     assert resolve_precision("auto", "cuda") == "float32"
     assert resolve_precision("float32", "cpu") == "float32"

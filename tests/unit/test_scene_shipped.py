@@ -16,10 +16,10 @@ import pytest
 import torch
 from conftest import load_script
 
-from heritage.modelcard import load_model
-from heritage.predict import load_image
-from heritage.scene import load_scene_classifier
-from heritage.survey import make_classifier
+from heritage.model.card import load_model
+from heritage.model.predict import load_image
+from heritage.model.scene import load_scene_classifier
+from heritage.survey.classify import make_classifier
 
 pytestmark = pytest.mark.slow
 N_PASTES = 5
@@ -80,7 +80,7 @@ def test_pasted_defects_are_found_in_held_out_facades(
 
 
 def test_shipped_model_is_small_and_holds_no_machine_path() -> None:
-    from heritage.modelcard import default_model_dir
+    from heritage.model.card import default_model_dir
 
     folder = default_model_dir()
     total = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

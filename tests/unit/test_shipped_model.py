@@ -15,7 +15,7 @@ SHIPPED = ROOT / "models" / "heritage-default"
 
 @pytest.fixture(scope="module")
 def loaded():
-    from heritage.modelcard import load_model
+    from heritage.model.card import load_model
 
     return load_model(SHIPPED)  # verifies every weights file's sha256 against the card
 
@@ -36,7 +36,7 @@ def test_card_names_everything_a_user_needs(loaded):
         "metrics",
     ):
         assert key in card, key
-    from heritage.modelzoo import ARCHS
+    from heritage.model.zoo import ARCHS
 
     assert card["stage1"]["arch"] in ARCHS
     sums = card["stage1"].get("sha256"), card["stage2"].get("sha256")
@@ -47,7 +47,7 @@ def test_card_names_everything_a_user_needs(loaded):
 
 
 def test_shipped_model_classifies_a_real_crack_patch(loaded, shared_data):
-    from heritage.predict import TwoStageClassifier
+    from heritage.model.predict import TwoStageClassifier
 
     crack = sorted((shared_data / "ozgenel-concrete-crack" / "crack").iterdir())[0]
     plain = sorted((shared_data / "ozgenel-concrete-crack" / "no_crack").iterdir())[0]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from shapely.geometry import Point
 
-from heritage.route import plan_route
-from heritage.sites import SITE_GAP_M, haversine_m, plan_by_site, site_labels, summary_line
+from heritage.survey.route import plan_route
+from heritage.survey.sites import SITE_GAP_M, haversine_m, plan_by_site, site_labels, summary_line
 
 #: two towns 47 km apart, three buildings each, 300-600 m between neighbours
 AREZZO = [(11.8800, 43.4660), (11.8840, 43.4670), (11.8880, 43.4690)]

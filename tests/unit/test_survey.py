@@ -21,17 +21,17 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from heritage.errors import InputNotFoundError, ModelError
-from heritage.modelcard import ModelCard, StageCard, save_model
-from heritage.modelzoo import build_model
-from heritage.priority import PriorityConfig, priority_category, priority_score
-from heritage.sites import SITE_GAP_M
-from heritage.survey import (
+from heritage.kernel.errors import InputNotFoundError, ModelError
+from heritage.model.card import ModelCard, StageCard, save_model
+from heritage.model.zoo import build_model
+from heritage.survey.pipeline import (
     OBSERVATION_FIELDS,
     ClassifyConfig,
     parse_start,
     run_survey,
 )
+from heritage.survey.priority import PriorityConfig, priority_category, priority_score
+from heritage.survey.sites import SITE_GAP_M
 
 SIZE = 64
 LABELS = ("crack", "no_crack", "salt_damage")
@@ -510,7 +510,7 @@ def test_config_is_frozen_and_checked(tmp_path: Path) -> None:
 
 
 def test_survey_map_png(survey, tmp_path: Path) -> None:
-    from heritage.mapplot import plot_survey
+    from heritage.survey.mapplot import plot_survey
 
     out, _, _ = survey
     png = plot_survey(out, tmp_path / "map.png", dpi=60)
@@ -525,8 +525,8 @@ def test_start_from_points_file_and_by_priority(survey, tmp_path: Path) -> None:
     import geopandas as gpd
     from shapely.geometry import Point
 
-    from heritage.priority import category_rank
-    from heritage.survey import update_priority
+    from heritage.survey.pipeline import update_priority
+    from heritage.survey.priority import category_rank
 
     src, _, cfg = survey
     out = tmp_path / "copy.gpkg"
@@ -623,11 +623,11 @@ def test_group_and_route_commands_rework_a_survey_in_place(
 def test_a_photo_without_position_is_inspected_with_one_header_read(tmp_path, monkeypatch):
     from PIL import Image
 
-    import heritage.exif as exif
-    import heritage.photos as photos
-    import heritage.survey as survey_module
-    from heritage.records import Photo
-    from heritage.survey import inspect_for_survey
+    import heritage.io.exif as exif
+    import heritage.survey.photos as photos
+    import heritage.survey.pipeline as survey_module
+    from heritage.kernel.records import Photo
+    from heritage.survey.pipeline import inspect_for_survey
 
     path = tmp_path / "no_exif.png"
     Image.new("RGB", (40, 30), (90, 60, 30)).save(path)

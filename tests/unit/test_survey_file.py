@@ -1,4 +1,4 @@
-"""Opening a survey GeoPackage (heritage.surveyfile), issue 25 items 2 and 5.
+"""Opening a survey GeoPackage (heritage.io.surveyfile), issue 25 items 2 and 5.
 
 One writer at a time (a lock that a second process meets), photos unique by sha256 in
 the schema, an older file with duplicates repaired on open, and one line that says
@@ -21,7 +21,7 @@ from PIL import Image
 from test_survey import make_tiny_model
 from test_survey_inputs import _photos, _survey, cli_line, one_error
 
-from heritage.survey import connect_gpkg
+from heritage.survey.pipeline import connect_gpkg
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,14 +50,14 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     tmp_path: Path, model_dir: Path, capsys
 ) -> None:
     """Item 2: two runs at once both succeeded and stored every photo twice."""
-    from heritage.surveyfile import SurveyBusyError, lock_path
+    from heritage.io.surveyfile import SurveyBusyError, lock_path
 
     d = _photos(tmp_path / "p")
     out = tmp_path / "c.gpkg"
     holder = subprocess.Popen(  # another process writing the same GeoPackage
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
-            from heritage.surveyfile import open_survey
+            from heritage.io.surveyfile import open_survey
             with open_survey({str(out)!r}, create=True):
                 print("holding", flush=True)
                 sys.stdin.read()
@@ -214,22 +214,22 @@ def test_full_disk_while_prioritising_or_styling_is_one_line(
 ) -> None:
     """Items 5 and 7: "Failed to commit transaction" traceback while prioritising, and the
     hint "is it open for editing elsewhere?" when the disk was full."""
-    import heritage.styles
-    import heritage.survey
+    import heritage.io.styles
+    import heritage.survey.pipeline
 
     out = tmp_path / "full.gpkg"
     shutil.copy(survey, out)
-    connect = heritage.survey.connect_gpkg
-    monkeypatch.setattr(heritage.survey, "connect_gpkg", lambda p: _FullDisk(connect(p)))
+    connect = heritage.survey.pipeline.connect_gpkg
+    monkeypatch.setattr(heritage.survey.pipeline, "connect_gpkg", lambda p: _FullDisk(connect(p)))
     code, err = cli_line(capsys, "group", str(out))
     assert code == 1 and one_error(err)
     assert "the disk holding" in err and "is full" in err and "free some space" in err
     monkeypatch.undo()
 
     real = sqlite3.connect
-    monkeypatch.setattr(heritage.styles.sqlite3, "connect", lambda p: _FullDisk(real(p)))
+    monkeypatch.setattr(heritage.io.styles.sqlite3, "connect", lambda p: _FullDisk(real(p)))
     with pytest.raises(Exception, match="is full") as styled:
-        heritage.styles.write_default_styles(out)
+        heritage.io.styles.write_default_styles(out)
     assert "open for editing elsewhere" not in str(styled.value)
 
 

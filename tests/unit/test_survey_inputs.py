@@ -16,7 +16,7 @@ import torch
 from test_photos_import import geotagged
 from test_survey import make_tiny_model
 
-from heritage.survey import ClassifyConfig, run_survey
+from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 BAD_NAME = os.fsdecode(b"x\xff.jpg")
 

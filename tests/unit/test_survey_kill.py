@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from test_survey import make_tiny_model
 
-from heritage.survey import ClassifyConfig, run_survey
+from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 N_PHOTOS = 40
 BATCH = 4

@@ -32,8 +32,8 @@ import pytest
 import torch
 from PIL import Image
 
-from heritage.modelcard import ModelCard, StageCard, save_model
-from heritage.modelzoo import build_model
+from heritage.model.card import ModelCard, StageCard, save_model
+from heritage.model.zoo import build_model
 
 SEED = 25
 MIN_KILLS = 10
@@ -81,8 +81,9 @@ def photo_dir(tmp_path_factory) -> Path:
 ZYGOTE = r"""
 import json, os, sys
 import geopandas, networkx, pyogrio, shapely, sklearn.cluster, torch  # noqa: F401
-import heritage.buildings, heritage.cli, heritage.commands_classify, heritage.explain
-import heritage.modelcard, heritage.predict, heritage.route, heritage.styles, heritage.survey
+import heritage.survey.buildings, heritage.cli, heritage.cli.classify, heritage.model.explain
+import heritage.model.card, heritage.model.predict, heritage.survey.route, heritage.io.styles
+import heritage.survey.pipeline
 
 answer = sys.stdout
 for line in sys.stdin:

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from test_survey import make_tiny_model
 
-from heritage.survey import ClassifyConfig, run_survey
-from heritage.tiling import TileConfig, classify_tiled, stitch, tile_windows
+from heritage.model.tiling import TileConfig, classify_tiled, stitch, tile_windows
+from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 
 @pytest.mark.parametrize(

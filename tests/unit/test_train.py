@@ -13,11 +13,11 @@ import torch
 from click.testing import CliRunner
 from torch.utils.data import TensorDataset
 
-from heritage.data import make_loader
-from heritage.errors import CancelledError
-from heritage.fit import FitConfig, ResumableSampler, evaluate_loss, fit, predict_proba
-from heritage.progress import NullProgress
-from heritage.train import TrainConfig, binary_metrics, mcnemar, train_two_stage
+from heritage.kernel.errors import CancelledError
+from heritage.kernel.progress import NullProgress
+from heritage.training.data import make_loader
+from heritage.training.fit import FitConfig, ResumableSampler, evaluate_loss, fit, predict_proba
+from heritage.training.train import TrainConfig, binary_metrics, mcnemar, train_two_stage
 
 
 def make_folder(root: Path, name: str, n: int = 12, groups: bool = False, seed: int = 0) -> Path:
@@ -138,7 +138,7 @@ def test_fit_resumes_at_saved_epoch_and_batch_with_identical_result(tmp_path, ex
 
 
 def test_fit_refuses_to_resume_with_another_schedule(tmp_path):
-    from heritage.errors import ModelError
+    from heritage.kernel.errors import ModelError
 
     model, train, val = _toy()
     with pytest.raises(CancelledError):
@@ -161,7 +161,7 @@ def test_fit_refuses_to_resume_with_another_schedule(tmp_path):
 
 
 def test_fit_in_bf16_runs_forward_passes_in_bfloat16_and_keeps_float32_weights(tmp_path):
-    from heritage.fit import checkpoint_precision
+    from heritage.training.fit import checkpoint_precision
 
     model, train, val = _toy()
     seen: list[torch.dtype] = []
@@ -183,8 +183,8 @@ def test_fit_in_bf16_runs_forward_passes_in_bfloat16_and_keeps_float32_weights(t
 
 
 def test_precision_checks(tmp_path, monkeypatch, caplog):
-    import heritage.fit as F
-    from heritage.errors import ModelError
+    import heritage.training.fit as F
+    from heritage.kernel.errors import ModelError
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n")
@@ -195,18 +195,18 @@ def test_precision_checks(tmp_path, monkeypatch, caplog):
     with pytest.raises(ModelError, match="fp32, bf16"):
         F.check_precision(torch.device("cpu"), "fp16")
     monkeypatch.setattr(F, "cpu_has_native_bf16", lambda: False)
-    with caplog.at_level("WARNING", logger="heritage.fit"):
+    with caplog.at_level("WARNING", logger="heritage.training.fit"):
         F.check_precision(torch.device("cpu"), "bf16")
     assert "emulated" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="heritage.fit"):
+    with caplog.at_level("WARNING", logger="heritage.training.fit"):
         F.check_precision(torch.device("cpu"), "fp32")
     assert caplog.text == ""
 
 
 def test_a_truncated_checkpoint_is_refused_with_what_to_do(tmp_path):
-    from heritage.errors import ModelError
-    from heritage.fit import checkpoint_precision
+    from heritage.kernel.errors import ModelError
+    from heritage.training.fit import checkpoint_precision
 
     ck = tmp_path / "toy_checkpoint.pt"
     fit(*_toy(), CFG, tmp_path, "toy")
@@ -231,9 +231,9 @@ def test_binary_metrics_and_mcnemar():
 
 
 def test_oversample_repeats_only_the_named_dataset_and_rejects_typos():
-    from heritage.data import Item
-    from heritage.errors import DataError
-    from heritage.train import oversample_indices
+    from heritage.kernel.errors import DataError
+    from heritage.training.data import Item
+    from heritage.training.train import oversample_indices
 
     def item(ds: str, i: int) -> Item:
         return Item(Path(f"/d/{ds}/{i}.png"), Path("/d"), ds, "crack", f"{ds}{i}", f"g{i}", "train")
@@ -281,8 +281,8 @@ def tiny_data(tmp_path) -> tuple[Path, Path]:
 
 def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
     from heritage.cli import cli
-    from heritage.modelcard import load_model
-    from heritage.predict import TwoStageClassifier
+    from heritage.model.card import load_model
+    from heritage.model.predict import TwoStageClassifier
 
     a, b = tiny_data
     model_dir, run = tmp_path / "model", tmp_path / "run"
@@ -339,7 +339,7 @@ def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
 
 
 def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
-    from heritage.modelcard import load_model
+    from heritage.model.card import load_model
 
     a, b = tiny_data
     cfg = TrainConfig(
@@ -378,8 +378,8 @@ def test_oversampled_training_records_unique_and_shown_counts(tiny_data, tmp_pat
 def test_fp16_weights_compute_what_the_metrics_were_measured_on(tiny_data, tmp_path):
     from safetensors import safe_open
 
-    from heritage.modelcard import load_model, round_to_fp16
-    from heritage.modelzoo import build_model
+    from heritage.model.card import load_model, round_to_fp16
+    from heritage.model.zoo import build_model
 
     torch.manual_seed(0)
     net = build_model("mobilenet_v3_small", 2).eval()
@@ -413,9 +413,9 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     import shutil
 
     from heritage.cli import cli
-    from heritage.data import sha256_file
-    from heritage.errors import DataError, ModelError
-    from heritage.modelcard import load_model
+    from heritage.kernel.errors import DataError, ModelError
+    from heritage.model.card import load_model
+    from heritage.training.data import sha256_file
 
     a, b = tiny_data
     base = dict(data_dirs=(str(a), str(b)), image_size=48, epochs=1, batch_size=8, workers=0,
@@ -480,10 +480,10 @@ def test_painted_cracks_use_training_masks_only_and_need_a_mask_folder(tiny_data
 
     from PIL import Image
 
-    from heritage.crackpaint import CrackPaintingDataset
-    from heritage.data import load_split
-    from heritage.errors import DataError
-    from heritage.train import painting_dataset
+    from heritage.kernel.errors import DataError
+    from heritage.training.crackpaint import CrackPaintingDataset
+    from heritage.training.data import load_split
+    from heritage.training.train import painting_dataset
 
     a, b = tiny_data
     masks = tmp_path / "masks"
@@ -499,7 +499,7 @@ def test_painted_cracks_use_training_masks_only_and_need_a_mask_folder(tiny_data
             m = np.zeros((40, 40), bool)
             m[5 + i, :20] = True
             Image.fromarray(m.astype(np.uint8) * 255).save(masks / f"{cls}_{i:02d}.png")
-    with caplog.at_level(logging.INFO, logger="heritage.train"):
+    with caplog.at_level(logging.INFO, logger="heritage.training.train"):
         card = train_two_stage(cfg)
     assert card.training["config"]["paint_cracks"] == 0.5
     items = load_split(tmp_path / "r")

@@ -1,0 +1,1 @@
+"""Files: atomic writes, file names, GeoPackage, survey files, CRS, EXIF, QGIS styles."""

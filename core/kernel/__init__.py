@@ -1,0 +1,1 @@
+"""The kernel: errors, progress, records and interrupts (standard library only)."""

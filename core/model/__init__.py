@@ -1,0 +1,1 @@
+"""The model: networks, model card, inference, Grad-CAM, scene mode, metrics."""

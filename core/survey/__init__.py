@@ -1,0 +1,1 @@
+"""The survey: photos, classification, buildings, priority, route, reports."""

@@ -1,0 +1,1 @@
+"""Training: data sets, the fit loop, two-stage training, evaluation, pruning."""

@@ -1,0 +1,1 @@
+"""Studies beside the product: they import ``heritage``, the product never imports them."""
