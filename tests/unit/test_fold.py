@@ -41,9 +41,9 @@ def test_efficientnet_lite_padding_moves_into_the_convolutions() -> None:
     model = _randomise_bn(EfficientNet.from_name("efficientnet-lite0", num_classes=4))
     x = torch.randn(2, 3, 224, 224)
     folded = fold_batch_norm(model, x)
-    pads = [m for m in folded.modules() if isinstance(m, nn.ZeroPad2d)]
-    assert 0 < len(pads) < sum(isinstance(m, nn.ZeroPad2d) for m in model.modules())
-    assert absorb_static_padding(folded) == 0  # only asymmetric ones are left
+    assert not any(isinstance(m, nn.ZeroPad2d) for m in folded.modules())
+    assert any(isinstance(m, nn.ZeroPad2d) for m in model.modules())  # original untouched
+    assert absorb_static_padding(folded) == 0  # nothing left to move
     with torch.inference_mode():
         torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
 
@@ -64,3 +64,29 @@ def test_a_fold_that_changes_the_output_is_refused(monkeypatch) -> None:
     monkeypatch.setattr(fold, "FOLD_TOLERANCE", -1.0)  # nothing is close enough
     with pytest.raises(ValueError, match="differs"):
         fold_batch_norm(model, torch.randn(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "size"),
+    [
+        (3, 2, (0, 1, 0, 1), 16),
+        (5, 2, (1, 2, 1, 2), 16),
+        (3, 2, (1, 0, 0, 1), 15),
+        (3, 1, (1, 1, 1, 1), 9),
+    ],
+)
+def test_asymmetric_padding_becomes_a_grown_kernel(kernel, stride, padding, size) -> None:
+    """pad + conv == conv with a zero-grown kernel and symmetric padding, exactly."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, kernel, stride=stride, groups=4)
+    conv.static_padding = nn.ZeroPad2d(padding)
+    x = torch.randn(2, 4, size, size)
+    with torch.inference_mode():
+        expected = conv(conv.static_padding(x))
+    holder = nn.Sequential(conv)
+    assert absorb_static_padding(holder) == 1
+    assert isinstance(conv.static_padding, nn.Identity)
+    with torch.inference_mode():
+        got = conv(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
