@@ -66,13 +66,36 @@ def child_pipeline(a: dict) -> dict:
         device="cpu",
         decode_workers=min(2, os.cpu_count() or 1),
     )
+
+    class StageClock:
+        """A progress sink that notes when each stage of the pipeline starts."""
+
+        def __init__(self) -> None:
+            self.started: dict[str, float] = {}
+
+        def start(self, stage: str, total: int | None = None) -> None:
+            self.started.setdefault(stage, time.perf_counter())
+
+        def step(self, n: int = 1, **info: object) -> None:
+            pass
+
+        def message(self, text: str) -> None:
+            pass
+
+        def check_cancelled(self) -> None:
+            pass
+
+    clock = StageClock()
     t0 = time.perf_counter()
-    s = survey.run_survey(cfg)
+    s = survey.run_survey(cfg, clock)
     dt = time.perf_counter() - t0
+    classify_s = clock.started[survey.STAGE_GROUP] - clock.started[survey.STAGE_CLASSIFY]
     obs = pyogrio.read_dataframe(a["out"], layer="observations", read_geometry=False)
     return {
         "photos": s.classified,
         "seconds": dt,
+        "startup_seconds": clock.started[survey.STAGE_CLASSIFY] - t0,
+        "classify_seconds": classify_s,
         "tiles": int(obs["n_tiles"].sum()),
         "flagged": int(obs["flagged"].sum()),
         "not_assessable": int((obs["decision"] == "not_assessable").sum()),
@@ -187,6 +210,8 @@ def write_report(a: argparse.Namespace, r: dict, total: float, load: tuple) -> N
     lg, sm, md = r["large"], r["small"], r["models"]
     per_tile_pipe = lg["tiles"] / lg["seconds"]
     share = per_tile_pipe / md["tile_rate"]
+    stage_rate = lg["photos"] / lg["classify_seconds"]
+    stage_share = lg["tiles"] / lg["classify_seconds"] / md["tile_rate"]
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Speed of scene mode (the default of `heritage classify`)",
@@ -202,27 +227,39 @@ def write_report(a: argparse.Namespace, r: dict, total: float, load: tuple) -> N
         f"{', '.join(Path(s).name for s in LARGE)} of `exif-gps` (3264x2448, 4608x1976)",
         f"- small photos: {a.n_small} copies of the nine 640x480 Arezzo photos of `exif-gps`",
         "",
-        "| measurement | photos | tiles | seconds | photos/s | tiles/s | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Each pipeline row is the whole `run_survey` (model loading, hashing, EXIF, decoding, "
+        "tiles, gate, Grad-CAM, overlays, GeoPackage, priority, route); the start-up column "
+        "is the part before the first photo (loading the model), the classification-stage "
+        "rate counts only the stage that classifies the photos.",
+        "",
+        "| measurement | photos | tiles | seconds | start-up s | photos/s | tiles/s "
+        "| classification stage photos/s | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, res in (
         ("pipeline, large phone photos", lg),
         ("pipeline, 640x480 Arezzo photos", sm),
         ("models alone, the same large photos' tiles (stage 1 all, CAM + stage 2 explained)", md),
     ):
+        startup = f"{res['startup_seconds']:.1f}" if "startup_seconds" in res else ""
+        stage = (
+            f"{res['photos'] / res['classify_seconds']:.2f}" if "classify_seconds" in res else ""
+        )
         lines.append(
-            f"| {name} | {res['photos']} | {res['tiles']} | {res['seconds']:.1f} | "
-            f"{res['rate']:.2f} | {res['tile_rate']:.1f} | {res['peak_rss_mib']:.0f} |"
+            f"| {name} | {res['photos']} | {res['tiles']} | {res['seconds']:.1f} | {startup} | "
+            f"{res['rate']:.2f} | {res['tile_rate']:.1f} | {stage} | {res['peak_rss_mib']:.0f} |"
         )
     lines += [
         "",
         "## Targets",
         "",
-        f"- large phone photos: **{lg['rate']:.2f} photos/s** (target >= 1): "
-        f"**{'met' if lg['rate'] >= 1 else 'not met'}**",
-        f"- pipeline / models alone on the same tiles: {per_tile_pipe:.1f} / "
+        f"- large phone photos, whole command: **{lg['rate']:.2f} photos/s** (target >= 1): "
+        f"**{'met' if lg['rate'] >= 1 else 'not met'}**; classification stage alone "
+        f"{stage_rate:.2f} photos/s ({'met' if stage_rate >= 1 else 'not met'})",
+        f"- pipeline / models alone on the same tiles, whole command: {per_tile_pipe:.1f} / "
         f"{md['tile_rate']:.1f} tiles/s = **{share:.0%}** (target >= 60 %): "
-        f"**{'met' if share >= 0.6 else 'not met'}**",
+        f"**{'met' if share >= 0.6 else 'not met'}**; classification stage alone "
+        f"{stage_share:.0%} ({'met' if stage_share >= 0.6 else 'not met'})",
         "",
         NOTES_MARKER,
     ]
