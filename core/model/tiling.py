@@ -64,7 +64,7 @@ class TileConfig:
     @property
     def stride(self) -> int:
         """Step between window origins (at least 1 px)."""
-        return max(1, round(self.tile_size * (1.0 - self.overlap)))
+        return tile_stride(self.tile_size, self.overlap)
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,13 +88,20 @@ class TiledResult:
     cam_empty: bool
 
 
-def _starts(length: int, tile: int, stride: int) -> list[int]:
+def tile_stride(tile: int, overlap: float) -> int:
+    """Pixels between consecutive window origins for ``overlap`` (at least 1)."""
+    return max(1, round(tile * (1.0 - overlap)))
+
+
+def axis_offsets(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of windows along one axis: every ``stride`` pixels, the last one
+    moved back so it ends at the edge (every window is whole when ``length >= tile``).
+    An axis shorter than a window gives one offset, 0 (the window is then the whole axis)."""
     if length <= tile:
         return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)  # edge window shifted inside the image
-    return starts
+    offs = list(range(0, length - tile, stride))
+    offs.append(length - tile)
+    return offs
 
 
 def tile_windows(
@@ -108,8 +115,8 @@ def tile_windows(
         raise ValueError(f"image size must be positive, got {width}x{height}")
     cfg = TileConfig(tile_size=tile_size, overlap=overlap)
     tw, th = min(tile_size, width), min(tile_size, height)
-    xs = _starts(width, tw, cfg.stride)
-    ys = _starts(height, th, cfg.stride)
+    xs = axis_offsets(width, tw, cfg.stride)
+    ys = axis_offsets(height, th, cfg.stride)
     return [(x, y, x + tw, y + th) for y in ys for x in xs]
 
 

@@ -65,6 +65,7 @@ import numpy as np
 
 from heritage.kernel.errors import DataError, InputNotFoundError, OutputNotWritableError
 from heritage.kernel.progress import NullProgress, Progress
+from heritage.model.tiling import axis_offsets, resize_map, tile_stride
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -203,22 +204,6 @@ class RasterSummary:
 
 
 # ---------------------------------------------------------------------------- grid
-
-
-def axis_offsets(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of tiles along one axis: every ``stride`` pixels, the last one
-    moved back so it ends at the edge (every tile is whole when ``length >= tile``).
-    A raster shorter than a tile gives one offset, 0 (the tile is then the whole axis)."""
-    if length <= tile:
-        return [0]
-    offs = list(range(0, length - tile, stride))
-    offs.append(length - tile)
-    return offs
-
-
-def tile_stride(tile: int, overlap: float) -> int:
-    """Pixels between consecutive tile origins for ``overlap`` (at least 1)."""
-    return max(1, round(tile * (1.0 - overlap)))
 
 
 def tile_grid(width: int, height: int, tile: int, overlap: float) -> list[Any]:
@@ -724,7 +709,7 @@ def classify_raster(
                                 continue
                             summary.classified += first
                             oh, ow = t.oy[1] - t.oy[0], t.ox[1] - t.ox[0]
-                            strip.add(t, res.p_final, _resize_cam(res.cam, ow, oh))
+                            strip.add(t, res.p_final, resize_map(res.cam, ow, oh))
                             if first and res.p_final >= threshold:
                                 summary.positive += 1
                                 if vec_path is not None:
@@ -769,16 +754,6 @@ def _scaled_gcps(gcps: Sequence[Any], scale: int) -> list[Any]:
         GroundControlPoint(row=g.row / scale, col=g.col / scale, x=g.x, y=g.y, z=g.z, id=g.id)
         for g in gcps
     ]
-
-
-def _resize_cam(cam: np.ndarray, w: int, h: int) -> np.ndarray:
-    """The model-input CAM (float32 S×S) resized bilinearly to the tile's output size."""
-    from PIL import Image
-
-    if cam.shape == (h, w):
-        return np.asarray(cam, dtype=np.float32)
-    im = Image.fromarray(np.asarray(cam, dtype=np.float32))
-    return np.asarray(im.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 @dataclass(frozen=True)
