@@ -110,7 +110,8 @@ def child_models(a: dict) -> dict:
     import torch  # noqa: F401  (loaded before timing)
 
     from heritage.model.card import load_model
-    from heritage.model.predict import load_image, to_model_rgb
+    from heritage.model.predict import load_image
+    from heritage.model.preprocess import to_model_rgb
     from heritage.model.scene import load_scene_classifier, working_image
     from heritage.survey.classify import make_classifier
 

@@ -163,7 +163,8 @@ def child_naive(a: dict) -> dict:
 
     from heritage.model.card import load_model
     from heritage.model.explain import CamExplainer, heatmap_png, save_png
-    from heritage.model.predict import load_image, normalise, stage2_inputs, to_model_rgb
+    from heritage.model.predict import load_image, stage2_inputs
+    from heritage.model.preprocess import normalise, to_model_rgb
     from heritage.survey.photos import find_photo_files, inspect_photo, sha256_file
 
     loaded = load_model(a["model"])

@@ -141,7 +141,8 @@ def patch_pairs(model: Path, items: list[tuple[Path, str, str]]) -> dict[str, di
 
     from heritage.model.card import load_model
     from heritage.model.metrics import mcnemar
-    from heritage.model.predict import load_image, normalise, to_model_rgb
+    from heritage.model.predict import load_image
+    from heritage.model.preprocess import normalise, to_model_rgb
     from heritage.model.scene import load_scene_classifier
     from heritage.survey.classify import make_classifier
 

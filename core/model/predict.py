@@ -1,9 +1,8 @@
 """Two-stage inference: stage 1 -> Grad-CAM -> overlay -> stage 2.
 
-The pre-processing used at inference is defined here once (:func:`eval_transform`,
-:func:`to_model_rgb`, :func:`normalise`) and must be the one training uses for
-validation and for building stage-2 inputs (:func:`stage2_inputs`), so that stage 2
-sees at inference exactly the kind of overlay it was trained on.
+The pre-processing is :mod:`heritage.model.preprocess`, the one training uses for
+validation; stage-2 inputs are built by :func:`stage2_inputs` at inference and in
+training, so that stage 2 sees at inference exactly the kind of overlay it was trained on.
 
 Pipeline for a batch of photos (:meth:`TwoStageClassifier.classify`):
 
@@ -35,6 +34,14 @@ from PIL import Image
 
 from heritage.kernel.errors import ModelError
 from heritage.kernel.records import Prediction
+from heritage.model.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalise,
+    resolve_device,
+    to_model_rgb,
+    to_rgb,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -44,8 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CAM_TARGETS = ("predicted", "positive")
 
 _heif_registered = False
@@ -74,64 +79,7 @@ def load_image(path: str | Path) -> Image.Image:
     with Image.open(path) as im:
         im.load()
         im = ImageOps.exif_transpose(im)
-        return _to_rgb(im)
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """RGB as ``heritage.training.data.open_rgb`` makes it (a plain ``convert("RGB")``)."""
-    return im if im.mode == "RGB" else im.convert("RGB")
-
-
-def eval_geometry(size: int):
-    """The geometric part of the evaluation transform: Resize(shorter side) + CenterCrop."""
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [
-            T.Resize(size, antialias=True),  # bilinear, as heritage.training.data.eval_transform
-            T.CenterCrop(size),
-        ]
-    )
-
-
-def eval_transform(
-    size: int,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-):
-    """The transform for evaluation and inference (PIL image -> normalised 3×size×size).
-
-    RGB conversion, Resize of the shorter side to ``size`` (bilinear, antialiased),
-    CenterCrop(size), ToTensor, Normalize(mean, std). Training's validation transform must
-    be this one (``heritage.training.data.eval_transform`` is the same with ImageNet statistics, a
-    test checks they agree); EXIF orientation is applied when the file is opened
-    (:func:`load_image`).
-    """
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [T.Lambda(_to_rgb), eval_geometry(size), T.ToTensor(), T.Normalize(list(mean), list(std))]
-    )
-
-
-def to_model_rgb(image: Image.Image, size: int) -> np.ndarray:
-    """The photo as the model sees it, before normalisation: uint8 size×size×3."""
-    return np.asarray(eval_geometry(size)(_to_rgb(image)), dtype=np.uint8).copy()
-
-
-def normalise(
-    rgbs: Sequence[np.ndarray] | np.ndarray,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> torch.Tensor:
-    """uint8 H×W×3 images -> float N×3×H×W, ``(x/255 - mean)/std`` (= ToTensor + Normalize)."""
-    import torch
-
-    arr = np.stack([np.asarray(r, dtype=np.uint8) for r in rgbs])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255.0)
-    m = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+        return to_rgb(im)
 
 
 def stage2_inputs(
@@ -149,18 +97,6 @@ def stage2_inputs(
 
     overlays = [overlay(rgb, cam, alpha) for rgb, cam in zip(rgbs, cams, strict=True)]
     return overlays, normalise(overlays, mean, std)
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """``"auto"``: ``"cuda"`` when available, else ``"cpu"``; unavailable CUDA -> ModelError."""
-    import torch
-
-    dev = (device or "auto").lower()
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
-    return dev
 
 
 @dataclass(frozen=True, eq=False)

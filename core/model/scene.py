@@ -170,7 +170,7 @@ class SceneClassifier:
         (uint8 S×S×3), in batches, without a CAM."""
         import torch
 
-        from heritage.model.predict import normalise
+        from heritage.model.preprocess import normalise
 
         card, clf = self.card, self.clf
         bf16 = self.precision == "bfloat16"
@@ -201,7 +201,7 @@ class SceneClassifier:
 
     def classify(self, image: Image.Image) -> SceneResult:
         """Classify one photo (RGB, orientation applied) as the module docstring says."""
-        from heritage.model.predict import to_model_rgb
+        from heritage.model.preprocess import to_model_rgb
 
         st = self.settings
         rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -289,7 +289,7 @@ class SceneClassifier:
     ) -> tuple[list[tuple[int, int, int, int]], np.ndarray, np.ndarray]:
         """``windows``, ``p`` and ``wall`` extended by the shifted neighbours of the
         strongest candidate tiles (see the module docstring)."""
-        from heritage.model.predict import to_model_rgb
+        from heritage.model.preprocess import to_model_rgb
 
         st = self.settings
         width, height = work.size
@@ -314,7 +314,7 @@ class SceneClassifier:
 
     def _close_up(self, work: Image.Image, scale: float) -> SceneResult:
         """The whole photo as one tile, exactly as whole-image mode sees it."""
-        from heritage.model.predict import to_model_rgb
+        from heritage.model.preprocess import to_model_rgb
 
         r: Result = self.clf.classify([work])[0]
         wall = True

@@ -69,7 +69,7 @@ def worker_classifier(
     import torch
 
     from heritage.model.card import load_model
-    from heritage.model.predict import resolve_device
+    from heritage.model.preprocess import resolve_device
 
     if torch_threads:
         torch.set_num_threads(torch_threads)

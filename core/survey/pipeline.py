@@ -537,7 +537,7 @@ def _load_classifier(
     cfg: ClassifyConfig, progress: Progress | None = None
 ) -> tuple[LoadedModel, TwoStageClassifier]:
     from heritage.model.card import load_model
-    from heritage.model.predict import resolve_device
+    from heritage.model.preprocess import resolve_device
 
     progress = progress or NullProgress()
     device = resolve_device(cfg.device)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heritage.kernel.errors import DataError, InputNotFoundError
+from heritage.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, eval_geometry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,8 +43,6 @@ GROUP_COLUMNS = ("dedup_cluster", "source_group")
 SPLITS = ("train", "val", "test")
 SPLIT_CSV = "split.csv"
 SPLIT_META = "split_meta.json"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: the cache holds images at this multiple of the model input size
 CACHE_SCALE = 1.15
 
@@ -477,20 +476,6 @@ def train_transform(image_size: int, color: bool = True) -> Any:
     return T.Compose(steps)
 
 
-def eval_transform(image_size: int) -> Any:
-    """Evaluation: resize the short side, centre crop, normalise."""
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [
-            T.Resize(image_size, antialias=True),
-            T.CenterCrop(image_size),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-
-
 def cache_size_for(split: str, image_size: int) -> int:
     """Edge of the cached square images of ``split``.
 
@@ -500,12 +485,6 @@ def cache_size_for(split: str, image_size: int) -> int:
     ``classify`` give it (a second resize would change a few predictions).
     """
     return round(image_size * CACHE_SCALE) if split == "train" else image_size
-
-
-def _square(im: Image.Image, size: int) -> Image.Image:
-    from torchvision import transforms as T
-
-    return T.CenterCrop(size)(T.Resize(size, antialias=True)(im))
 
 
 def _available_memory() -> int | None:
@@ -559,10 +538,11 @@ class ImageDataset:
             )
             return
         cache = np.empty((len(self.paths), size, size, 3), dtype=np.uint8)
+        square = eval_geometry(size)
         if progress is not None:
             progress.start("caching images", total=len(self.paths))
         for i, p in enumerate(self.paths):
-            cache[i] = np.asarray(_square(open_rgb(p), size), dtype=np.uint8)
+            cache[i] = np.asarray(square(open_rgb(p)), dtype=np.uint8)
             if progress is not None:
                 progress.step()
                 if i % 64 == 0:

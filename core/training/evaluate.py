@@ -145,7 +145,8 @@ def evaluate(
     the shipped default model is used).
     """
     from heritage.model.card import default_model_dir, load_model
-    from heritage.model.predict import TwoStageClassifier, resolve_device
+    from heritage.model.predict import TwoStageClassifier
+    from heritage.model.preprocess import resolve_device
     from heritage.training import data
 
     cfg = config or EvalConfig()

@@ -206,7 +206,8 @@ def _p_final(
     import numpy as np
     import torch
 
-    from heritage.model.predict import TwoStageClassifier, load_image, normalise, to_model_rgb
+    from heritage.model.predict import TwoStageClassifier, load_image
+    from heritage.model.preprocess import normalise, to_model_rgb
 
     card = loaded.card
     out: list[float] = []
@@ -262,15 +263,16 @@ def run_finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> dict[
     import torch
 
     from heritage.model.card import LoadedModel, default_model_dir, load_model, save_model
+    from heritage.model.preprocess import eval_transform, resolve_device
     from heritage.training import data as D
-    from heritage.training.fit import FitConfig, fit, resolve_device
+    from heritage.training.fit import FitConfig, fit
     from heritage.training.train import oversample_indices
 
     progress = progress or NullProgress()
     t0 = time.monotonic()
     base = Path(cfg.base_model) if cfg.base_model else default_model_dir()
     out = check_output(cfg, base)
-    device = str(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
     loaded = load_model(base, device="cpu")
     card = loaded.card
     labels, positives = list(card.stage1.labels), list(card.positive_labels)
@@ -312,7 +314,7 @@ def run_finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> dict[
     )
     val_loader = None
     if val:
-        val_ds = D.stage1_dataset(val, labels, D.eval_transform(card.input_size))
+        val_ds = D.stage1_dataset(val, labels, eval_transform(card.input_size))
         val_loader = D.make_loader(val_ds, cfg.batch_size, shuffle=False, device=device)
     stage1 = loaded.stage1
     for p in stage1.parameters():

@@ -34,6 +34,7 @@ from torch import nn
 
 from heritage.kernel.errors import CancelledError, ModelError
 from heritage.kernel.progress import NullProgress, Progress
+from heritage.model.preprocess import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +115,6 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return self.n - self.skip
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU -> ModelError."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("--device cuda was asked for but no CUDA GPU is available; use cpu")
-    return torch.device(name)
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -289,7 +280,7 @@ def predict_proba(
     Returns ``(probs, labels)``: N x C softmax probabilities for a C-output model, or a
     length-N vector of sigmoid probabilities for a one-output model.
     """
-    device = resolve_device(device)
+    device = torch.device(resolve_device(device))
     model = model.to(device).eval()
     probs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -404,7 +395,7 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / f"{name}_checkpoint.pt"
     csv_path = run_dir / f"{name}_metrics.csv"
-    device = resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     check_precision(device, cfg.precision)
     crit = _loss_fn(loss)
     set_seed(cfg.seed)

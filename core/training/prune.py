@@ -364,8 +364,9 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
     """
     from heritage.model.card import load_model, read_card, save_model
     from heritage.model.measure import measure_throughput
+    from heritage.model.preprocess import eval_transform, resolve_device
     from heritage.training import data as D
-    from heritage.training.fit import FitConfig, fit, resolve_device
+    from heritage.training.fit import FitConfig, fit
 
     progress = progress or NullProgress()
     t0 = time.monotonic()
@@ -373,7 +374,7 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
     if model_dir.resolve() == out_dir.resolve():
         raise DataError("the pruned model folder must differ from the original one")
     work_dir.mkdir(parents=True, exist_ok=True)
-    device = str(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
     if is_pruned_card(read_card(model_dir).training):
         raise ModelError(f"{model_dir} is already pruned; prune the original model instead")
     orig = load_model(model_dir, device="cpu")
@@ -413,7 +414,7 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
         s: D.stage1_dataset(
             by[s],
             classes,
-            D.train_transform(size) if s == "train" else D.eval_transform(size),
+            D.train_transform(size) if s == "train" else eval_transform(size),
             D.cache_size_for(s, size) if cfg.cache_images else None,
             progress,
         )

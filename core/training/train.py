@@ -175,7 +175,8 @@ def make_overlays(
     import shutil
 
     from heritage.model.explain import CamExplainer, positive_targets, save_png
-    from heritage.model.predict import normalise, stage2_inputs, to_model_rgb
+    from heritage.model.predict import stage2_inputs
+    from heritage.model.preprocess import normalise, to_model_rgb
     from heritage.model.zoo import cam_target_layer
     from heritage.training.data import open_rgb
 
@@ -370,9 +371,15 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     import torch
 
     from heritage.model.card import ModelCard, StageCard, round_to_fp16, save_model
+    from heritage.model.preprocess import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        eval_transform,
+        resolve_device,
+    )
     from heritage.model.zoo import build_model, cam_target_layer, freeze_leading
     from heritage.training import data as D
-    from heritage.training.fit import fit, resolve_device
+    from heritage.training.fit import fit
     from heritage.training.plots import plot_confusion, plot_curves
 
     progress = progress or NullProgress()
@@ -380,7 +387,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     durations: dict[str, float] = {}
     run_dir = cfg.resolved_run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = str(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
     write_json(run_dir / "config.json", {**asdict(cfg), "resolved_device": device})
 
     # 1. split -------------------------------------------------------------------
@@ -411,7 +418,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         s: D.stage1_dataset(
             by_split[s],
             classes,
-            D.train_transform(cfg.image_size) if s == "train" else D.eval_transform(cfg.image_size),
+            D.train_transform(cfg.image_size) if s == "train" else eval_transform(cfg.image_size),
             D.cache_size_for(s, cfg.image_size) if cfg.cache_images else None,
             progress,
         )
@@ -497,7 +504,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
                 [float(it.label in pos_set) for it in by_split[s]],
                 D.train_transform(cfg.image_size, color=False)
                 if s == "train"
-                else D.eval_transform(cfg.image_size),
+                else eval_transform(cfg.image_size),
             )
             for s in D.SPLITS
         }
@@ -628,8 +635,8 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         model_id=cfg.model_id,
         version=cfg.version,
         input_size=cfg.image_size,
-        mean=D.IMAGENET_MEAN,
-        std=D.IMAGENET_STD,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
         positive_labels=positives,
         stage1=StageCard(cfg.arch, "", "", len(classes), tuple(classes)),
         stage2=StageCard(cfg.stage2_arch, "", "", 1, STAGE2_LABELS) if stage2 is not None else None,

@@ -273,12 +273,13 @@ class _Data:
         self._loaders: dict[int, dict[str, Any]] = {}
 
     def loaders(self, size: int) -> dict[str, Any]:
+        from heritage.model.preprocess import eval_transform
         from heritage.training import data as D
 
         if size not in self._loaders:
             out = {}
             for s in D.SPLITS:
-                tf = D.train_transform(size) if s == "train" else D.eval_transform(size)
+                tf = D.train_transform(size) if s == "train" else eval_transform(size)
                 cache = D.cache_size_for(s, size) if self.cfg.cache_images else None
                 ds = D.stage1_dataset(self.by[s], self.classes, tf, cache, self.progress)
                 out[s] = D.make_loader(
@@ -298,11 +299,12 @@ class _Data:
 
     def test_loader(self, size: int) -> Any:
         """The test split at ``size`` without caching (for scoring a finished row again)."""
+        from heritage.model.preprocess import eval_transform
         from heritage.training import data as D
 
         if size in self._loaders:
             return self._loaders[size]["test"]
-        ds = D.stage1_dataset(self.by["test"], self.classes, D.eval_transform(size))
+        ds = D.stage1_dataset(self.by["test"], self.classes, eval_transform(size))
         return D.make_loader(ds, self.cfg.batch_size, shuffle=False, device=self.device)
 
     def score_test(
@@ -680,8 +682,8 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
     Returns the rows in table order. The split is ``OUT_DIR/split.csv`` (made once,
     reused; a different data/settings combination in the same folder is refused).
     """
+    from heritage.model.preprocess import resolve_device
     from heritage.training import data as D
-    from heritage.training.fit import resolve_device
 
     progress = progress or NullProgress()
     t0 = time.monotonic()
@@ -693,7 +695,7 @@ def run_compare(cfg: CompareConfig, progress: Progress | None = None) -> list[di
         )
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = str(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
     items, split_info = D.make_or_load_split(cfg.split_settings(), out)
     data = _Data(cfg, items, device, progress)
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from heritage.model.preprocess import eval_transform
 from heritage.model.zoo import build_model
 from heritage.training import data as D
 from heritage.training.fit import predict_proba
@@ -35,7 +36,7 @@ def check(run: Path, size: int) -> None:
     items = D.load_split(run)
     classes = D.class_names(items)
     pos = [i for i, c in enumerate(classes) if c in DEFAULT_POSITIVES]
-    transform = D.eval_transform(size)
+    transform = eval_transform(size)
     loaders = {
         s: D.make_loader(
             D.stage1_dataset([it for it in items if it.split == s], classes, transform),

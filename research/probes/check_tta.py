@@ -39,7 +39,8 @@ import torch
 
 from heritage.model.card import load_model
 from heritage.model.metrics import mcnemar
-from heritage.model.predict import load_image, normalise, to_model_rgb
+from heritage.model.predict import load_image
+from heritage.model.preprocess import normalise, to_model_rgb
 from heritage.training import data as D
 from heritage.training.train import DEFAULT_POSITIVES, choose_threshold
 

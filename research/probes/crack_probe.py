@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from heritage.model.card import load_model
-from heritage.model.predict import load_image, normalise, to_model_rgb
+from heritage.model.predict import load_image
+from heritage.model.preprocess import normalise, to_model_rgb
 from heritage.training import data as D
 from heritage.training.crackpaint import mask_variant, paint_crack
 from heritage.training.evaluate import load_mask

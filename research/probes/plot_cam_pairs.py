@@ -20,7 +20,8 @@ import torch
 from heritage.model.card import load_model
 from heritage.model.explain import overlay
 from heritage.model.metrics import pointing_game
-from heritage.model.predict import load_image, normalise, to_model_rgb
+from heritage.model.predict import load_image
+from heritage.model.preprocess import normalise, to_model_rgb
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -31,7 +31,8 @@ import torch
 from heritage.model.card import load_model
 from heritage.model.explain import CamExplainer, positive_targets
 from heritage.model.metrics import energy_in_mask, pointing_game
-from heritage.model.predict import load_image, normalise, to_model_rgb
+from heritage.model.predict import load_image
+from heritage.model.preprocess import normalise, to_model_rgb
 from heritage.training import data as D
 from heritage.training.evaluate import load_mask
 

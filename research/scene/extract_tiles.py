@@ -32,7 +32,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from heritage.model.card import load_model
-    from heritage.model.predict import load_image, normalise, to_model_rgb
+    from heritage.model.predict import load_image
+    from heritage.model.preprocess import normalise, to_model_rgb
     from heritage.model.tiling import tile_windows
 
     loaded = load_model(args.model)

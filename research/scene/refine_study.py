@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from heritage.model.card import load_model
-from heritage.model.predict import load_image, to_model_rgb
+from heritage.model.predict import load_image
+from heritage.model.preprocess import to_model_rgb
 from heritage.model.scene import SceneClassifier, SceneSettings, working_image
 from heritage.model.wallgate import fit_wall_gate, with_quantile_threshold
 from heritage.survey.pipeline import make_classifier

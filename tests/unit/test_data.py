@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from heritage.kernel.errors import DataError
+from heritage.model.preprocess import eval_transform
 from heritage.training import data as D
 
 
@@ -152,8 +153,8 @@ def test_dataset_transforms_cache_and_exif(two_sets, tmp_path):
     a, _ = two_sets
     items = D.scan_image_folder(a)[:4]
     classes = D.class_names(items)
-    plain = D.stage1_dataset(items, classes, D.eval_transform(32))
-    cached = D.stage1_dataset(items, classes, D.eval_transform(32), cache_size=37)
+    plain = D.stage1_dataset(items, classes, eval_transform(32))
+    cached = D.stage1_dataset(items, classes, eval_transform(32), cache_size=37)
     x, y = plain[0]
     assert x.shape == (3, 32, 32) and y == classes.index(items[0].label)
     # the cache holds the same view (resampled once more): close to the uncached tensor,
@@ -193,8 +194,8 @@ def test_extra_positive_patches_are_grouped_by_source_photo(tmp_path):
 def test_cached_eval_split_gives_exactly_the_inference_pixels(two_sets):
     """Val/test caches at the input size, so training-time test metrics use the very
     tensors ``heritage evaluate``/``classify`` build from the file (no second resize)."""
-    from heritage.model.predict import eval_transform as inference_transform
     from heritage.model.predict import load_image
+    from heritage.model.preprocess import eval_transform as inference_transform
 
     a, _ = two_sets
     items = D.scan_image_folder(a)[:3]
@@ -202,7 +203,7 @@ def test_cached_eval_split_gives_exactly_the_inference_pixels(two_sets):
     assert D.cache_size_for("train", 32) > 32
     for split in ("val", "test"):
         size = D.cache_size_for(split, 32)
-        cached = D.stage1_dataset(items, classes, D.eval_transform(32), cache_size=size)
+        cached = D.stage1_dataset(items, classes, eval_transform(32), cache_size=size)
         for i, it in enumerate(items):
             want = inference_transform(32)(load_image(it.path))
             assert torch.equal(cached[i][0], want), (split, it.path)

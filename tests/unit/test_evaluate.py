@@ -87,7 +87,7 @@ def test_energy_in_mask_hand_computed():
 
 
 def test_mask_uses_image_geometry(tmp_path):
-    from heritage.model.predict import to_model_rgb
+    from heritage.model.preprocess import to_model_rgb
 
     # a 100x50 (w x h) image whose right half is white; the mask marks the same half
     arr = np.zeros((50, 100), np.uint8)

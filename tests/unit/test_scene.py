@@ -269,7 +269,7 @@ def test_refinement_scores_shifted_windows_around_candidates(clf) -> None:
 def test_tile_pass_matches_the_network_in_float32(clf) -> None:
     import torch
 
-    from heritage.model.predict import normalise, to_model_rgb
+    from heritage.model.preprocess import normalise, to_model_rgb
 
     rgbs = [to_model_rgb(photo(64, 64, seed=s), 64) for s in range(3)]
     fp32 = dataclasses.replace(SMALL, precision="float32")
