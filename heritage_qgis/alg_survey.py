@@ -403,37 +403,18 @@ class ClassifySurveyAlgorithm(_SurveyAlgorithm):
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """A classify summary as short lines for the log."""
+    """The backend's summary of a run as lines for the log: its own ``lines`` (the text
+    ``heritage classify`` prints in a terminal); a backend older than that sends none,
+    and only its counts are shown."""
     if not summary:
         return []
-    lines = [
+    if lines := summary.get("lines"):
+        return [str(line) for line in lines]
+    return [
         f"classified {summary.get('classified', 0)} photo(s), {summary.get('flagged', 0)} "
-        f"flagged, {summary.get('not_assessable', 0)} not assessable, "
-        f"{summary.get('no_location', 0)} without position",
-        f"skipped {summary.get('skipped_total', 0)} file(s): "
-        + ", ".join(f"{k} {v}" for k, v in sorted((summary.get("skipped") or {}).items())),
-        f"{summary.get('buildings', 0)} building(s) to inspect, route "
-        f"{float(summary.get('route_m') or 0):.0f} m",
+        f"flagged; {summary.get('buildings', 0)} building(s) to inspect, route "
+        f"{float(summary.get('route_m') or 0):.0f} m"
     ]
-    sites = summary.get("sites") or []
-    if len(sites) > 1:
-        gap_km = float(sites[0].get("gap_m", 2000.0)) / 1000
-        lines.append(f"{len(sites)} sites more than {gap_km:g} km apart, each with its own route:")
-        lines += [
-            f"  site {s['site']} near {s['lat']:.4f},{s['lon']:.4f}: {s['buildings']} "
-            f"building(s) (visits #{s['first_visit']}-#{s['last_visit']}), route "
-            f"{float(s['route_m']):.0f} m"
-            for s in sites
-        ]
-    reviews = summary.get("reviews") or {}
-    if reviews.get("reviewed"):
-        lines.append(
-            f"{reviews['reviewed']} photo(s) reviewed: {reviews.get('confirmed', 0)} confirmed, "
-            f"{reviews.get('false_alarm', 0)} false alarm(s), {reviews.get('missed', 0)} "
-            f"missed, {reviews.get('unsure', 0)} unsure (priorities and buildings follow them)"
-        )
-    lines += [f"warning: {p}" for p in summary.get("problems") or []]
-    return lines
 
 
 class GroupBuildingsAlgorithm(_SurveyAlgorithm):

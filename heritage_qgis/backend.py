@@ -221,32 +221,67 @@ def find_backend(setting: str | None = None) -> str:
     )
 
 
+def backend_info(exe: str | Path) -> tuple[dict[str, Any] | None, str]:
+    """``heritage info --json`` of ``exe``: ``(its JSON object, "")``, or ``(None, why)``
+    when it does not answer with one (not runnable, another program...)."""
+    try:
+        done = subprocess.run(
+            [str(exe), "info", "--json"], capture_output=True, text=True, timeout=120,
+            env=_env(), check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"cannot run {exe}: {exc}"
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line), ""
+            except ValueError:
+                break
+    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+    return None, tail[0]
+
+
 _COMMANDS_CACHE: dict[tuple[str, float], dict[str, bool]] = {}
+_LISTED_CACHE: dict[tuple[str, float], list[str] | None] = {}
 
 
 def has_command(name: str, exe: str | None = None) -> bool:
-    """True when ``heritage <name>`` exists and is available (``heritage <name> --help``).
+    """True when ``heritage <name>`` exists and is available in this backend.
 
+    Asks the backend for the list of its commands (``heritage info --json``, key
+    ``commands``); a backend older than that list is asked ``heritage <name> --help``.
     Cached per executable (and its modification time).
     """
     exe = exe or find_backend()
     key = (exe, os.path.getmtime(exe))
+    if key not in _LISTED_CACHE:
+        info, _ = backend_info(exe)
+        listed = (info or {}).get("commands")
+        _LISTED_CACHE[key] = [str(c) for c in listed] if isinstance(listed, list) else None
+    if (listed := _LISTED_CACHE[key]) is not None:
+        return name in listed
     cache = _COMMANDS_CACHE.setdefault(key, {})
     if name not in cache:
-        try:
-            done = subprocess.run(
-                [exe, name, "--help"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env=_env(),
-                check=False,
-            )
-            text = done.stdout + done.stderr
-            cache[name] = done.returncode == 0 and "not available in this version" not in text
-        except (OSError, subprocess.SubprocessError):
-            cache[name] = False
+        cache[name] = _help_says_available(exe, name)
     return cache[name]
+
+
+def _help_says_available(exe: str, name: str) -> bool:
+    """Whether ``heritage <name> --help`` answers as an available command (backends
+    without ``commands`` in ``heritage info --json``)."""
+    try:
+        done = subprocess.run(
+            [exe, name, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    text = done.stdout + done.stderr
+    return done.returncode == 0 and "not available in this version" not in text
 
 
 # ------------------------------------------------------------------ running it

@@ -10,7 +10,6 @@ imported lazily for the profile folder), so it runs in a QgsTask and in plain te
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backend import EXE_NAME, NullListener, _env
+from .backend import EXE_NAME, NullListener, _env, backend_info
 
 #: the backend's distribution on PyPI ("heritage" there is an unrelated package)
 DISTRIBUTION = "heritage-defects"
@@ -135,22 +134,13 @@ def _reason(lines: list[str]) -> str:
 def check_backend(exe: str | Path) -> dict:
     """``heritage info --json`` of ``exe``: its version and the model it will use.
     Raises :class:`InstallError` with the reason when it does not answer."""
-    try:
-        done = subprocess.run(
-            [str(exe), "info", "--json"], capture_output=True, text=True, timeout=120,
-            env=_env(), check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise InstallError(f"cannot run {exe}: {exc}") from exc
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                break
-    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+    info, why = backend_info(exe)
+    if info is not None:
+        return info
+    if why.startswith("cannot run"):
+        raise InstallError(why)
     raise InstallError(
-        f"{exe} does not answer `heritage info` ({tail[0]}); it may be another program or "
+        f"{exe} does not answer `heritage info` ({why}); it may be another program or "
         "an older backend: install the backend again"
     )
 

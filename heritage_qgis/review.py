@@ -566,18 +566,13 @@ def _box(row: dict[str, Any]) -> tuple[int, int, int, int] | None:
 
 
 def summary_text(summary: dict[str, Any]) -> str:
-    """The status line after a map update: buildings, route length and review counts."""
-    text = tr("{0} building(s), route {1:.0f} m").format(
+    """The status line after a map update: the backend's own summary (``heritage group``'s
+    lines: buildings, route, sites, reviews); its counts from a backend older than that."""
+    if lines := summary.get("lines"):
+        return "\n".join(str(line) for line in lines)
+    return tr("{0} building(s), route {1:.0f} m").format(
         summary.get("buildings", 0), float(summary.get("route_m") or 0.0)
     )
-    counts = summary.get("reviews") or {}
-    if counts.get("reviewed"):
-        done = tr("; {0} reviewed: {1} confirmed, {2} false alarm(s), {3} missed, {4} unsure")
-        text += done.format(
-            counts["reviewed"], counts.get("confirmed", 0), counts.get("false_alarm", 0),
-            counts.get("missed", 0), counts.get("unsure", 0),
-        )  # fmt: skip
-    return text
 
 
 def reload_layers(gpkg: str | Path, project: QgsProject | None = None) -> int:

@@ -71,6 +71,21 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def available_commands() -> list[str]:
+    """The sub-commands this installation can run (their module is present), sorted.
+
+    Found without importing them (``importlib.util.find_spec``), so it stays fast; what
+    ``heritage info --json`` reports to the QGIS plugin as ``commands``.
+    """
+    from importlib.util import find_spec
+
+    return [
+        name
+        for name in sorted(COMMANDS)
+        if find_spec(f"{__package__}.{COMMANDS[name][0].split(':')[0]}") is not None
+    ]
+
+
 def _unavailable(name: str) -> click.Command:
     @click.command(name=name, help=COMMANDS[name][1] + " (not available in this version)")
     def _cmd() -> None:

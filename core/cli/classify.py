@@ -264,7 +264,8 @@ def classify(
         if isinstance(progress, TqdmProgress):
             progress.close()
     if json_progress:
-        click.echo(json.dumps({"event": "summary", **summary.as_dict()}))
+        # ``lines``: the text a terminal shows, which the plugin shows as it is
+        click.echo(json.dumps({"event": "summary", **summary.as_dict(), "lines": summary.lines()}))
         if summary.cancelled:
             click.echo(json.dumps({"event": "cancelled", "output": str(output)}))
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,7 +48,6 @@ def group(
 ) -> None:
     """Group the flagged photos of SURVEY per building, re-score them and re-plan the route."""
     from heritage.survey.pipeline import regroup_survey
-    from heritage.survey.sites import summary_line
 
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
     try:
@@ -66,18 +66,29 @@ def group(
     finally:  # the bar ends its line before any error message
         if isinstance(progress, TqdmProgress):
             progress.close()
-    if json_progress:
-        click.echo(json.dumps({"event": "summary", **totals}, default=str))
+    lines = summary_lines(totals, survey)
+    warnings = [f"warning: {p}" for p in totals["problems"]]
+    if json_progress:  # the plugin shows ``lines`` as they are
+        event = {"event": "summary", **totals, "lines": lines + warnings}
+        click.echo(json.dumps(event, default=str))
     else:
-        click.echo(
-            f"{totals['flagged_total']} flagged photo(s) on {totals['buildings']} building(s); "
-            f"route {totals['route_m']:.0f} m -> {survey}"
-        )
-        if summary_line(totals.get("sites", [])):
-            click.echo(summary_line(totals["sites"]))
-        from heritage.io.reviews import summary_text
+        for line in lines:
+            click.echo(line)
+        for line in warnings:
+            click.echo(line, err=True)
 
-        if text := summary_text(totals.get("reviews") or {}):
-            click.echo(f"reviews: {text}")
-        for p in totals["problems"]:
-            click.echo(f"warning: {p}", err=True)
+
+def summary_lines(totals: dict[str, Any], survey: Path) -> list[str]:
+    """What ``heritage group`` did, as text lines (terminal, and the plugin's status)."""
+    from heritage.io.reviews import summary_text
+    from heritage.survey.sites import summary_line
+
+    lines = [
+        f"{totals['flagged_total']} flagged photo(s) on {totals['buildings']} building(s); "
+        f"route {totals['route_m']:.0f} m -> {survey}"
+    ]
+    if site_line := summary_line(totals.get("sites", [])):
+        lines.append(site_line)
+    if text := summary_text(totals.get("reviews") or {}):
+        lines.append(f"reviews: {text}")
+    return lines

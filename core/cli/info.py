@@ -18,9 +18,14 @@ from heritage.cli.options import model_option
 
 
 def backend_info(model_dir: Path | None = None) -> dict[str, Any]:
-    """``{"version", "python", "executable", "model_dir", "model_id", "model_version",
-    "model_ok", "model_problem"}`` of this installation."""
+    """``{"version", "python", "executable", "commands", "model_dir", "model_id",
+    "model_version", "model_ok", "model_problem"}`` of this installation.
+
+    ``commands`` lists the sub-commands this backend can run (the plugin asks it here
+    instead of probing each command's help).
+    """
     from heritage import __version__
+    from heritage.cli import available_commands
     from heritage.kernel.errors import ModelError
     from heritage.model.card import default_model_dir, read_card
 
@@ -29,6 +34,7 @@ def backend_info(model_dir: Path | None = None) -> dict[str, Any]:
         "version": __version__,
         "python": platform.python_version(),
         "executable": sys.executable,
+        "commands": available_commands(),
         "model_dir": str(folder),
         "model_id": None,
         "model_version": None,

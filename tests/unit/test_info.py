@@ -17,6 +17,7 @@ def test_info_names_the_version_and_the_shipped_model() -> None:
     assert info["version"] == "0.1.0" and info["python"].startswith("3.11")
     assert info["model_ok"] and info["model_id"] == "heritage-default"
     assert (Path(info["model_dir"]) / "model.json").is_file()
+    assert {"classify", "group", "review", "info"} <= set(info["commands"])  # for the plugin
     text = CliRunner().invoke(cli, ["info"]).output
     assert text.startswith("heritage 0.1.0 (Python 3.11") and "model heritage-default" in text
 
