@@ -309,16 +309,13 @@ def _offline_message(arch: str, url: str, target: Path, why: str) -> str:
 def _download(url: str, target: Path) -> None:
     """Fetch ``url`` to ``target`` atomically, failing fast when there is no network."""
     import shutil
-    import tempfile
     import urllib.request
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(resp, out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    from heritage.io.fileio import atomic_path
+
+    with (
+        urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp,
+        atomic_path(target, suffix=".part") as tmp,
+        open(tmp, "wb") as out,
+    ):
+        shutil.copyfileobj(resp, out)

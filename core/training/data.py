@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from heritage.io.fileio import atomic_path, atomic_write_text
 from heritage.kernel.errors import DataError, InputNotFoundError
 from heritage.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, eval_geometry
 
@@ -362,15 +363,13 @@ def write_split(
     """Write ``split.csv`` (and ``split_meta.json`` with the settings) into ``run_dir``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / SPLIT_CSV
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "dataset", "class", "sha256", "group", "split", "data_dir"])
         for it in items:
             w.writerow([it.rel, it.dataset, it.label, it.sha256, it.group, it.split, it.data_dir])
-    os.replace(tmp, path)
     if settings is not None:
-        (run_dir / SPLIT_META).write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
+        atomic_write_text(run_dir / SPLIT_META, json.dumps(asdict(settings), indent=2))
     return path
 
 

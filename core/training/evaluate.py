@@ -18,8 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from heritage.io.fileio import atomic_write_text
 from heritage.kernel.errors import DataError, InputNotFoundError, OutputNotWritableError
 from heritage.kernel.progress import NullProgress, Progress
 from heritage.model.metrics import binary_metrics, default_tolerance, energy_in_mask, pointing_game
@@ -110,11 +109,7 @@ def load_mask(path: Path, size: int) -> np.ndarray:
 def _json_dump_atomic(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write {path}: {exc}; choose a writable path") from exc
 

@@ -16,14 +16,13 @@ it looks *intact*, and stage 2 would have to learn two opposite meanings of red.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heritage.io.fileio import write_json
+from heritage.io.fileio import atomic_path, write_json
 from heritage.kernel.errors import DataError
 from heritage.kernel.progress import NullProgress, Progress
 
@@ -220,9 +219,8 @@ def make_overlays(
             overlays, _ = stage2_inputs(rgbs, res.maps, alpha)
             for it, ov, used, empty in zip(chunk, overlays, res.methods, res.empty, strict=True):
                 out = overlay_path(run_dir, it)
-                tmp = out.with_name(out.stem + ".tmp.png")
-                save_png(tmp, ov)
-                os.replace(tmp, out)
+                with atomic_path(out) as tmp:
+                    save_png(tmp, ov)
                 counts["written"] += 1
                 counts["fallback"] += int(used != cam_method)
                 counts["empty"] += int(empty)

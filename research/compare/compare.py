@@ -46,7 +46,6 @@ import csv
 import filecmp
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -54,7 +53,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heritage.io.fileio import write_json
+from heritage.io.fileio import atomic_path, write_json
 from heritage.kernel.errors import DataError, ModelError
 from heritage.kernel.progress import NullProgress, Progress
 from heritage.model import zoo as modelzoo
@@ -141,10 +140,8 @@ def save_fp32(model: torch.nn.Module, path: Path) -> int:
         k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
         for k, v in model.state_dict().items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     return path.stat().st_size
 
 
@@ -845,13 +842,11 @@ def precision_note(rows: Sequence[dict[str, Any]]) -> str:
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """The table as CSV (percentages with one decimal, empty when undefined)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in _flat(r).items()})
-    os.replace(tmp, path)
 
 
 def _cell(v: Any) -> str:
