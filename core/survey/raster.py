@@ -42,7 +42,8 @@ pixels of the decimated read to 0..255, clipped. A raster with fewer than 3 band
 no ``bands`` given) is read as greyscale: band 1 replicated to R, G and B.
 
 Cancellation and errors: the output is written under a temporary name
-(``.<name>.partial-<pid>.tif`` in the output folder) and renamed over ``output`` only
+(``.<name>.partial-<pid>-<random>.tif`` in the output folder, see
+:func:`heritage.io.fileio.atomic_path`) and renamed over ``output`` only
 when complete, overviews included; a cancelled or failed run removes the temporary
 file and leaves any earlier ``output`` untouched.
 
@@ -63,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from heritage.io.fileio import atomic_path
 from heritage.kernel.errors import DataError, InputNotFoundError, OutputNotWritableError
 from heritage.kernel.progress import NullProgress, Progress
 from heritage.model.tiling import axis_offsets, resize_map, tile_stride
@@ -505,8 +507,229 @@ def _check_output(output: Path, inputs: Sequence[Path]) -> Path:
     return output
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix or '.tif'}")
+@dataclass(frozen=True)
+class _Grid:
+    """Where the tiles lie: their input offsets, and the output spans they cover."""
+
+    tile: int
+    stride: int
+    scale: int
+    out_w: int
+    out_h: int
+    xs: list[int]
+    ys: list[int]
+    tw: int  # tile width/height in input pixels (smaller than ``tile`` on a small raster)
+    th: int
+    xspans: list[tuple[int, int]]
+    yspans: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, width: int, height: int, tile: int, overlap: float, scale: int) -> _Grid:
+        """The grid of a ``width`` × ``height`` raster (see :func:`axis_offsets`)."""
+        stride = tile_stride(tile, overlap)
+        out_w, out_h = -(-width // scale), -(-height // scale)
+        xs, ys = axis_offsets(width, tile, stride), axis_offsets(height, tile, stride)
+        tw, th = min(tile, width), min(tile, height)
+        return cls(
+            tile=tile,
+            stride=stride,
+            scale=scale,
+            out_w=out_w,
+            out_h=out_h,
+            xs=xs,
+            ys=ys,
+            tw=tw,
+            th=th,
+            xspans=[out_span(x, tw, scale, out_w) for x in xs],
+            yspans=[out_span(y, th, scale, out_h) for y in ys],
+        )
+
+    @property
+    def strip_rows(self) -> int:
+        """Output rows a panel's strip buffer holds (a block plus the tallest tile)."""
+        return BLOCK + max(b - a for a, b in self.yspans) + 1
+
+    def panel_columns(self, panels: Sequence[tuple[int, int]]) -> list[list[int]]:
+        """For each panel ``[x0, x1)``, the tile columns whose output overlaps it."""
+        return [
+            [c for c, (a, b) in enumerate(self.xspans) if a < x1 and b > x0] for x0, x1 in panels
+        ]
+
+    def tiles(self, columns: Sequence[int]) -> Iterator[_Tile]:
+        """The tiles of ``columns``, row-major."""
+        from rasterio.windows import Window
+
+        for r, y in enumerate(self.ys):
+            for c in columns:
+                window = Window(self.xs[c], y, self.tw, self.th)
+                yield _Tile(r, c, window, self.xspans[c], self.yspans[r])
+
+
+def _check_georeferencing(
+    src: Any, input_path: Path, summary: RasterSummary, progress: Progress
+) -> None:
+    """Record the raster's CRS in ``summary`` (none: a warning); DataError for a CRS
+    without georeferencing."""
+    gcps, gcp_crs = src.gcps
+    crs = src.crs or (gcp_crs if gcps else None)
+    name = summary.crs = crs.to_string() if crs else None
+    if crs is None:
+        msg = (
+            f"{input_path} has no CRS: the output is written without one "
+            "(assign one in QGIS or with gdal_edit.py -a_srs)"
+        )
+        log.warning(msg)
+        progress.message(msg)
+        summary.warnings.append(msg)
+    elif src.transform.is_identity and not gcps and not src.rpcs:
+        raise DataError(
+            f"{input_path} has a CRS ({name}) but no georeferencing (no geotransform, "
+            "GCPs or RPCs): its pixels have no position on the map; georeference it (QGIS "
+            "Georeferencer, or gdal_translate -a_ullr) and run again"
+        )
+
+
+def _read_scaling(
+    src: Any, input_path: Path, bands: tuple[int, ...], config: RasterConfig
+) -> BandScaling | None:
+    """The stretch of the raster's values to 8 bits (``None`` for 8-bit rasters), logged."""
+    import rasterio.errors
+
+    if src.count < 3 and config.bands is None:
+        log.info("%s has %d band(s): band 1 is read as greyscale", input_path, src.count)
+    try:
+        scaling = band_scaling(src, bands, config.percentiles, config.stats_max_pixels)
+    except rasterio.errors.RasterioIOError as exc:
+        raise _unreadable(input_path, exc) from exc
+    if scaling is not None:
+        log.info(
+            "stretching %s to 8 bits: low %s, high %s",
+            src.dtypes[0],
+            [round(v, 3) for v in scaling.low],
+            [round(v, 3) for v in scaling.high],
+        )
+    return scaling
+
+
+def _output_profile(src: Any, grid: _Grid) -> dict[str, Any]:
+    """The rasterio profile of the two-band float32 output GeoTIFF."""
+    from affine import Affine
+
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": grid.out_w,
+        "height": grid.out_h,
+        "count": 2,
+        "dtype": "float32",
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "predictor": 3,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if src.crs is not None:
+        profile["crs"] = src.crs
+    if not src.transform.is_identity:
+        profile["transform"] = src.transform @ Affine.scale(grid.scale)
+    return profile
+
+
+def _open_output(path: Path, src: Any, grid: _Grid, tags: dict[str, str]) -> Any:
+    """The output GeoTIFF opened for writing, with band names, GCPs and ``tags``."""
+    import rasterio
+    import rasterio.errors
+
+    try:
+        with warnings.catch_warnings():  # no CRS/transform: warned already
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = rasterio.open(path, "w", **_output_profile(src, grid))
+    except rasterio.errors.RasterioIOError as exc:
+        raise OutputNotWritableError(
+            f"cannot create {path} ({exc}); choose another output folder"
+        ) from exc
+    gcps, gcp_crs = src.gcps
+    if gcps and src.transform.is_identity:  # GCP-georeferenced input
+        dst.gcps = (_scaled_gcps(gcps, grid.scale), gcp_crs)
+    for i, name in enumerate(BAND_DESCRIPTIONS, start=1):
+        dst.set_band_description(i, name)
+    dst.update_tags(**tags)
+    return dst
+
+
+def _add_overviews(dst: Any, grid: _Grid, progress: Progress) -> None:
+    """Average overviews of the output (for fast display in QGIS)."""
+    from rasterio.enums import Resampling
+
+    progress.start("overviews", 1)
+    factors = overview_factors(grid.out_w, grid.out_h)
+    if factors:
+        dst.build_overviews(factors, Resampling.average)
+        dst.update_tags(ns="rio_overview", resampling="average")
+    progress.step(1)
+
+
+@dataclass
+class _Run:
+    """One :func:`classify_raster` run: its input, model, output and what it counted."""
+
+    src: Any
+    input_path: Path
+    config: RasterConfig
+    bands: tuple[int, ...]
+    scaling: BandScaling | None
+    grid: _Grid
+    size: int  # the model's input size
+    threshold: float
+    summary: RasterSummary
+    progress: Progress
+    keep_polygons: bool
+    polygons: dict[tuple[int, int], _VectorRow] = field(default_factory=dict)
+
+    def read(self, t: _Tile) -> bool:
+        """Read one tile (see :func:`_read_tile`); a damaged file is a DataError."""
+        import rasterio.errors
+
+        try:
+            return _read_tile(
+                self.src, t, self.bands, self.scaling, self.size, self.grid.scale,
+                self.config.min_valid,
+            )  # fmt: skip
+        except rasterio.errors.RasterioIOError as exc:
+            raise _unreadable(self.input_path, exc) from exc
+
+    def classify_panels(self, dst: Any, clf: TwoStageClassifier) -> None:
+        """Classify every tile, panel by panel, writing each strip of rows once final."""
+        grid, config, summary = self.grid, self.config, self.summary
+        panels = _panels(grid.out_w, grid.strip_rows, config.memory_mb)
+        summary.panels = len(panels)
+        panel_cols = grid.panel_columns(panels)
+        self.progress.start("classify tiles", sum(len(cols) for cols in panel_cols) * len(grid.ys))
+        seen: set[tuple[int, int]] = set()
+        for (x0, x1), cols in zip(panels, panel_cols, strict=True):
+            strip = _Strip(dst, x0, x1, grid.strip_rows, grid.out_h, config.combine)
+            row = -1
+            tiles = grid.tiles(cols)
+            for t, res in _classified(tiles, self.read, clf, config.batch_size, self.progress):
+                if t.row != row:
+                    row = t.row
+                    strip.flush(t.oy[0] // BLOCK * BLOCK)
+                key = (t.row, t.col)
+                first = key not in seen
+                seen.add(key)
+                if res is None:
+                    summary.skipped += first
+                    continue
+                summary.classified += first
+                oh, ow = t.oy[1] - t.oy[0], t.ox[1] - t.ox[0]
+                strip.add(t, res.p_final, resize_map(res.cam, ow, oh))
+                if first and res.p_final >= self.threshold:
+                    summary.positive += 1
+                    if self.keep_polygons:
+                        self.polygons[key] = _VectorRow.of(t, res)
+                t.valid = None
+            strip.flush(grid.out_h)
 
 
 def classify_raster(
@@ -519,6 +742,11 @@ def classify_raster(
     loaded: LoadedModel | None = None,
 ) -> RasterSummary:
     """Classify ``input_path`` tile by tile and write the two-band defect GeoTIFF ``output``.
+
+    Steps: check the inputs and load the model; lay out the tile grid (:class:`_Grid`);
+    check the georeferencing and choose the 8-bit stretch; classify the tiles panel by
+    panel into the output (:meth:`_Run.classify_panels`); add overviews; write the
+    polygons of the positive tiles; rename the output into place.
 
     Args:
         input_path: a GDAL raster (GeoTIFF orthophoto...), 8-bit or not, any band count.
@@ -537,9 +765,6 @@ def classify_raster(
         OutputNotWritableError: the output cannot be written. CancelledError.
     """
     import rasterio
-    import rasterio.errors
-    import rasterio.windows
-    from affine import Affine
 
     from heritage.model.card import load_model
     from heritage.model.predict import TwoStageClassifier
@@ -561,88 +786,45 @@ def classify_raster(
         if loaded is None:
             loaded = load_model(model_dir)  # ModelError before any work
         card = loaded.card
-        size = card.input_size
-        tile = int(config.tile_size or size)
-        stride = tile_stride(tile, config.overlap)
+        tile = int(config.tile_size or card.input_size)
+        grid = _Grid.of(src.width, src.height, tile, config.overlap, config.scale)
         threshold = card.threshold if config.threshold is None else config.threshold
-        s = config.scale
-        out_w, out_h = -(-src.width // s), -(-src.height // s)
         summary = RasterSummary(
             output=out_path,
-            width=out_w,
-            height=out_h,
+            width=grid.out_w,
+            height=grid.out_h,
             crs=None,
-            tile_size=tile,
-            stride=stride,
+            tile_size=grid.tile,
+            stride=grid.stride,
         )
-        gcps, gcp_crs = src.gcps
-        crs = src.crs or (gcp_crs if gcps else None)
-        summary.crs = crs.to_string() if crs else None
-        if crs is None:
-            msg = (
-                f"{input_path} has no CRS: the output is written without one "
-                "(assign one in QGIS or with gdal_edit.py -a_srs)"
-            )
-            log.warning(msg)
-            progress.message(msg)
-            summary.warnings.append(msg)
-        elif src.transform.is_identity and not gcps and not src.rpcs:
-            raise DataError(
-                f"{input_path} has a CRS ({summary.crs}) but no georeferencing (no geotransform, "
-                "GCPs or RPCs): its pixels have no position on the map; georeference it (QGIS "
-                "Georeferencer, or gdal_translate -a_ullr) and run again"
-            )
-        if src.count < 3 and config.bands is None:
-            log.info("%s has %d band(s): band 1 is read as greyscale", input_path, src.count)
-        try:
-            scaling = band_scaling(src, bands, config.percentiles, config.stats_max_pixels)
-        except rasterio.errors.RasterioIOError as exc:
-            raise _unreadable(input_path, exc) from exc
-        summary.scaling = scaling
-        if scaling is not None:
-            log.info(
-                "stretching %s to 8 bits: low %s, high %s",
-                src.dtypes[0],
-                [round(v, 3) for v in scaling.low],
-                [round(v, 3) for v in scaling.high],
-            )
-
-        ys = axis_offsets(src.height, tile, stride)
-        xs = axis_offsets(src.width, tile, stride)
-        tw, th = min(tile, src.width), min(tile, src.height)
-        xspans = [out_span(x, tw, s, out_w) for x in xs]
-        yspans = [out_span(y, th, s, out_h) for y in ys]
-        strip_rows = BLOCK + max(b - a for a, b in yspans) + 1
-        panels = _panels(out_w, strip_rows, config.memory_mb)
-        summary.panels = len(panels)
-        panel_cols = [
-            [c for c, (a, b) in enumerate(xspans) if a < x1 and b > x0] for x0, x1 in panels
-        ]
-        summary.tiles = len(xs) * len(ys)
-        total = sum(len(cols) for cols in panel_cols) * len(ys)
-
-        profile = {
-            "driver": "GTiff",
-            "width": out_w,
-            "height": out_h,
-            "count": 2,
-            "dtype": "float32",
-            "nodata": NODATA,
-            "tiled": True,
-            "blockxsize": BLOCK,
-            "blockysize": BLOCK,
-            "compress": "deflate",
-            "predictor": 3,
-            "BIGTIFF": "IF_SAFER",
+        _check_georeferencing(src, input_path, summary, progress)
+        summary.scaling = _read_scaling(src, input_path, bands, config)
+        summary.tiles = len(grid.xs) * len(grid.ys)
+        run = _Run(
+            src=src,
+            input_path=input_path,
+            config=config,
+            bands=bands,
+            scaling=summary.scaling,
+            grid=grid,
+            size=card.input_size,
+            threshold=threshold,
+            summary=summary,
+            progress=progress,
+            keep_polygons=vec_path is not None,
+        )
+        tags = {
+            "heritage_model": f"{card.model_id} {card.version}",
+            "tile_size": str(grid.tile),
+            "overlap": str(config.overlap),
+            "combine": config.combine,
+            "scale": str(grid.scale),
+            "bands": ",".join(map(str, bands)),
+            "threshold": str(threshold),
+            "source": input_path.name,
         }
-        if src.crs is not None:
-            profile["crs"] = src.crs
-        if not src.transform.is_identity:
-            profile["transform"] = src.transform @ Affine.scale(s)
-        tmp = _temp_name(out_path)
         cache_mb = max(16, int(config.memory_mb / 4))
-        done: dict[tuple[int, int], _VectorRow] = {}
-        try:
+        with atomic_path(out_path, suffix=out_path.suffix or ".tif") as tmp:
             with (
                 rasterio.Env(
                     GDAL_CACHEMAX=cache_mb, COMPRESS_OVERVIEW="DEFLATE", PREDICTOR_OVERVIEW=3
@@ -650,87 +832,13 @@ def classify_raster(
                 TwoStageClassifier(
                     loaded, device=config.device, cam_method=config.cam_method
                 ) as clf,
+                _open_output(tmp, src, grid, tags) as dst,
             ):
-                try:
-                    with warnings.catch_warnings():  # no CRS/transform: warned above
-                        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                        dst = rasterio.open(tmp, "w", **profile)
-                except rasterio.errors.RasterioIOError as exc:
-                    raise OutputNotWritableError(
-                        f"cannot create {tmp} ({exc}); choose another output folder"
-                    ) from exc
-                with dst:
-                    if gcps and src.transform.is_identity:  # GCP-georeferenced input
-                        dst.gcps = (_scaled_gcps(gcps, s), gcp_crs)
-                    for i, name in enumerate(BAND_DESCRIPTIONS, start=1):
-                        dst.set_band_description(i, name)
-                    dst.update_tags(
-                        heritage_model=f"{card.model_id} {card.version}",
-                        tile_size=str(tile),
-                        overlap=str(config.overlap),
-                        combine=config.combine,
-                        scale=str(s),
-                        bands=",".join(map(str, bands)),
-                        threshold=str(threshold),
-                        source=input_path.name,
-                    )
-                    progress.start("classify tiles", total)
-
-                    def read(t: _Tile) -> bool:
-                        try:
-                            return _read_tile(src, t, bands, scaling, size, s, config.min_valid)
-                        except rasterio.errors.RasterioIOError as exc:
-                            raise _unreadable(input_path, exc) from exc
-
-                    seen: set[tuple[int, int]] = set()
-                    for (x0, x1), cols in zip(panels, panel_cols, strict=True):
-                        strip = _Strip(dst, x0, x1, strip_rows, out_h, config.combine)
-                        tiles = (
-                            _Tile(
-                                r,
-                                c,
-                                rasterio.windows.Window(xs[c], y, tw, th),
-                                xspans[c],
-                                yspans[r],
-                            )
-                            for r, y in enumerate(ys)
-                            for c in cols
-                        )
-                        row = -1
-                        for t, res in _classified(tiles, read, clf, config.batch_size, progress):
-                            if t.row != row:
-                                row = t.row
-                                strip.flush(t.oy[0] // BLOCK * BLOCK)
-                            key = (t.row, t.col)
-                            first = key not in seen
-                            seen.add(key)
-                            if res is None:
-                                summary.skipped += first
-                                continue
-                            summary.classified += first
-                            oh, ow = t.oy[1] - t.oy[0], t.ox[1] - t.ox[0]
-                            strip.add(t, res.p_final, resize_map(res.cam, ow, oh))
-                            if first and res.p_final >= threshold:
-                                summary.positive += 1
-                                if vec_path is not None:
-                                    done[key] = _VectorRow.of(t, res)
-                            t.valid = None
-                        strip.flush(out_h)
-                    progress.start("overviews", 1)
-                    from rasterio.enums import Resampling
-
-                    factors = overview_factors(out_w, out_h)
-                    if factors:
-                        dst.build_overviews(factors, Resampling.average)
-                        dst.update_tags(ns="rio_overview", resampling="average")
-                    progress.step(1)
+                run.classify_panels(dst, clf)
+                _add_overviews(dst, grid, progress)
             if vec_path is not None:
-                summary.polygons = _write_vector(vec_path, src, done)
+                summary.polygons = _write_vector(vec_path, src, run.polygons)
                 summary.vector = vec_path
-            os.replace(tmp, out_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     summary.seconds = time.perf_counter() - t_start
     log.info("wrote %s (%d tiles classified)", out_path, summary.classified)
     return summary
@@ -822,12 +930,6 @@ def _write_vector(path: Path, src: Any, tiles: dict[tuple[int, int], _VectorRow]
         crs=crs,
     )
     rows = [tiles[k].row for k in keys]
-    tmp = _temp_name(path).with_suffix(".gpkg")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(path, suffix=".gpkg") as tmp:
         append_batch(tmp, schema, rows, geoms)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return len(rows)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from heritage.io.fileio import atomic_path
 from heritage.kernel.errors import CancelledError, ModelError
 from heritage.kernel.progress import NullProgress, Progress
 from heritage.model.preprocess import resolve_device
@@ -199,19 +199,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
         w.writeheader()
         for row in history:
             w.writerow({k: row.get(k) for k in METRIC_FIELDS})
-    os.replace(tmp, path)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -365,6 +362,221 @@ def checkpoint_precision(path: Path) -> str:
     return str(config.get("precision", "fp32"))
 
 
+def _fresh_sum() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
+
+
+@dataclass
+class _FitState:
+    """Where a :func:`fit` run stands: what its checkpoint holds besides the model,
+    optimiser, scheduler, RNG states and config."""
+
+    epoch: int = 0  # 0-based epoch in progress (== epochs run so far)
+    batch: int = 0  # batches of ``epoch`` done
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    wait: int = 0  # epochs without val-loss gain
+    run_sum: dict[str, float] = field(default_factory=_fresh_sum)  # of the epoch in progress
+    finished: bool = False
+    stopped_early: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, ck: dict[str, Any]) -> _FitState:
+        """The state saved in checkpoint ``ck``."""
+        return cls(
+            epoch=int(ck["epoch"]),
+            batch=int(ck["batch"]),
+            history=list(ck["history"]),
+            best_loss=float(ck["best_loss"]),
+            best_epoch=int(ck["best_epoch"]),
+            best_state=ck.get("best_state"),
+            wait=int(ck["wait"]),
+            run_sum=dict(ck["run_sum"]),
+            finished=bool(ck["finished"]),
+            stopped_early=bool(ck["stopped_early"]),
+        )
+
+
+@dataclass
+class _Fitting:
+    """One :func:`fit` run's fixed parts: what is trained, how, and where it is saved."""
+
+    model: nn.Module
+    cfg: FitConfig
+    name: str
+    loss: str
+    device: torch.device
+    crit: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    ckpt_path: Path
+    csv_path: Path
+    progress: Progress
+
+    def save(self, st: _FitState) -> None:
+        """Checkpoint the run as it stands (atomically)."""
+        _atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else None,
+                "epoch": st.epoch,
+                "batch": st.batch,
+                "history": st.history,
+                "best_loss": st.best_loss,
+                "best_epoch": st.best_epoch,
+                "best_state": st.best_state,
+                "wait": st.wait,
+                "run_sum": st.run_sum,
+                "finished": st.finished,
+                "stopped_early": st.stopped_early,
+                "rng": _rng_state(),
+                "config": asdict(self.cfg),
+            },
+            self.ckpt_path,
+        )
+
+    def resume(self) -> _FitState:
+        """The state of the checkpoint (model, optimiser, scheduler and RNGs restored)."""
+        ck = _load_checkpoint(self.ckpt_path)
+        _check_same_schedule(ck.get("config"), self.cfg, self.ckpt_path)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if self.sched is not None and ck.get("scheduler"):
+            self.sched.load_state_dict(ck["scheduler"])
+        st = _FitState.from_checkpoint(ck)
+        _set_rng_state(ck["rng"])
+        log.info("%s: resuming at epoch %d, batch %d", self.name, st.epoch + 1, st.batch)
+        return st
+
+    def train_one_epoch(self, loader: Any, n_batches: int, st: _FitState) -> float:
+        """Train the batches of epoch ``st.epoch`` not done yet, checkpointing every
+        ``cfg.checkpoint_every`` batches. Returns when the epoch's clock last started
+        (the seconds before a checkpoint are added to ``st.run_sum``)."""
+        cfg, device = self.cfg, self.device
+        t_epoch = time.monotonic()
+        train_mode(self.model)
+        sampler = getattr(loader, "sampler", None)
+        skip_iter = 0
+        if isinstance(sampler, ResumableSampler):
+            sampler.set_epoch(st.epoch, skip=st.batch * loader.batch_size)
+        else:
+            skip_iter = st.batch
+        self.progress.start(f"{self.name} epoch {st.epoch + 1}/{cfg.epochs}", total=n_batches)
+        if st.batch:
+            self.progress.step(st.batch)
+        for i, (x, y) in enumerate(loader):
+            if i < skip_iter:
+                continue
+            self.progress.check_cancelled()
+            x = _to(x, device, cfg.channels_last)
+            y = y.to(device, non_blocking=True)
+            self.opt.zero_grad(set_to_none=True)
+            with autocast(device, cfg.precision):
+                logits = self.model(x)
+            loss_t, correct = _batch_stats(self.loss, logits.float(), y, self.crit)
+            loss_t.backward()
+            self.opt.step()
+            st.batch += 1
+            st.run_sum["loss"] += float(loss_t.detach()) * len(y)
+            st.run_sum["correct"] += correct
+            st.run_sum["n"] += len(y)
+            if (
+                cfg.checkpoint_every
+                and st.batch % cfg.checkpoint_every == 0
+                and st.batch < n_batches
+            ):
+                st.run_sum["seconds"] += time.monotonic() - t_epoch
+                t_epoch = time.monotonic()
+                self.save(st)
+            self.progress.step(1, loss=round(float(loss_t.detach()), 4))
+        return t_epoch
+
+    def end_epoch(self, val_loader: Any | None, st: _FitState, t_epoch: float) -> None:
+        """Validate, record the epoch, keep the best weights, step the schedule, decide
+        on early stopping, and move ``st`` to the next epoch."""
+        cfg, name = self.cfg, self.name
+        train_loss = st.run_sum["loss"] / max(1, st.run_sum["n"])
+        train_acc = st.run_sum["correct"] / max(1, st.run_sum["n"])
+        if val_loader is not None:
+            self.progress.message(f"{name}: validating epoch {st.epoch + 1}")
+            val_loss, val_acc = evaluate_loss(
+                self.model, val_loader, self.device, self.loss, cfg.precision
+            )
+        else:
+            val_loss, val_acc = train_loss, train_acc
+        lr = self.opt.param_groups[0]["lr"]
+        seconds = st.run_sum["seconds"] + time.monotonic() - t_epoch
+        st.history.append(
+            {
+                "epoch": st.epoch + 1,
+                "train_loss": round(train_loss, 6),
+                "train_acc": round(train_acc, 6),
+                "val_loss": round(val_loss, 6),
+                "val_acc": round(val_acc, 6),
+                "lr": lr,
+                "seconds": round(seconds, 2),
+            }
+        )
+        _write_metrics(self.csv_path, st.history)
+        self.progress.message(
+            f"{name} epoch {st.epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.3f}, "
+            f"val loss {val_loss:.4f} acc {val_acc:.3f}, lr {lr:.2e}"
+        )
+        log.info("%s epoch %d: %s", name, st.epoch + 1, st.history[-1])
+        if val_loss < st.best_loss - cfg.min_delta:
+            st.best_loss, st.best_epoch, st.wait = val_loss, st.epoch + 1, 0
+            st.best_state = _cpu_state(self.model)
+        else:
+            st.wait += 1
+        if self.sched is not None:
+            if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.sched.step(val_loss)
+            else:
+                self.sched.step()
+        st.epoch += 1
+        st.batch = 0
+        st.run_sum = _fresh_sum()
+        if cfg.patience and st.wait >= cfg.patience:
+            st.stopped_early = True
+            self.progress.message(f"{name}: early stop, no val-loss gain for {st.wait} epochs")
+        if st.stopped_early or st.epoch >= cfg.epochs:
+            st.finished = True
+
+
+def _start(
+    model: nn.Module, cfg: FitConfig, run_dir: Path, name: str, loss: str, progress: Progress
+) -> _Fitting:
+    """Device, precision check, seed, optimiser and schedule of a :func:`fit` run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(resolve_device(cfg.device))
+    check_precision(device, cfg.precision)
+    crit = _loss_fn(loss)
+    set_seed(cfg.seed)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ModelError(f"{name}: every parameter is frozen; nothing to train")
+    opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return _Fitting(
+        model=model,
+        cfg=cfg,
+        name=name,
+        loss=loss,
+        device=device,
+        crit=crit,
+        opt=opt,
+        sched=_make_scheduler(cfg, opt),
+        ckpt_path=run_dir / f"{name}_checkpoint.pt",
+        csv_path=run_dir / f"{name}_metrics.csv",
+        progress=progress,
+    )
+
+
 def fit(
     model: nn.Module,
     train_loader: Any,
@@ -376,6 +588,9 @@ def fit(
     loss: Literal["ce", "bce"] = "ce",
 ) -> FitResult:
     """Train ``model`` in place and return what happened.
+
+    Each epoch is :meth:`_Fitting.train_one_epoch` then :meth:`_Fitting.end_epoch`
+    (validation, schedule, early stopping), then a checkpoint.
 
     Args:
         model: any ``nn.Module`` producing logits (C outputs for ``ce``, 1 for ``bce``).
@@ -390,177 +605,43 @@ def fit(
         progress: progress/cancel hooks; CancelledError leaves a checkpoint behind.
         loss: ``"ce"`` (CrossEntropy) or ``"bce"`` (BCEWithLogits, one logit).
     """
-    progress = progress or NullProgress()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / f"{name}_checkpoint.pt"
-    csv_path = run_dir / f"{name}_metrics.csv"
-    device = torch.device(resolve_device(cfg.device))
-    check_precision(device, cfg.precision)
-    crit = _loss_fn(loss)
-    set_seed(cfg.seed)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ModelError(f"{name}: every parameter is frozen; nothing to train")
-    opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _make_scheduler(cfg, opt)
-
-    # training state
-    epoch, batch0 = 0, 0
-    history: list[dict[str, float]] = []
-    best_loss, best_epoch, best_state, wait = float("inf"), 0, None, 0
-    run_sum = {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
-    finished = stopped_early = False
-    resumed_from = None
-
-    if cfg.resume and ckpt_path.is_file():
-        ck = _load_checkpoint(ckpt_path)
-        _check_same_schedule(ck.get("config"), cfg, ckpt_path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None and ck.get("scheduler"):
-            sched.load_state_dict(ck["scheduler"])
-        epoch, batch0 = int(ck["epoch"]), int(ck["batch"])
-        history = list(ck["history"])
-        best_loss, best_epoch, wait = float(ck["best_loss"]), int(ck["best_epoch"]), int(ck["wait"])
-        best_state = ck.get("best_state")
-        run_sum = dict(ck["run_sum"])
-        finished, stopped_early = bool(ck["finished"]), bool(ck["stopped_early"])
-        _set_rng_state(ck["rng"])
-        resumed_from = (epoch, batch0)
-        log.info("%s: resuming at epoch %d, batch %d", name, epoch + 1, batch0)
-    elif ckpt_path.is_file():
-        log.info("%s: %s exists but resume is off: starting over", name, ckpt_path)
-
-    def checkpoint(ep: int, batch: int) -> None:
-        _atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "epoch": ep,
-                "batch": batch,
-                "history": history,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "best_state": best_state,
-                "wait": wait,
-                "run_sum": run_sum,
-                "finished": finished,
-                "stopped_early": stopped_early,
-                "rng": _rng_state(),
-                "config": asdict(cfg),
-            },
-            ckpt_path,
-        )
+    run = _start(model, cfg, Path(run_dir), name, loss, progress or NullProgress())
+    st, resumed_from = _FitState(), None
+    if cfg.resume and run.ckpt_path.is_file():
+        st = run.resume()
+        resumed_from = (st.epoch, st.batch)
+    elif run.ckpt_path.is_file():
+        log.info("%s: %s exists but resume is off: starting over", name, run.ckpt_path)
 
     t_start = time.monotonic()
     sampler = getattr(train_loader, "sampler", None)
     if isinstance(sampler, ResumableSampler):
-        sampler.set_epoch(epoch, 0)
-    n_batches = len(train_loader)
-    batch = batch0
+        sampler.set_epoch(st.epoch, 0)
+    n_batches = len(train_loader)  # of a whole epoch
     try:
-        while not finished and epoch < cfg.epochs:
-            t_epoch = time.monotonic()
-            train_mode(model)
-            skip_iter = 0
-            if isinstance(sampler, ResumableSampler):
-                sampler.set_epoch(epoch, skip=batch * train_loader.batch_size)
-            else:
-                skip_iter = batch
-            progress.start(f"{name} epoch {epoch + 1}/{cfg.epochs}", total=n_batches)
-            if batch:
-                progress.step(batch)
-            for i, (x, y) in enumerate(train_loader):
-                if i < skip_iter:
-                    continue
-                progress.check_cancelled()
-                x = _to(x, device, cfg.channels_last)
-                y = y.to(device, non_blocking=True)
-                opt.zero_grad(set_to_none=True)
-                with autocast(device, cfg.precision):
-                    logits = model(x)
-                loss_t, correct = _batch_stats(loss, logits.float(), y, crit)
-                loss_t.backward()
-                opt.step()
-                batch += 1
-                run_sum["loss"] += float(loss_t.detach()) * len(y)
-                run_sum["correct"] += correct
-                run_sum["n"] += len(y)
-                if cfg.checkpoint_every and batch % cfg.checkpoint_every == 0 and batch < n_batches:
-                    run_sum["seconds"] += time.monotonic() - t_epoch
-                    t_epoch = time.monotonic()
-                    checkpoint(epoch, batch)
-                progress.step(1, loss=round(float(loss_t.detach()), 4))
-            # epoch end: validate, schedule, early stopping
-            train_loss = run_sum["loss"] / max(1, run_sum["n"])
-            train_acc = run_sum["correct"] / max(1, run_sum["n"])
-            if val_loader is not None:
-                progress.message(f"{name}: validating epoch {epoch + 1}")
-                val_loss, val_acc = evaluate_loss(model, val_loader, device, loss, cfg.precision)
-            else:
-                val_loss, val_acc = train_loss, train_acc
-            lr = opt.param_groups[0]["lr"]
-            seconds = run_sum["seconds"] + time.monotonic() - t_epoch
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": round(train_loss, 6),
-                    "train_acc": round(train_acc, 6),
-                    "val_loss": round(val_loss, 6),
-                    "val_acc": round(val_acc, 6),
-                    "lr": lr,
-                    "seconds": round(seconds, 2),
-                }
-            )
-            _write_metrics(csv_path, history)
-            progress.message(
-                f"{name} epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.3f}, "
-                f"val loss {val_loss:.4f} acc {val_acc:.3f}, lr {lr:.2e}"
-            )
-            log.info("%s epoch %d: %s", name, epoch + 1, history[-1])
-            if val_loss < best_loss - cfg.min_delta:
-                best_loss, best_epoch, wait = val_loss, epoch + 1, 0
-                best_state = _cpu_state(model)
-            else:
-                wait += 1
-            if sched is not None:
-                if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    sched.step(val_loss)
-                else:
-                    sched.step()
-            epoch += 1
-            batch = 0
-            run_sum = {"loss": 0.0, "correct": 0, "n": 0, "seconds": 0.0}
-            if cfg.patience and wait >= cfg.patience:
-                stopped_early = True
-                progress.message(f"{name}: early stop, no val-loss gain for {wait} epochs")
-            if stopped_early or epoch >= cfg.epochs:
-                finished = True
-            checkpoint(epoch, 0)
+        while not st.finished and st.epoch < cfg.epochs:
+            t_epoch = run.train_one_epoch(train_loader, n_batches, st)
+            run.end_epoch(val_loader, st, t_epoch)
+            run.save(st)
     except CancelledError:
-        if not finished:
-            checkpoint(epoch, batch)
-            log.info("%s: cancelled; checkpoint at epoch %d batch %d", name, epoch + 1, batch)
+        if not st.finished:
+            run.save(st)
+            log.info("%s: cancelled; checkpoint at epoch %d batch %d", name, st.epoch + 1, st.batch)
         raise
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
     model.eval()
-    _write_metrics(csv_path, history)
+    _write_metrics(run.csv_path, st.history)
     return FitResult(
-        best_epoch=best_epoch,
-        best_val_loss=best_loss,
-        epochs_run=len(history),
-        stopped_early=stopped_early,
-        history=history,
+        best_epoch=st.best_epoch,
+        best_val_loss=st.best_loss,
+        epochs_run=len(st.history),
+        stopped_early=st.stopped_early,
+        history=st.history,
         seconds=round(time.monotonic() - t_start, 2),
-        metrics_csv=csv_path,
-        checkpoint=ckpt_path,
+        metrics_csv=run.csv_path,
+        checkpoint=run.ckpt_path,
         resumed_from=resumed_from,
-        device=str(device),
+        device=str(run.device),
     )
