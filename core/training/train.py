@@ -40,33 +40,14 @@ STAGE2_LABELS = ("conservation_needed",)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything ``heritage train`` needs; written as ``config.json`` into the run folder."""
+class DataConfig:
+    """What the model learns from: data folders, split, positive classes, augmentation."""
 
     data_dirs: tuple[str, ...]
-    model_dir: str
-    run_dir: str | None = None  # None: <model_dir>-run next to the model folder
-    arch: str = "mobilenet_v3_small"
-    freeze: int = 0  # leading stage-1 trunk modules kept frozen (modelzoo.freeze_leading)
-    stage2_arch: str = "resnet18"
-    pretrained: str | None = None  # None, "imagenet" or a state-dict path (stage 1)
-    #: a stage 1 already trained on this data and split (state dict, e.g. a row of
-    #: ``python -m research.compare``): used as it is, only stage 2 is trained
-    stage1_weights: str | None = None
-    stage2_pretrained: str | None = None  # None, "imagenet" or a path (stage 2)
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-4
-    stage2_epochs: int = 10
-    stage2_batch_size: int = 16
-    stage2_lr: float = 5e-5
-    patience: int = 3
-    image_size: int = 224
-    device: str = "auto"
-    seed: int = 0
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     positive: tuple[str, ...] = DEFAULT_POSITIVES
+    #: folders whose every image is one more positive example (of ``extra_positive_class``)
     extra_positives: tuple[str, ...] = ()
     extra_positive_class: str = "crack"
     max_per_class: int | None = None
@@ -79,49 +60,184 @@ class TrainConfig:
     #: folder of crack masks named like training images (e.g. dais-masonry/masks); only
     #: masks of training-split images are used
     paint_masks: str | None = None
-    skip_stage2: bool = False
+    licences: dict[str, str] = field(default_factory=dict)  # dataset -> licence override
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One of the two networks and how it is fitted."""
+
+    arch: str
+    pretrained: str | None = None  # None, "imagenet" or a state-dict path
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-4
+    freeze: int = 0  # leading trunk modules kept frozen (modelzoo.freeze_leading)
+    #: a network already trained on this data and split (state dict, e.g. a row of
+    #: ``python -m research.compare``): used as it is, not trained (stage 1 only)
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    """The Grad-CAM overlays stage 2 is trained on (and inference draws)."""
+
+    method: str = "gradcam"
+    #: module name in the stage-1 network; None = the architecture's default
+    #: (:func:`heritage.model.zoo.cam_target_layer`)
+    layer: str | None = None
+    target: str = "positive"  # "positive" (sum of positive logits) or "predicted"
+    alpha: float = 0.5  # weight of the heat map in the overlay
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How the run is carried out: device, seed, loaders, schedule, checkpoints."""
+
+    device: str = "auto"
+    seed: int = 0
     workers: int = 0
-    resume: bool = False
     cache_images: bool = False
-    cam_method: str = "gradcam"
-    #: Grad-CAM layer (module name in the stage-1 network); None = the architecture's
-    #: default (:func:`heritage.model.zoo.cam_target_layer`)
-    cam_layer: str | None = None
-    cam_target: str = "positive"  # "positive" (sum of positive logits) or "predicted"
-    cam_alpha: float = 0.5
-    threshold: float | None = 0.5  # None: chosen on validation (max. balanced accuracy)
-    checkpoint_every: int = 50
+    patience: int = 3
     scheduler: str = "plateau"
     precision: str = "fp32"  # training arithmetic of both stages (heritage.training.fit.autocast)
+    checkpoint_every: int = 50
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the run writes: the model folder and its card, the run folder."""
+
+    model_dir: str
+    run_dir: str | None = None  # None: <model_dir>-run next to the model folder
     model_id: str = "heritage-two-stage"
     version: str = "0.1.0"
     notes: str = ""
     command_line: str = ""
-    licences: dict[str, str] = field(default_factory=dict)  # dataset -> licence override
     fp16: bool = False  # store float16 weights; every metric is measured on them
+
+
+#: the flat names of :class:`TrainConfig`'s settings (``heritage train``'s options, and
+#: the keys of ``config.json`` and of the card's ``training["config"]``), in their
+#: recorded order -> (group, field); group None: a field of TrainConfig itself
+FLAT_NAMES: dict[str, tuple[str | None, str]] = {
+    "data_dirs": ("data", "data_dirs"),
+    "model_dir": ("output", "model_dir"),
+    "run_dir": ("output", "run_dir"),
+    "arch": ("stage1", "arch"),
+    "freeze": ("stage1", "freeze"),
+    "stage2_arch": ("stage2", "arch"),
+    "pretrained": ("stage1", "pretrained"),
+    "stage1_weights": ("stage1", "weights"),
+    "stage2_pretrained": ("stage2", "pretrained"),
+    "epochs": ("stage1", "epochs"),
+    "batch_size": ("stage1", "batch_size"),
+    "lr": ("stage1", "lr"),
+    "stage2_epochs": ("stage2", "epochs"),
+    "stage2_batch_size": ("stage2", "batch_size"),
+    "stage2_lr": ("stage2", "lr"),
+    "patience": ("run", "patience"),
+    "image_size": (None, "image_size"),
+    "device": ("run", "device"),
+    "seed": ("run", "seed"),
+    "val_fraction": ("data", "val_fraction"),
+    "test_fraction": ("data", "test_fraction"),
+    "positive": ("data", "positive"),
+    "extra_positives": ("data", "extra_positives"),
+    "extra_positive_class": ("data", "extra_positive_class"),
+    "max_per_class": ("data", "max_per_class"),
+    "oversample": ("data", "oversample"),
+    "paint_cracks": ("data", "paint_cracks"),
+    "paint_masks": ("data", "paint_masks"),
+    "skip_stage2": (None, "skip_stage2"),
+    "workers": ("run", "workers"),
+    "resume": ("run", "resume"),
+    "cache_images": ("run", "cache_images"),
+    "cam_method": ("cam", "method"),
+    "cam_layer": ("cam", "layer"),
+    "cam_target": ("cam", "target"),
+    "cam_alpha": ("cam", "alpha"),
+    "threshold": (None, "threshold"),
+    "checkpoint_every": ("run", "checkpoint_every"),
+    "scheduler": ("run", "scheduler"),
+    "precision": ("run", "precision"),
+    "model_id": ("output", "model_id"),
+    "version": ("output", "version"),
+    "notes": ("output", "notes"),
+    "command_line": ("output", "command_line"),
+    "licences": ("data", "licences"),
+    "fp16": ("output", "fp16"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``heritage train`` needs, by group; recorded flat (:meth:`flat`) as
+    ``config.json`` in the run folder and in the model card."""
+
+    data: DataConfig
+    output: OutputConfig
+    stage1: StageConfig = field(default_factory=lambda: StageConfig("mobilenet_v3_small"))
+    stage2: StageConfig = field(
+        default_factory=lambda: StageConfig("resnet18", epochs=10, batch_size=16, lr=5e-5)
+    )
+    cam: CamConfig = field(default_factory=CamConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    image_size: int = 224
+    skip_stage2: bool = False  # train stage 1 only
+    threshold: float | None = 0.5  # None: chosen on validation (max. balanced accuracy)
+
+    @classmethod
+    def from_flat(cls, **settings: Any) -> TrainConfig:
+        """The config from flat settings (the names of :data:`FLAT_NAMES`, e.g. the
+        options of ``heritage train``); those not given keep their defaults.
+
+        Raises TypeError for an unknown name.
+        """
+        unknown = sorted(set(settings) - set(FLAT_NAMES))
+        if unknown:
+            raise TypeError(f"unknown training setting(s): {', '.join(unknown)}")
+        groups: dict[str | None, dict[str, Any]] = {}
+        for name, value in settings.items():
+            group, attr = FLAT_NAMES[name]
+            groups.setdefault(group, {})[attr] = value
+        top = groups.pop(None, {})
+        defaults = cls(data=DataConfig(()), output=OutputConfig(""))
+        parts = {g: replace(getattr(defaults, g), **kw) for g, kw in groups.items()}
+        return replace(defaults, **parts, **top)
+
+    def flat(self) -> dict[str, Any]:
+        """The settings by flat name, in :data:`FLAT_NAMES` order (the inverse of
+        :meth:`from_flat`)."""
+        return {
+            name: getattr(self if group is None else getattr(self, group), attr)
+            for name, (group, attr) in FLAT_NAMES.items()
+        }
 
     @property
     def resolved_run_dir(self) -> Path:
         """The run folder (default: ``<model_dir>-run`` beside the model folder)."""
-        if self.run_dir:
-            return Path(self.run_dir)
-        m = Path(self.model_dir)
+        if self.output.run_dir:
+            return Path(self.output.run_dir)
+        m = Path(self.output.model_dir)
         return m.parent / f"{m.name}-run"
 
 
 def _fit_config(cfg: TrainConfig, stage: int, device: str) -> Any:
     from heritage.training.fit import FitConfig
 
+    net = cfg.stage1 if stage == 1 else cfg.stage2
     return FitConfig(
-        epochs=cfg.epochs if stage == 1 else cfg.stage2_epochs,
-        lr=cfg.lr if stage == 1 else cfg.stage2_lr,
-        patience=cfg.patience,
-        scheduler=cfg.scheduler,  # type: ignore[arg-type]
-        precision=cfg.precision,  # type: ignore[arg-type]
+        epochs=net.epochs,
+        lr=net.lr,
+        patience=cfg.run.patience,
+        scheduler=cfg.run.scheduler,  # type: ignore[arg-type]
+        precision=cfg.run.precision,  # type: ignore[arg-type]
         device=device,
-        checkpoint_every=cfg.checkpoint_every,
-        resume=cfg.resume,
-        seed=cfg.seed + stage - 1,
+        checkpoint_every=cfg.run.checkpoint_every,
+        resume=cfg.run.resume,
+        seed=cfg.run.seed + stage - 1,
     )
 
 
@@ -329,231 +445,235 @@ def painting_dataset(
 ) -> Any:
     """The stage-1 training dataset with cracks painted on its crack-free images.
 
-    The masks are those of ``cfg.paint_masks`` named like a training image and like no
+    The masks are those of ``cfg.data.paint_masks`` named like a training image and like no
     validation or test image, so no crack of the held-out splits is seen in training.
     """
     from heritage.training.crackpaint import CrackPaintingDataset, training_masks
 
-    if not cfg.paint_masks:
+    if not cfg.data.paint_masks:
         raise DataError("--paint-cracks needs --paint-masks DIR (crack masks named like images)")
-    if cfg.extra_positive_class not in classes:
+    if cfg.data.extra_positive_class not in classes:
         raise DataError(
-            f"--paint-cracks labels painted images {cfg.extra_positive_class!r}, which is not "
+            f"--paint-cracks labels painted images {cfg.data.extra_positive_class!r}, which is not "
             f"among the classes {list(classes)}"
         )
     held_out = {it.path.name for s in ("val", "test") for it in by_split[s]}
     names = {it.path.name for it in by_split["train"]} - held_out
     try:
-        masks = training_masks(Path(cfg.paint_masks), names, cfg.image_size)
+        masks = training_masks(Path(cfg.data.paint_masks), names, cfg.image_size)
     except (OSError, ValueError) as exc:
         raise DataError(str(exc)) from exc
     negative = [i for i in range(len(classes)) if i not in pos]
     log.info(
         "painting cracks from %d training masks on %.0f %% of the crack-free training images",
         len(masks),
-        100 * cfg.paint_cracks,
+        100 * cfg.data.paint_cracks,
     )
     return CrackPaintingDataset(
-        train_ds, masks, negative, classes.index(cfg.extra_positive_class), cfg.paint_cracks
+        train_ds,
+        masks,
+        negative,
+        classes.index(cfg.data.extra_positive_class),
+        cfg.data.paint_cracks,
     )
 
 
-def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> ModelCard:
-    """Train stage 1, make Grad-CAM overlays, train stage 2, evaluate, save the model.
+@dataclass
+class _Data:
+    """The run's split: its items by split, classes, positive classes, epoch indices."""
 
-    Returns the model card written to ``cfg.model_dir``. The run folder receives
-    ``config.json``, ``split.csv``, ``stage{1,2}_metrics.csv``, checkpoints,
-    ``cam_overlays/``, ``metrics.json`` and the figures.
-    """
-    import numpy as np
-    import torch
+    settings: Any  # heritage.training.data.SplitSettings
+    items: list[Item]
+    split_info: dict[str, Any]
+    classes: list[str]
+    pos: list[int]  # indices of the positive classes
+    positives: tuple[str, ...]
+    by_split: dict[str, list[Item]]
+    train_indices: list[int]  # one training epoch (oversampled datasets repeated)
 
-    from heritage.model.card import ModelCard, StageCard, round_to_fp16, save_model
-    from heritage.model.preprocess import (
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        eval_transform,
-        resolve_device,
-    )
-    from heritage.model.zoo import build_model, cam_target_layer, freeze_leading
+    def labels(self, split: str) -> np.ndarray:
+        """1 for the ``split`` items of a positive class, else 0."""
+        import numpy as np
+
+        return np.array([it.label in self.positives for it in self.by_split[split]], dtype=int)
+
+
+def _load_data(cfg: TrainConfig, run_dir: Path, progress: Progress) -> _Data:
+    """Step 1: index the data folders and make (or reuse) the split."""
     from heritage.training import data as D
-    from heritage.training.fit import fit
-    from heritage.training.plots import plot_confusion, plot_curves
 
-    progress = progress or NullProgress()
-    t0 = time.monotonic()
-    durations: dict[str, float] = {}
-    run_dir = cfg.resolved_run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    write_json(run_dir / "config.json", {**asdict(cfg), "resolved_device": device})
-
-    # 1. split -------------------------------------------------------------------
     progress.message("indexing and splitting the data")
+    d = cfg.data
     settings = D.SplitSettings(
-        data_dirs=tuple(str(Path(d).resolve()) for d in cfg.data_dirs),
-        extra_positives=tuple(str(Path(d).resolve()) for d in cfg.extra_positives),
-        extra_positive_class=cfg.extra_positive_class,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-        max_per_class=cfg.max_per_class,
+        data_dirs=tuple(str(Path(x).resolve()) for x in d.data_dirs),
+        extra_positives=tuple(str(Path(x).resolve()) for x in d.extra_positives),
+        extra_positive_class=d.extra_positive_class,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=cfg.run.seed,
+        max_per_class=d.max_per_class,
     )
     items, split_info = D.make_or_load_split(settings, run_dir)
     classes = D.class_names(items)
-    pos = _positive_indices(classes, cfg.positive)
-    positives = tuple(classes[i] for i in pos)
+    pos = _positive_indices(classes, d.positive)
     by_split = {s: [it for it in items if it.split == s] for s in D.SPLITS}
     for s in ("train", "val"):
         if not by_split[s]:
             raise DataError(f"the {s} split is empty; add images or change the fractions")
-    train_indices = oversample_indices(by_split["train"], cfg.oversample)
-    durations["split_s"] = round(time.monotonic() - t0, 2)
+    return _Data(
+        settings=settings,
+        items=items,
+        split_info=split_info,
+        classes=classes,
+        pos=pos,
+        positives=tuple(classes[i] for i in pos),
+        by_split=by_split,
+        train_indices=oversample_indices(by_split["train"], d.oversample),
+    )
 
-    # 2. stage 1 -----------------------------------------------------------------
-    t = time.monotonic()
+
+def _loaders(
+    cfg: TrainConfig, data: _Data, datasets: dict[str, Any], stage: int, device: str
+) -> dict[str, Any]:
+    """The data loaders of every split for ``stage`` (only training shuffles)."""
+    from heritage.training import data as D
+
+    net = cfg.stage1 if stage == 1 else cfg.stage2
+    return {
+        s: D.make_loader(
+            datasets[s],
+            net.batch_size,
+            shuffle=(s == "train"),
+            workers=cfg.run.workers,
+            device=device,
+            seed=cfg.run.seed + stage - 1,
+            indices=data.train_indices if s == "train" else None,
+        )
+        for s in D.SPLITS
+    }
+
+
+def _train_stage1(
+    cfg: TrainConfig, data: _Data, run_dir: Path, device: str, progress: Progress
+) -> tuple[torch.nn.Module, Any, dict[str, Any] | None, dict[str, Any]]:
+    """Step 2: stage 1 trained (or the finished one of ``stage1.weights`` loaded).
+
+    Returns the network, its fit result (None when not trained), where a finished one
+    came from, and the loaders of every split.
+    """
+    from heritage.model.preprocess import eval_transform
+    from heritage.model.zoo import build_model, freeze_leading
+    from heritage.training import data as D
+    from heritage.training.fit import fit
+    from heritage.training.plots import plot_curves
+
+    size, s1 = cfg.image_size, cfg.stage1
     ds = {
         s: D.stage1_dataset(
-            by_split[s],
-            classes,
-            D.train_transform(cfg.image_size) if s == "train" else eval_transform(cfg.image_size),
-            D.cache_size_for(s, cfg.image_size) if cfg.cache_images else None,
+            data.by_split[s],
+            data.classes,
+            D.train_transform(size) if s == "train" else eval_transform(size),
+            D.cache_size_for(s, size) if cfg.run.cache_images else None,
             progress,
         )
         for s in D.SPLITS
     }
-    if cfg.paint_cracks > 0:
-        ds["train"] = painting_dataset(cfg, ds["train"], by_split, classes, pos)
-    elif cfg.paint_masks:
+    if cfg.data.paint_cracks > 0:
+        ds["train"] = painting_dataset(cfg, ds["train"], data.by_split, data.classes, data.pos)
+    elif cfg.data.paint_masks:
         log.warning("--paint-masks is ignored without --paint-cracks P (P > 0)")
-    loaders = {
-        s: D.make_loader(
-            ds[s],
-            cfg.batch_size,
-            shuffle=(s == "train"),
-            workers=cfg.workers,
-            device=device,
-            seed=cfg.seed,
-            indices=train_indices if s == "train" else None,
+    loaders = _loaders(cfg, data, ds, 1, device)
+    if s1.weights:
+        stage1, source = load_trained_stage1(cfg, len(data.classes), run_dir)
+        return stage1, None, source, loaders
+    stage1 = build_model(s1.arch, len(data.classes), s1.pretrained)
+    if s1.freeze:
+        frozen = freeze_leading(stage1, s1.arch, s1.freeze)
+        log.info("stage 1: %d leading modules frozen (up to %s)", len(frozen), frozen[-1])
+    r1 = fit(stage1, loaders["train"], loaders["val"], _fit_config(cfg, 1, device), run_dir,
+             "stage1", progress, loss="ce")  # fmt: skip
+    plot_curves(r1.history, run_dir / "stage1_curves.png", f"stage 1 ({s1.arch})")
+    return stage1, r1, None, loaders
+
+
+def _train_stage2(
+    cfg: TrainConfig,
+    data: _Data,
+    stage1: torch.nn.Module,
+    run_dir: Path,
+    device: str,
+    progress: Progress,
+    durations: dict[str, float],
+) -> tuple[torch.nn.Module, Any, dict[str, int], dict[str, Any]]:
+    """Steps 3 and 4: the Grad-CAM overlays of every image, stage 2 trained on them.
+
+    Returns stage 2, its fit result, the overlay counts and the loaders of every split.
+    """
+    from heritage.model.card import round_to_fp16
+    from heritage.model.preprocess import eval_transform
+    from heritage.model.zoo import build_model
+    from heritage.training import data as D
+    from heritage.training.fit import fit
+    from heritage.training.plots import plot_curves
+
+    t = time.monotonic()
+    overlay_counts = make_overlays(
+        stage1,
+        data.items,
+        run_dir,
+        arch=cfg.stage1.arch,
+        positive_indices=data.pos,
+        image_size=cfg.image_size,
+        cam_method=cfg.cam.method,
+        cam_target=cfg.cam.target,
+        cam_layer=cfg.cam.layer,
+        alpha=cfg.cam.alpha,
+        device=device,
+        batch_size=cfg.stage2.batch_size,
+        progress=progress,
+    )
+    durations["overlays_s"] = round(time.monotonic() - t, 2)
+    stale = run_dir / "stage2_checkpoint.pt"
+    if overlay_counts["replaced"] and stale.is_file():
+        log.info("stage 2 was trained on the replaced overlays: training it again")
+        stale.unlink()
+    t = time.monotonic()
+    size = cfg.image_size
+    ds2 = {
+        s: D.ImageDataset(
+            [overlay_path(run_dir, it) for it in data.by_split[s]],
+            [float(it.label in data.positives) for it in data.by_split[s]],
+            D.train_transform(size, color=False) if s == "train" else eval_transform(size),
         )
         for s in D.SPLITS
     }
-    r1 = None
-    if cfg.stage1_weights:
-        stage1, stage1_source = load_trained_stage1(cfg, len(classes), run_dir)
-    else:
-        stage1 = build_model(cfg.arch, len(classes), cfg.pretrained)
-        if cfg.freeze:
-            frozen = freeze_leading(stage1, cfg.arch, cfg.freeze)
-            log.info("stage 1: %d leading modules frozen (up to %s)", len(frozen), frozen[-1])
-        r1 = fit(
-            stage1,
-            loaders["train"],
-            loaders["val"],
-            _fit_config(cfg, 1, device),
-            run_dir,
-            "stage1",
-            progress,
-            loss="ce",
-        )
-        plot_curves(r1.history, run_dir / "stage1_curves.png", f"stage 1 ({cfg.arch})")
-    durations["stage1_s"] = round(time.monotonic() - t, 2)
-    if cfg.fp16:
-        round_to_fp16(stage1)  # everything below sees the weights as they will be stored
+    loaders2 = _loaders(cfg, data, ds2, 2, device)
+    s2 = cfg.stage2
+    stage2 = build_model(s2.arch, 1, s2.pretrained)
+    r2 = fit(stage2, loaders2["train"], loaders2["val"], _fit_config(cfg, 2, device), run_dir,
+             "stage2", progress, loss="bce")  # fmt: skip
+    durations["stage2_s"] = round(time.monotonic() - t, 2)
+    plot_curves(r2.history, run_dir / "stage2_curves.png", f"stage 2 ({s2.arch})")
+    if cfg.output.fp16:
+        round_to_fp16(stage2)
+    return stage2, r2, overlay_counts, loaders2
 
-    # stage-1 probabilities on val and test
-    p1: dict[str, Any] = {}
-    for s in ("val", "test"):
-        if by_split[s]:
-            p1[s] = _probs_stage1(stage1, loaders[s], device, pos)
 
-    # 3./4. overlays and stage 2 ----------------------------------------------------
-    stage2 = None
-    r2 = None
-    p2: dict[str, Any] = {}
-    overlay_counts: dict[str, int] = {}
-    if not cfg.skip_stage2:
-        t = time.monotonic()
-        overlay_counts = make_overlays(
-            stage1,
-            items,
-            run_dir,
-            arch=cfg.arch,
-            positive_indices=pos,
-            image_size=cfg.image_size,
-            cam_method=cfg.cam_method,
-            cam_target=cfg.cam_target,
-            cam_layer=cfg.cam_layer,
-            alpha=cfg.cam_alpha,
-            device=device,
-            batch_size=cfg.stage2_batch_size,
-            progress=progress,
-        )
-        durations["overlays_s"] = round(time.monotonic() - t, 2)
-        stale = run_dir / "stage2_checkpoint.pt"
-        if overlay_counts["replaced"] and stale.is_file():
-            log.info("stage 2 was trained on the replaced overlays: training it again")
-            stale.unlink()
-        t = time.monotonic()
-        pos_set = set(positives)
-        ds2 = {
-            s: D.ImageDataset(
-                [overlay_path(run_dir, it) for it in by_split[s]],
-                [float(it.label in pos_set) for it in by_split[s]],
-                D.train_transform(cfg.image_size, color=False)
-                if s == "train"
-                else eval_transform(cfg.image_size),
-            )
-            for s in D.SPLITS
-        }
-        loaders2 = {
-            s: D.make_loader(
-                ds2[s],
-                cfg.stage2_batch_size,
-                shuffle=(s == "train"),
-                workers=cfg.workers,
-                device=device,
-                seed=cfg.seed + 1,
-                indices=train_indices if s == "train" else None,
-            )
-            for s in D.SPLITS
-        }
-        stage2 = build_model(cfg.stage2_arch, 1, cfg.stage2_pretrained)
-        r2 = fit(
-            stage2,
-            loaders2["train"],
-            loaders2["val"],
-            _fit_config(cfg, 2, device),
-            run_dir,
-            "stage2",
-            progress,
-            loss="bce",
-        )
-        durations["stage2_s"] = round(time.monotonic() - t, 2)
-        plot_curves(r2.history, run_dir / "stage2_curves.png", f"stage 2 ({cfg.stage2_arch})")
-        if cfg.fp16:
-            round_to_fp16(stage2)
-        from heritage.training.fit import predict_proba
-
-        for s in ("val", "test"):
-            if by_split[s]:
-                p2[s] = predict_proba(stage2, loaders2[s], device)[0]
-
-    # 5./6. thresholds, decision stage (on validation), test metrics ------------------
-    t = time.monotonic()
-    y = {s: np.array([it.label in set(positives) for it in by_split[s]], dtype=int) for s in p1}
+def _decide(
+    cfg: TrainConfig, y_val: np.ndarray, p1_val: np.ndarray, p2_val: np.ndarray | None
+) -> tuple[dict[str, float], dict[str, Any], str]:
+    """Step 5: each stage's threshold (given, or chosen on validation), their validation
+    scores, and the deciding stage (higher balanced accuracy; tie: stage 1)."""
     thr = {
-        "stage1": cfg.threshold
-        if cfg.threshold is not None
-        else choose_threshold(y["val"], p1["val"][0])
+        "stage1": cfg.threshold if cfg.threshold is not None else choose_threshold(y_val, p1_val)
     }
-    if p2:
+    if p2_val is not None:
         thr["stage2"] = (
-            cfg.threshold if cfg.threshold is not None else choose_threshold(y["val"], p2["val"])
+            cfg.threshold if cfg.threshold is not None else choose_threshold(y_val, p2_val)
         )
-    val_scores = {"stage1": binary_metrics(y["val"], p1["val"][0], thr["stage1"])}
-    if p2:
-        val_scores["stage2"] = binary_metrics(y["val"], p2["val"], thr["stage2"])
+    val_scores = {"stage1": binary_metrics(y_val, p1_val, thr["stage1"])}
+    if p2_val is not None:
+        val_scores["stage2"] = binary_metrics(y_val, p2_val, thr["stage2"])
 
     def score(m: dict[str, Any]) -> float:
         return m["balanced_accuracy"] if m["balanced_accuracy"] is not None else m["accuracy"]
@@ -561,6 +681,51 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
     decision = "stage1"
     if "stage2" in val_scores and score(val_scores["stage2"]) > score(val_scores["stage1"]):
         decision = "stage2"
+    return thr, val_scores, decision
+
+
+def _test_metrics(
+    data: _Data, p1_test: tuple[Any, Any, Any], p2_test: np.ndarray | None, thr: dict[str, float]
+) -> dict[str, Any]:
+    """Step 6: test metrics per dataset and for ``"all"`` (stage 1, stage 2, McNemar)."""
+    import numpy as np
+
+    test_items = data.by_split["test"]
+    datasets = sorted({it.dataset for it in test_items})
+    p1_t, arg1_t, lab1_t = p1_test
+    yt = data.labels("test")
+    names = np.array([it.dataset for it in test_items])
+    out: dict[str, Any] = {}
+    for ds_name in [*datasets, "all"]:
+        m = np.ones(len(test_items), bool) if ds_name == "all" else names == ds_name
+        entry: dict[str, Any] = {
+            "stage1": {
+                **binary_metrics(yt[m], p1_t[m], thr["stage1"]),
+                "multiclass_accuracy": float((arg1_t[m] == lab1_t[m]).mean()),
+            }
+        }
+        if p2_test is not None:
+            entry["stage2"] = binary_metrics(yt[m], p2_test[m], thr["stage2"])
+            entry["mcnemar"] = mcnemar(yt[m], p1_t[m] >= thr["stage1"], p2_test[m] >= thr["stage2"])
+        out[ds_name] = entry
+    return out
+
+
+def _evaluate(
+    cfg: TrainConfig,
+    data: _Data,
+    p1: dict[str, Any],
+    p2: dict[str, Any],
+    fits: tuple[Any, Any],
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Steps 5 and 6: thresholds, deciding stage, test metrics and confusion figures."""
+    from heritage.training.plots import plot_confusion
+
+    r1, r2 = fits
+    thr, val_scores, decision = _decide(
+        cfg, data.labels("val"), p1["val"][0], p2["val"] if p2 else None
+    )
     metrics: dict[str, Any] = {
         "decision_stage": decision,
         "decision_rule": "higher balanced accuracy on the validation split (tie: stage1)",
@@ -570,87 +735,162 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
         "stage1_best_epoch": r1.best_epoch if r1 else None,
         "stage2_best_epoch": r2.best_epoch if r2 else None,
     }
-    test_items = by_split["test"]
-    cm_total: dict[str, list] = {}
-    if test_items:
-        datasets = sorted({it.dataset for it in test_items})
-        p1_t, arg1_t, lab1_t = p1["test"]
-        yt = y["test"]
-        names = np.array([it.dataset for it in test_items])
-        for ds_name in [*datasets, "all"]:
-            m = np.ones(len(test_items), bool) if ds_name == "all" else names == ds_name
-            entry: dict[str, Any] = {
-                "stage1": {
-                    **binary_metrics(yt[m], p1_t[m], thr["stage1"]),
-                    "multiclass_accuracy": float((arg1_t[m] == lab1_t[m]).mean()),
-                }
-            }
-            if p2:
-                entry["stage2"] = binary_metrics(yt[m], p2["test"][m], thr["stage2"])
-                entry["mcnemar"] = mcnemar(
-                    yt[m], p1_t[m] >= thr["stage1"], p2["test"][m] >= thr["stage2"]
-                )
-            metrics["test"][ds_name] = entry
-        cm_total = {k: v["confusion"] for k, v in metrics["test"]["all"].items() if k != "mcnemar"}
-    else:
+    if not data.by_split["test"]:
         log.warning("no test split: test metrics not computed")
-    durations["evaluate_s"] = round(time.monotonic() - t, 2)
-    for stage, cm in cm_total.items():
+        return metrics
+    metrics["test"] = _test_metrics(data, p1["test"], p2["test"] if p2 else None, thr)
+    for stage, v in metrics["test"]["all"].items():
+        if stage == "mcnemar":
+            continue
         plot_confusion(
-            cm,
+            v["confusion"],
             ["no conservation", "conservation needed"],
             run_dir / f"confusion_{stage}.png",
             f"{stage} on the test split (threshold {thr[stage]:.2f})",
         )
+    return metrics
 
-    # 7. model card ---------------------------------------------------------------
-    durations["total_s"] = round(time.monotonic() - t0, 2)
+
+def _write_model(
+    cfg: TrainConfig,
+    data: _Data,
+    nets: tuple[torch.nn.Module, torch.nn.Module | None],
+    metrics: dict[str, Any],
+    training: dict[str, Any],
+) -> ModelCard:
+    """Step 7: the model card and the model folder (:func:`heritage.model.card.save_model`)."""
+    from heritage.model.card import ModelCard, StageCard, save_model
+    from heritage.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from heritage.model.zoo import cam_target_layer
+
+    stage1, stage2 = nets
+    decision = metrics["decision_stage"]
+    card = ModelCard(
+        model_id=cfg.output.model_id,
+        version=cfg.output.version,
+        input_size=cfg.image_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        positive_labels=data.positives,
+        stage1=StageCard(cfg.stage1.arch, "", "", len(data.classes), tuple(data.classes)),
+        stage2=StageCard(cfg.stage2.arch, "", "", 1, STAGE2_LABELS) if stage2 is not None else None,
+        cam_layer=cfg.cam.layer or cam_target_layer(cfg.stage1.arch),
+        cam_method=cfg.cam.method,
+        threshold=float(metrics["thresholds"][decision]),
+        decision_stage=decision,
+        stage2_cam_alpha=cfg.cam.alpha,
+        training=training,
+        metrics=metrics,
+        notes=cfg.output.notes,
+    )
+    return save_model(cfg.output.model_dir, card, stage1, stage2, fp16=cfg.output.fp16)
+
+
+def _training_record(
+    cfg: TrainConfig,
+    data: _Data,
+    run_dir: Path,
+    device: str,
+    fits: tuple[Any, Any],
+    stage1_source: dict[str, Any] | None,
+    overlay_counts: dict[str, int],
+    durations: dict[str, float],
+) -> dict[str, Any]:
+    """The card's ``training`` record: data, split, configuration, fits, durations."""
+    import torch
+
+    from heritage.training import data as D
+
+    r1, r2 = fits
     licences = {}
-    for d in (*settings.data_dirs, *settings.extra_positives):
-        name = next((it.dataset for it in items if str(it.data_dir) == d), Path(d).name)
-        licences[name] = cfg.licences.get(name) or D.dataset_licence(Path(d)) or "unknown"
-    training = {
-        "data_dirs": list(settings.data_dirs),
-        "extra_positives": list(settings.extra_positives),
+    for d in (*data.settings.data_dirs, *data.settings.extra_positives):
+        name = next((it.dataset for it in data.items if str(it.data_dir) == d), Path(d).name)
+        licences[name] = cfg.data.licences.get(name) or D.dataset_licence(Path(d)) or "unknown"
+    return {
+        "data_dirs": list(data.settings.data_dirs),
+        "extra_positives": list(data.settings.extra_positives),
         "licences": licences,
-        "classes": classes,
-        "split": split_info,
-        "counts_per_split": {s: len(by_split[s]) for s in D.SPLITS},
+        "classes": data.classes,
+        "split": data.split_info,
+        "counts_per_split": {s: len(data.by_split[s]) for s in D.SPLITS},
         # with --oversample, the training images shown per epoch (repeats included)
-        "train_images_per_epoch": len(train_indices),
-        "command_line": cfg.command_line,
-        "config": asdict(cfg),
+        "train_images_per_epoch": len(data.train_indices),
+        "command_line": cfg.output.command_line,
+        "config": cfg.flat(),
         "durations_s": durations,
         "device": device,
         "torch": torch.__version__,
         "stage1_fit": _fit_summary(r1) if r1 else stage1_source,
         "stage2_fit": _fit_summary(r2) if r2 else None,
         "overlays": overlay_counts,
-        "cam_target": cfg.cam_target,  # read by heritage.model.predict.TwoStageClassifier
+        "cam_target": cfg.cam.target,  # read by heritage.model.predict.TwoStageClassifier
         "run_dir": str(run_dir.resolve()),
     }
-    card = ModelCard(
-        model_id=cfg.model_id,
-        version=cfg.version,
-        input_size=cfg.image_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        positive_labels=positives,
-        stage1=StageCard(cfg.arch, "", "", len(classes), tuple(classes)),
-        stage2=StageCard(cfg.stage2_arch, "", "", 1, STAGE2_LABELS) if stage2 is not None else None,
-        cam_layer=cfg.cam_layer or cam_target_layer(cfg.arch),
-        cam_method=cfg.cam_method,
-        threshold=float(thr[decision]),
-        decision_stage=decision,
-        stage2_cam_alpha=cfg.cam_alpha,
-        training=training,
-        metrics=metrics,
-        notes=cfg.notes,
+
+
+def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> ModelCard:
+    """Train stage 1, make Grad-CAM overlays, train stage 2, evaluate, save the model.
+
+    The steps: split the data (:func:`_load_data`), train stage 1 (:func:`_train_stage1`),
+    make the overlays and train stage 2 on them (:func:`_train_stage2`), choose the
+    thresholds and the deciding stage on validation and score the test split
+    (:func:`_evaluate`), write the model (:func:`_write_model`).
+
+    Returns the model card written to ``cfg.output.model_dir``. The run folder receives
+    ``config.json``, ``split.csv``, ``stage{1,2}_metrics.csv``, checkpoints,
+    ``cam_overlays/``, ``metrics.json`` and the figures.
+    """
+    from heritage.model.card import round_to_fp16
+    from heritage.model.preprocess import resolve_device
+
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    durations: dict[str, float] = {}
+    run_dir = cfg.resolved_run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.run.device)
+    write_json(run_dir / "config.json", {**cfg.flat(), "resolved_device": device})
+
+    data = _load_data(cfg, run_dir, progress)
+    durations["split_s"] = round(time.monotonic() - t0, 2)
+
+    t = time.monotonic()
+    stage1, r1, stage1_source, loaders = _train_stage1(cfg, data, run_dir, device, progress)
+    durations["stage1_s"] = round(time.monotonic() - t, 2)
+    if cfg.output.fp16:
+        round_to_fp16(stage1)  # everything below sees the weights as they will be stored
+    p1 = {
+        s: _probs_stage1(stage1, loaders[s], device, data.pos)
+        for s in ("val", "test")
+        if data.by_split[s]
+    }
+
+    stage2, r2, overlay_counts, p2 = None, None, {}, {}
+    if not cfg.skip_stage2:
+        stage2, r2, overlay_counts, loaders2 = _train_stage2(
+            cfg, data, stage1, run_dir, device, progress, durations
+        )
+        from heritage.training.fit import predict_proba
+
+        p2 = {
+            s: predict_proba(stage2, loaders2[s], device)[0]
+            for s in ("val", "test")
+            if data.by_split[s]
+        }
+
+    t = time.monotonic()
+    metrics = _evaluate(cfg, data, p1, p2, (r1, r2), run_dir)
+    durations["evaluate_s"] = round(time.monotonic() - t, 2)
+
+    durations["total_s"] = round(time.monotonic() - t0, 2)
+    training = _training_record(
+        cfg, data, run_dir, device, (r1, r2), stage1_source, overlay_counts, durations
     )
-    card = save_model(cfg.model_dir, card, stage1, stage2, fp16=cfg.fp16)
+    card = _write_model(cfg, data, (stage1, stage2), metrics, training)
     write_json(run_dir / "metrics.json", metrics)
     progress.message(
-        f"model written to {cfg.model_dir} (decision: {decision}); run folder {run_dir}"
+        f"model written to {cfg.output.model_dir} (decision: {metrics['decision_stage']}); "
+        f"run folder {run_dir}"
     )
     return card
 
@@ -658,9 +898,9 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
 def load_trained_stage1(
     cfg: TrainConfig, num_classes: int, run_dir: Path
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The finished stage 1 named by ``cfg.stage1_weights``, and where it came from.
+    """The finished stage 1 named by ``cfg.stage1.weights``, and where it came from.
 
-    The file must hold every tensor of ``cfg.arch`` with a ``num_classes``-output head
+    The file must hold every tensor of ``cfg.stage1.arch`` with a ``num_classes``-output head
     (safetensors, or a ``.pth`` state dict read with ``weights_only=True``). A
     ``split.csv`` beside it or one folder up (``python -m research.compare`` and ``heritage
     train`` leave one there) must equal the run's own: a network trained on another
@@ -677,8 +917,8 @@ def load_trained_stage1(
     from heritage.model.zoo import build_model, load_state_dict_file
     from heritage.training.data import SPLIT_CSV, sha256_file
 
-    path = Path(cfg.stage1_weights or "")
-    if cfg.pretrained or cfg.freeze:
+    path = Path(cfg.stage1.weights or "")
+    if cfg.stage1.pretrained or cfg.stage1.freeze:
         raise ModelError(
             "a finished stage 1 (stage1_weights) is not trained again, so pretrained and "
             "freeze do not apply; leave them out"
@@ -703,14 +943,14 @@ def load_trained_stage1(
             f"trained on. Copy {found} and its split_meta.json into {run_dir} to use its "
             "split."
         )
-    model = build_model(cfg.arch, num_classes)
+    model = build_model(cfg.stage1.arch, num_classes)
     state = load_state_dict_file(path)  # its own ModelError for an unreadable file
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # missing, unexpected or misshapen tensors
         first = str(exc).strip().splitlines()[0]
         raise ModelError(
-            f"{path} is not a {cfg.arch} with {num_classes} classes ({first}); give the "
+            f"{path} is not a {cfg.stage1.arch} with {num_classes} classes ({first}); give the "
             "weights of a stage 1 trained on these classes"
         ) from exc
     source = {"weights": str(path.resolve()), "sha256": sha256_file(path),

@@ -496,7 +496,14 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
     from heritage.model.predict import TwoStageClassifier
     from heritage.training import data as D
     from heritage.training.fit import checkpoint_precision
-    from heritage.training.train import TrainConfig, train_two_stage
+    from heritage.training.train import (
+        DataConfig,
+        OutputConfig,
+        RunConfig,
+        StageConfig,
+        TrainConfig,
+        train_two_stage,
+    )
 
     root = Path(cfg.out_dir)
     base = root / TWO_STAGE
@@ -518,37 +525,37 @@ def _run_two_stage(cfg: CompareConfig, device: str, progress: Progress) -> dict[
     precision = checkpoint_precision(s1_ckpt) if s1_ckpt.is_file() else cfg.precision
     size = input_size_for(TWO_STAGE, cfg.image_size)
     tcfg = TrainConfig(
-        data_dirs=tuple(cfg.data_dirs),
-        model_dir=str(model_dir),
-        run_dir=str(run_dir),
-        arch="mobilenet_v3_small",
-        stage2_arch=cfg.stage2_arch,
-        pretrained=cfg.pretrained,
-        stage2_pretrained=cfg.pretrained,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        stage2_epochs=cfg.epochs,
-        stage2_batch_size=cfg.batch_size,
-        stage2_lr=cfg.lr,
-        patience=cfg.patience,
+        data=DataConfig(
+            data_dirs=tuple(cfg.data_dirs),
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            positive=tuple(cfg.positive),
+            extra_positives=tuple(cfg.extra_positives),
+            max_per_class=cfg.max_per_class,
+        ),
+        output=OutputConfig(
+            model_dir=str(model_dir),
+            run_dir=str(run_dir),
+            model_id="compare-two-stage",
+            command_line=cfg.command_line,
+        ),
+        stage1=StageConfig(
+            "mobilenet_v3_small", cfg.pretrained, cfg.epochs, cfg.batch_size, cfg.lr
+        ),
+        stage2=StageConfig(cfg.stage2_arch, cfg.pretrained, cfg.epochs, cfg.batch_size, cfg.lr),
+        run=RunConfig(
+            device=device,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            cache_images=cfg.cache_images,
+            patience=cfg.patience,
+            scheduler=cfg.scheduler,
+            precision=precision,
+            checkpoint_every=cfg.checkpoint_every,
+            resume=True,  # continue this row, or pick up the copied stage-1 checkpoint
+        ),
         image_size=size,
-        device=device,
-        seed=cfg.seed,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        positive=tuple(cfg.positive),
-        extra_positives=tuple(cfg.extra_positives),
-        max_per_class=cfg.max_per_class,
-        workers=cfg.workers,
-        resume=True,  # continue this row, or pick up the copied stage-1 checkpoint
-        cache_images=cfg.cache_images,
         threshold=cfg.threshold,
-        checkpoint_every=cfg.checkpoint_every,
-        scheduler=cfg.scheduler,
-        precision=precision,
-        model_id="compare-two-stage",
-        command_line=cfg.command_line,
     )
     progress.message("compare: two-stage model (stage 1 = the MobileNetV3 row)")
     card = train_two_stage(tcfg, progress)

@@ -274,6 +274,27 @@ def test_cli_oversample_option_is_parsed_and_checked(tmp_path):
     assert r.exit_code == 2 and "DATASET=K" in r.output
 
 
+def test_train_config_groups_the_flat_options_and_records_them_flat(tmp_path):
+    from heritage.cli.train import train, train_config
+    from heritage.training.train import FLAT_NAMES
+
+    cfg = TrainConfig.from_flat(data_dirs=("a",), model_dir="m", arch="resnet18", stage2_lr=1e-3,
+                                cam_target="predicted", seed=3, stage1_weights="w")  # fmt: skip
+    assert (cfg.stage1.arch, cfg.stage1.weights, cfg.stage2.lr) == ("resnet18", "w", 1e-3)
+    assert cfg.cam.target == "predicted" and cfg.run.seed == 3 and cfg.stage2.epochs == 10
+    assert cfg.resolved_run_dir == Path("m-run")
+    flat = cfg.flat()
+    assert list(flat) == list(FLAT_NAMES) and TrainConfig.from_flat(**flat) == cfg
+    with pytest.raises(TypeError, match="unknown training setting"):
+        TrainConfig.from_flat(epoch=3)
+    # every option of `heritage train` lands in the config (the CLI builds it in one place)
+    ctx = train.make_context("train", [str(tmp_path), "-o", str(tmp_path / "m")])
+    options = {k: v for k, v in ctx.params.items() if k not in ("threads", "json_progress")}
+    built = train_config(options)
+    assert built.stage1.arch == "mobilenet_v3_small" and built.run.workers >= 1
+    assert built.flat()["version"] == "0.1.0" and built.data.positive == ("crack", "salt_damage")
+
+
 @pytest.fixture
 def tiny_data(tmp_path) -> tuple[Path, Path]:
     return make_folder(tmp_path, "dsA", groups=True), make_folder(tmp_path, "dsB", seed=1)
@@ -342,7 +363,7 @@ def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
     from heritage.model.card import load_model
 
     a, b = tiny_data
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
         image_size=48, epochs=2, batch_size=8, workers=0, device="cpu", skip_stage2=True,
     )  # fmt: skip
@@ -353,7 +374,7 @@ def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
     ck = torch.load(tmp_path / "r" / "stage1_checkpoint.pt", weights_only=True)
     assert (ck["epoch"], ck["batch"]) == (1, 6 - per_epoch)
     assert not (tmp_path / "m" / "model.json").exists()
-    card = train_two_stage(TrainConfig(**{**cfg.__dict__, "resume": True}))
+    card = train_two_stage(TrainConfig.from_flat(**{**cfg.flat(), "resume": True}))
     assert card.stage2 is None and card.decision_stage == "stage1"
     assert tuple(card.training["stage1_fit"]["resumed_from"]) == (1, 6 - per_epoch)
     assert len(card.training["stage1_fit"]) and card.training["stage1_fit"]["epochs_run"] == 2
@@ -362,7 +383,7 @@ def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
 
 def test_oversampled_training_records_unique_and_shown_counts(tiny_data, tmp_path):
     a, b = tiny_data
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
         image_size=32, epochs=1, batch_size=8, workers=0, device="cpu", skip_stage2=True,
         oversample={"dsA": 3},
@@ -391,7 +412,7 @@ def test_fp16_weights_compute_what_the_metrics_were_measured_on(tiny_data, tmp_p
     assert all(p.dtype == torch.float32 for p in net.parameters())
 
     a, b = tiny_data
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
         image_size=48, epochs=1, batch_size=8, workers=0, device="cpu", skip_stage2=True,
         fp16=True,
@@ -420,8 +441,8 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     a, b = tiny_data
     base = dict(data_dirs=(str(a), str(b)), image_size=48, epochs=1, batch_size=8, workers=0,
                 device="cpu", stage2_epochs=1, stage2_batch_size=8)  # fmt: skip
-    cfg1 = TrainConfig(**base, model_dir=str(tmp_path / "m1"), run_dir=str(tmp_path / "r1"),
-                       skip_stage2=True)  # fmt: skip
+    cfg1 = TrainConfig.from_flat(**base, model_dir=str(tmp_path / "m1"),
+                                 run_dir=str(tmp_path / "r1"), skip_stage2=True)  # fmt: skip
     first = train_two_stage(cfg1)
     # laid out like a row of heritage compare: OUT/split.csv, OUT/<arch>/model.safetensors
     row = tmp_path / "cmp" / "mobilenet_v3_small"
@@ -437,8 +458,8 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     run2.mkdir()
     for name in ("split.csv", "split_meta.json"):
         shutil.copy2(tmp_path / "r1" / name, run2 / name)
-    cfg = TrainConfig(**base, model_dir=str(tmp_path / "m2"), run_dir=str(run2),
-                      stage1_weights=str(weights))  # fmt: skip
+    cfg = TrainConfig.from_flat(**base, model_dir=str(tmp_path / "m2"), run_dir=str(run2),
+                                stage1_weights=str(weights))  # fmt: skip
     card = train_two_stage(cfg)
     assert not (run2 / "stage1_checkpoint.pt").exists()  # not trained again
     assert card.training["stage1_fit"]["sha256"] == sha256_file(weights)
@@ -456,15 +477,15 @@ def test_a_finished_stage1_is_used_as_trained_on_its_own_split(tiny_data, tmp_pa
     rows = (tmp_path / "cmp" / "split.csv").read_text().splitlines()
     (tmp_path / "cmp" / "split.csv").write_text("\n".join([rows[0], *rows[:0:-1]]) + "\n")
     with pytest.raises(DataError, match="differs"):
-        train_two_stage(TrainConfig(**{**cfg.__dict__, "model_dir": str(tmp_path / "m3")}))
+        train_two_stage(TrainConfig.from_flat(**{**cfg.flat(), "model_dir": str(tmp_path / "m3")}))
     shutil.copy2(run2 / "split.csv", tmp_path / "cmp" / "split.csv")
     # weights of another network, or asked to be trained further
     with pytest.raises(ModelError, match="not a resnet18"):
-        train_two_stage(TrainConfig(**{**cfg.__dict__, "arch": "resnet18"}))
+        train_two_stage(TrainConfig.from_flat(**{**cfg.flat(), "arch": "resnet18"}))
     (row / "cut.safetensors").write_bytes(weights.read_bytes()[:1000])  # truncated copy
     with pytest.raises(ModelError, match="cannot read weights") as cut:
-        cut_cfg = {**cfg.__dict__, "stage1_weights": str(row / "cut.safetensors")}
-        train_two_stage(TrainConfig(**cut_cfg))
+        cut_cfg = {**cfg.flat(), "stage1_weights": str(row / "cut.safetensors")}
+        train_two_stage(TrainConfig.from_flat(**cut_cfg))
     assert "is not a" not in str(cut.value)  # unreadable, not "another network"
     r = CliRunner().invoke(
         cli, ["train", str(a), str(b), "-o", str(tmp_path / "m4"), "--run-dir", str(run2),
@@ -487,7 +508,7 @@ def test_painted_cracks_use_training_masks_only_and_need_a_mask_folder(tiny_data
 
     a, b = tiny_data
     masks = tmp_path / "masks"
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_flat(
         data_dirs=(str(a), str(b)), model_dir=str(tmp_path / "m"), run_dir=str(tmp_path / "r"),
         image_size=32, epochs=1, batch_size=8, workers=0, device="cpu", skip_stage2=True,
         paint_cracks=0.5, paint_masks=str(masks),
@@ -512,7 +533,8 @@ def test_painted_cracks_use_training_masks_only_and_need_a_mask_folder(tiny_data
     assert isinstance(ds, CrackPaintingDataset)
     assert len(ds.masks) == len(allowed) and ds.negative == {1} and ds.crack_label == 0
     with pytest.raises(DataError, match="--paint-masks"):
-        painting_dataset(replace(cfg, paint_masks=None), _Labels(), by_split, ["crack"], [0])
+        no_masks = replace(cfg, data=replace(cfg.data, paint_masks=None))
+        painting_dataset(no_masks, _Labels(), by_split, ["crack"], [0])
     with pytest.raises(DataError, match="not among the classes"):
         painting_dataset(cfg, _Labels(), by_split, ["defect", "none"], [0])
 
