@@ -20,13 +20,13 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from heritage.io.fileio import atomic_write_text
+from heritage.io.fileio import atomic_path, atomic_write_text
 from heritage.kernel.errors import DataError, InputNotFoundError, OutputNotWritableError
 from heritage.kernel.progress import NullProgress, Progress
 from heritage.model.metrics import binary_metrics, default_tolerance, energy_in_mask, pointing_game
@@ -118,6 +118,140 @@ def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
 
 
+def _scan(data_dirs: Sequence[str | Path], cfg: EvalConfig) -> tuple[list[Any], set[str]]:
+    """The labelled images of ``data_dirs`` and the positive class names."""
+    from heritage.training import data
+
+    if not data_dirs:
+        raise DataError("give at least one data folder")
+    positive = {p.strip() for p in cfg.positive if p.strip()}
+    if not positive:
+        raise DataError("--positive needs at least one class name")
+    items = []
+    for d in data_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise InputNotFoundError(f"data folder not found: {d}")
+        items += data.scan_image_folder(d)
+    log.info("%d images in %s", len(items), dict(Counter(it.dataset for it in items)))
+    return items, positive
+
+
+@dataclass
+class _CamScore:
+    """How well the Grad-CAM maps point at the defects' masks (pointing game, energy)."""
+
+    masks: dict[str, Path]
+    masks_dir: str | Path
+    size: int  # the model's input size
+    tolerance: int
+    hits: list[bool] = field(default_factory=list)
+    energies: list[float] = field(default_factory=list)
+    missing: int = 0
+    empty: int = 0
+
+    def add(self, row: dict[str, Any], path: Path, cam: np.ndarray) -> None:
+        """Score ``cam`` against the mask of ``path`` (if any) into ``row`` and the totals."""
+        mpath = find_mask(self.masks, path)
+        if mpath is None:
+            self.missing += 1
+            return
+        mask = load_mask(mpath, self.size)
+        row["mask"] = str(mpath)
+        if not mask.any():
+            self.empty += 1
+            return
+        hit = pointing_game(cam, mask, self.tolerance)
+        energy = energy_in_mask(cam, mask)
+        self.hits.append(hit)
+        self.energies.append(energy)
+        row["pointing_hit"] = int(hit)
+        row["energy_in_mask"] = energy
+
+    def report(self, method: str, target: str) -> dict[str, Any]:
+        """The ``cam`` part of the evaluation report."""
+        if not self.hits:
+            log.warning(
+                "no image of the evaluation set has a (non-empty) mask in %s", self.masks_dir
+            )
+        return {
+            "method": method,
+            "target": target,
+            "masks_dir": str(self.masks_dir),
+            "n_with_masks": len(self.hits),
+            "n_without_mask": self.missing,
+            "n_empty_masks": self.empty,
+            "pointing_game": float(np.mean(self.hits)) if self.hits else None,
+            "pointing_tolerance_px": self.tolerance,
+            "energy_in_mask": float(np.mean(self.energies)) if self.energies else None,
+        }
+
+
+def _classify_rows(
+    clf: Any,
+    items: Sequence[Any],
+    positive: set[str],
+    cam_score: _CamScore | None,
+    batch_size: int,
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    """One row per image: its label, the model's answer (or ``error``), the CAM's score."""
+    by_path = {it.path: it for it in items}
+    rows: list[dict[str, Any]] = []
+    progress.start("evaluate", len(items))
+    for path, res in clf.classify_paths([it.path for it in items], batch_size):
+        progress.check_cancelled()
+        it = by_path[path]
+        y = int(it.label in positive)
+        row: dict[str, Any] = {"path": str(path), "dataset": it.dataset, "class": it.label,
+                               "y_true": y}  # fmt: skip
+        if isinstance(res, str):
+            row["error"] = res
+        else:
+            row.update(
+                stage1_label=res.stage1.label,
+                p_stage1=res.p_stage1,
+                p_stage2=res.p_stage2,
+                p_final=res.p_final,
+                decision=int(res.decision),
+                correct=int(res.decision == bool(y)),
+                cam_method=res.cam_method,
+                cam_empty=int(res.cam_empty),
+            )
+            if cam_score is not None:
+                cam_score.add(row, path, res.cam)
+        rows.append(row)
+        progress.step(1)
+    return rows
+
+
+def _metrics(
+    rows: Sequence[dict[str, Any]], thr: float, stage2: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of the final answers, and of each stage's (``stage1``, ``stage2``)."""
+    ys = [r["y_true"] for r in rows]
+    stages = {"stage1": binary_metrics(ys, [r["p_stage1"] for r in rows], thr)}
+    if stage2:
+        stages["stage2"] = binary_metrics(ys, [r["p_stage2"] for r in rows], thr)
+    return binary_metrics(ys, [r["p_final"] for r in rows], thr), stages
+
+
+def _classes(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    return dict(sorted(Counter(r["class"] for r in rows).items()))
+
+
+def _per_dataset(rows: Sequence[dict[str, Any]], thr: float, stage2: bool) -> dict[str, Any]:
+    """:func:`_metrics` and the class counts of each dataset."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["dataset"]].append(r)
+    out = {}
+    for name, rs in sorted(groups.items()):
+        final, stages = _metrics(rs, thr, stage2)
+        out[name] = {**final, "classes": _classes(rs), **stages}
+    return out
+
+
 def evaluate(
     data_dirs: Sequence[str | Path],
     model_dir: str | Path | None = None,
@@ -142,23 +276,10 @@ def evaluate(
     from heritage.model.card import default_model_dir, load_model
     from heritage.model.predict import TwoStageClassifier
     from heritage.model.preprocess import resolve_device
-    from heritage.training import data
 
     cfg = config or EvalConfig()
     progress = progress or NullProgress()
-    if not data_dirs:
-        raise DataError("give at least one data folder")
-    positive = {p.strip() for p in cfg.positive if p.strip()}
-    if not positive:
-        raise DataError("--positive needs at least one class name")
-    items = []
-    for d in data_dirs:
-        d = Path(d)
-        if not d.is_dir():
-            raise InputNotFoundError(f"data folder not found: {d}")
-        items += data.scan_image_folder(d)
-    names = Counter(it.dataset for it in items)
-    log.info("%d images in %s", len(items), dict(names))
+    items, positive = _scan(data_dirs, cfg)
     masks = mask_index(Path(masks_dir)) if masks_dir is not None else None
 
     device = resolve_device(cfg.device)
@@ -166,94 +287,27 @@ def evaluate(
     loaded = load_model(model_path, device=device)
     card = loaded.card
     thr = card.threshold
-
-    rows: list[dict[str, Any]] = []
-    unreadable: list[dict[str, str]] = []
-    by_path = {it.path: it for it in items}
-    cam_methods: Counter[str] = Counter()
-    hits: list[bool] = []
-    energies: list[float] = []
-    masks_missing = masks_empty = cam_empty = 0
-    tolerance = None
-    with TwoStageClassifier(
-        loaded, device=device, cam_method=cfg.cam_method, cam_target=cfg.cam_target
-    ) as clf:
+    cam_score = None
+    if masks is not None:
         tolerance = (
             cfg.pointing_tolerance
             if cfg.pointing_tolerance is not None
             else default_tolerance((card.input_size, card.input_size))
         )
-        progress.start("evaluate", len(items))
-        for path, res in clf.classify_paths([it.path for it in items], cfg.batch_size):
-            progress.check_cancelled()
-            it = by_path[path]
-            y = int(it.label in positive)
-            row: dict[str, Any] = {
-                "path": str(path),
-                "dataset": it.dataset,
-                "class": it.label,
-                "y_true": y,
-            }
-            if isinstance(res, str):
-                unreadable.append({"path": str(path), "error": res})
-                row["error"] = res
-                rows.append(row)
-                progress.step(1)
-                continue
-            cam_methods[res.cam_method] += 1
-            cam_empty += int(res.cam_empty)
-            row.update(
-                stage1_label=res.stage1.label,
-                p_stage1=res.p_stage1,
-                p_stage2=res.p_stage2,
-                p_final=res.p_final,
-                decision=int(res.decision),
-                correct=int(res.decision == bool(y)),
-                cam_method=res.cam_method,
-                cam_empty=int(res.cam_empty),
-            )
-            if masks is not None:
-                mpath = find_mask(masks, path)
-                if mpath is None:
-                    masks_missing += 1
-                else:
-                    mask = load_mask(mpath, card.input_size)
-                    row["mask"] = str(mpath)
-                    if not mask.any():
-                        masks_empty += 1
-                    else:
-                        hit = pointing_game(res.cam, mask, tolerance)
-                        energy = energy_in_mask(res.cam, mask)
-                        hits.append(hit)
-                        energies.append(energy)
-                        row["pointing_hit"] = int(hit)
-                        row["energy_in_mask"] = energy
-            rows.append(row)
-            progress.step(1)
+        cam_score = _CamScore(masks, masks_dir, card.input_size, tolerance)
+    with TwoStageClassifier(
+        loaded, device=device, cam_method=cfg.cam_method, cam_target=cfg.cam_target
+    ) as clf:
+        rows = _classify_rows(clf, items, positive, cam_score, cfg.batch_size, progress)
 
     scored = [r for r in rows if "error" not in r]
     if not scored:
         raise DataError(f"none of the {len(rows)} images could be read; see the 'unreadable' list")
-    y_all = [r["y_true"] for r in scored]
-    report: dict[str, Any] = binary_metrics(y_all, [r["p_final"] for r in scored], thr)
-    report["decision_stage"] = card.decision_stage
-    report["stage1"] = binary_metrics(y_all, [r["p_stage1"] for r in scored], thr)
-    if loaded.stage2 is not None:
-        report["stage2"] = binary_metrics(y_all, [r["p_stage2"] for r in scored], thr)
-    per_dataset: dict[str, Any] = {}
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in scored:
-        groups[r["dataset"]].append(r)
-    for name, rs in sorted(groups.items()):
-        ys = [r["y_true"] for r in rs]
-        entry = binary_metrics(ys, [r["p_final"] for r in rs], thr)
-        entry["classes"] = dict(sorted(Counter(r["class"] for r in rs).items()))
-        entry["stage1"] = binary_metrics(ys, [r["p_stage1"] for r in rs], thr)
-        if loaded.stage2 is not None:
-            entry["stage2"] = binary_metrics(ys, [r["p_stage2"] for r in rs], thr)
-        per_dataset[name] = entry
-    report["per_dataset"] = per_dataset
-    report["classes"] = dict(sorted(Counter(r["class"] for r in scored).items()))
+    stage2 = loaded.stage2 is not None
+    final, stages = _metrics(scored, thr, stage2)
+    report: dict[str, Any] = {**final, "decision_stage": card.decision_stage, **stages}
+    report["per_dataset"] = _per_dataset(scored, thr, stage2)
+    report["classes"] = _classes(scored)
     report["positive_classes"] = sorted(positive)
     report["model"] = {
         "model_id": card.model_id,
@@ -267,23 +321,11 @@ def evaluate(
     }
     report["device"] = device
     report["data_dirs"] = [str(d) for d in data_dirs]
-    report["unreadable"] = unreadable
-    report["cam_methods_used"] = dict(cam_methods)
-    report["cam_empty"] = cam_empty
-    if masks is not None:
-        report["cam"] = {
-            "method": clf.cam_method,
-            "target": clf.cam_target,
-            "masks_dir": str(masks_dir),
-            "n_with_masks": len(hits),
-            "n_without_mask": masks_missing,
-            "n_empty_masks": masks_empty,
-            "pointing_game": float(np.mean(hits)) if hits else None,
-            "pointing_tolerance_px": tolerance,
-            "energy_in_mask": float(np.mean(energies)) if energies else None,
-        }
-        if not hits:
-            log.warning("no image of the evaluation set has a (non-empty) mask in %s", masks_dir)
+    report["unreadable"] = [{"path": r["path"], "error": r["error"]} for r in rows if "error" in r]
+    report["cam_methods_used"] = dict(Counter(r["cam_method"] for r in scored))
+    report["cam_empty"] = sum(r["cam_empty"] for r in scored)
+    if cam_score is not None:
+        report["cam"] = cam_score.report(clf.cam_method, clf.cam_target)
     if per_image_csv is not None:
         write_per_image_csv(Path(per_image_csv), rows)
     if json_out is not None:
@@ -295,8 +337,7 @@ def write_per_image_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Per-image outcomes as CSV (:data:`PER_IMAGE_FIELDS`, missing keys empty), the file
     ``heritage evaluate --per-image`` writes and ``research/compare/pair_models.py`` pairs."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=PER_IMAGE_FIELDS)
             w.writeheader()
             for r in rows:
