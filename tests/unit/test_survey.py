@@ -403,6 +403,9 @@ def test_footprints_in_another_crs_start_and_cli(
     assert res.exit_code == 0, res.output
     events = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
     assert events[-1]["event"] == "summary" and events[-1]["classified"] == 11
+    # the text a terminal shows travels with it, for the plugin's log
+    lines = events[-1]["lines"]
+    assert lines[0].startswith("GeoPackage: ") and lines[-1].startswith("done in ")
     assert any(e["event"] == "step" for e in events)
     obs = read(out, "observations")
     b = read(out, "flagged_buildings")
@@ -592,6 +595,7 @@ def test_group_and_route_commands_rework_a_survey_in_place(
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["event"] == "summary" and summary["buildings"] == 3 < len(before)
+    assert summary["lines"][0].startswith(f"{summary['flagged_total']} flagged photo(s) on 3 ")
     obs = read(out, "observations")
     assert len(obs) == n_obs  # nothing re-classified or duplicated
     grouped_ids = sorted(read(out, "flagged_buildings")["building_id"])
