@@ -20,9 +20,11 @@ test: setup
 	@$(MAKE) --no-print-directory docs
 
 # the user documentation site (mkdocs.yml, pages in docs/) into site/; any warning
-# (a broken link, a page missing from the navigation) fails the build
+# (a broken link, a page missing from the navigation) fails the build. Run as a module:
+# .venv/bin/mkdocs would put .venv/bin first on sys.path, where mkdocstrings then takes
+# the `heritage` console script for the package.
 docs: setup
-	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 	@echo "documentation built: site/index.html"
 
 lint: setup
