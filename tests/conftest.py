@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
+from factories import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HERITAGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -50,31 +51,14 @@ def load_script(name: str) -> ModuleType:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random two-stage model at input size 64 that flags every photo (threshold 0)."""
-    import torch
-
-    from heritage.model.card import ModelCard, StageCard, save_model
-    from heritage.model.zoo import build_model
-
-    torch.manual_seed(0)
-    card = ModelCard(
+    return tiny_model_dir(
+        tmp_path_factory.mktemp("plugin_model") / "tiny",
         model_id="tiny-plugin",
-        version="0.0.1",
-        input_size=64,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack",),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, ("crack", "no_crack", "salt")),
-        stage2=StageCard("mobilenet_v3_small", "", "", 1, ("conservation_needed",)),
-        cam_layer="features.12",
-        cam_method="gradcam",
+        labels=("crack", "no_crack", "salt"),
+        positives=("crack",),
+        stage2="mobilenet_v3_small",
         threshold=0.0,
-        decision_stage="stage2",
     )
-    path = tmp_path_factory.mktemp("plugin_model") / "tiny"
-    save_model(
-        path, card, build_model("mobilenet_v3_small", 3), build_model("mobilenet_v3_small", 1)
-    )
-    return path
 
 
 @pytest.fixture(scope="session")

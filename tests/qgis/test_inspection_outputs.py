@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import tiny_model_dir
 
 from heritage.survey.pipeline import ClassifyConfig, run_survey
 
@@ -26,9 +27,6 @@ pytestmark = pytest.mark.qgis
 @pytest.fixture(scope="module")
 def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 9 Arezzo photos classified by a random model that flags every photo."""
-    sys.path.insert(0, str(ROOT / "tests" / "unit"))
-    from test_survey import make_tiny_model
-
     tmp = tmp_path_factory.mktemp("inspection")
     photos = tmp / "photos"
     photos.mkdir()
@@ -37,7 +35,7 @@ def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = make_tiny_model(tmp / "model", threshold=0.0)
+        model = tiny_model_dir(tmp / "model", threshold=0.0)
         summary = run_survey(
             ClassifyConfig((photos,), tmp / "survey" / "survey.gpkg", model_dir=model)
         )

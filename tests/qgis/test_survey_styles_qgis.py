@@ -7,34 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import tiny_model_dir
 
-from heritage.model.card import ModelCard, StageCard, save_model
-from heritage.model.zoo import build_model
 from heritage.survey.pipeline import ClassifyConfig, run_survey
 
 pytestmark = pytest.mark.qgis
 
 CATEGORIES = {"A", "B", "C", "D", "E", "F", "none"}
-
-
-def _tiny_model(path: Path) -> Path:
-    torch.manual_seed(0)
-    card = ModelCard(
-        model_id="tiny-qgis",
-        version="0.0.1",
-        input_size=64,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack",),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, ("crack", "no_crack", "salt")),
-        stage2=StageCard("resnet18", "", "", 1, ("conservation_needed",)),
-        cam_layer="features.12",
-        cam_method="gradcam",
-        threshold=0.0,  # every photo flagged: buildings and a route for sure
-        decision_stage="stage2",
-    )
-    save_model(path, card, build_model("mobilenet_v3_small", 3), build_model("resnet18", 1))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +26,17 @@ def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = ClassifyConfig((photos,), tmp / "survey.gpkg", model_dir=_tiny_model(tmp / "m"))
+        cfg = ClassifyConfig(
+            (photos,),
+            tmp / "survey.gpkg",
+            model_dir=tiny_model_dir(
+                tmp / "m",
+                model_id="tiny-qgis",
+                labels=("crack", "no_crack", "salt"),
+                positives=("crack",),
+                threshold=0.0,  # every photo flagged: buildings and a route for sure
+            ),
+        )
         summary = run_survey(cfg)
     finally:
         torch.set_num_threads(before)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import ROOT, load_script
-
-sys.path.insert(0, str(ROOT / "tests" / "unit"))  # the tiny model cards of the unit tests
-from test_modelcard import make_card
+from conftest import load_script
+from factories import tiny_card
 
 from heritage.model.card import save_model
 
@@ -56,7 +53,7 @@ def test_p_positive_combines_views_by_mean_or_max(tta):
 
 
 def test_averaged_stage1_holds_the_mean_of_the_models_weights(tta, tmp_path):
-    card = make_card(with_stage2=False)
+    card = tiny_card(stage2=None)
     nets = []
     for seed, name in ((0, "a"), (1, "b")):
         torch.manual_seed(seed)
@@ -78,8 +75,8 @@ def test_averaged_stage1_holds_the_mean_of_the_models_weights(tta, tmp_path):
 def test_averaging_refuses_models_with_other_labels(tta, tmp_path):
     torch.manual_seed(0)
     net = torchvision.models.mobilenet_v3_small(num_classes=3).eval()
-    save_model(tmp_path / "a", make_card(with_stage2=False), net)
-    card = make_card(with_stage2=False)
+    save_model(tmp_path / "a", tiny_card(stage2=None), net)
+    card = tiny_card(stage2=None)
     other = dataclasses.replace(
         card, stage1=dataclasses.replace(card.stage1, labels=("crack", "b", "c"))
     )

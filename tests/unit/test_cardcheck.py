@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from test_modelcard import make_card, nets, saved  # noqa: F401  (fixtures)
-from test_survey_inputs import cli_line, one_error
+from factories import tiny_card, tiny_model_dir
+from helpers import cli_line, one_error
 
 from heritage.kernel.errors import ModelError
 from heritage.model import card as modelcard
@@ -33,6 +33,12 @@ BAD_VALUES = {
 }
 
 
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    """A tiny model folder whose card the test edits."""
+    return tiny_model_dir(tmp_path / "m")
+
+
 def _edit(model_dir: Path, key: str, raw: str) -> None:
     """Set ``key`` of model.json to the raw JSON text ``raw`` (NaN, 1e999 and the like)."""
     card = model_dir / "model.json"
@@ -43,7 +49,7 @@ def _edit(model_dir: Path, key: str, raw: str) -> None:
 
 @pytest.mark.parametrize(("key", "raw"), sorted(BAD_VALUES))
 def test_bad_card_is_refused_before_any_weights_are_read(
-    saved: Path,  # noqa: F811
+    saved: Path,
     monkeypatch: pytest.MonkeyPatch,
     key: str,
     raw: str,
@@ -60,7 +66,7 @@ def test_bad_card_is_refused_before_any_weights_are_read(
     assert "\n" not in str(err.value)
 
 
-def test_bad_scene_settings_are_refused_before_the_weights(saved: Path, monkeypatch) -> None:  # noqa: F811
+def test_bad_scene_settings_are_refused_before_the_weights(saved: Path, monkeypatch) -> None:
     _edit(saved, "scene", '{"tile_size": 5, "overlap": NaN}')
     monkeypatch.setattr(modelcard, "_verified_bytes", lambda *a, **k: pytest.fail("read"))
     with pytest.raises(ModelError, match="invalid scene settings") as err:
@@ -71,7 +77,7 @@ def test_bad_scene_settings_are_refused_before_the_weights(saved: Path, monkeypa
 def test_every_problem_is_listed_at_once() -> None:
     from heritage.model.cardcheck import card_problems
 
-    d = json.loads(make_card().to_json())
+    d = json.loads(tiny_card().to_json())
     d.update(input_size=True, std=[0, 1, 1], cam_method="x", stage2_cam_alpha=2)
     d["stage1"]["num_outputs"] = "3"
     problems = card_problems(d)
@@ -85,14 +91,14 @@ def test_cam_method_names_are_the_methods_explain_implements() -> None:
     assert set(CAM_METHOD_NAMES) == set(CAM_METHODS)
 
 
-def test_unknown_cam_layer_is_refused_before_the_weights(saved: Path, monkeypatch) -> None:  # noqa: F811
+def test_unknown_cam_layer_is_refused_before_the_weights(saved: Path, monkeypatch) -> None:
     _edit(saved, "cam_layer", '"features.99"')
     monkeypatch.setattr(modelcard, "_verified_bytes", lambda *a, **k: pytest.fail("read"))
     with pytest.raises(ModelError, match=r"cam_layer 'features\.99' is not a layer"):
         load_model(saved)
 
 
-def test_oversized_weights_are_refused_from_their_size_without_reading(saved: Path) -> None:  # noqa: F811
+def test_oversized_weights_are_refused_from_their_size_without_reading(saved: Path) -> None:
     """Item 5: a weights file of several GB was read whole into memory before hashing."""
     card = json.loads((saved / "model.json").read_text())
     assert card["stage1"]["size"] == (saved / "stage1.safetensors").stat().st_size
@@ -108,7 +114,7 @@ def test_oversized_weights_are_refused_from_their_size_without_reading(saved: Pa
         load_model(saved)
 
 
-def test_classify_with_a_nan_card_exits_1_in_one_line(saved: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_classify_with_a_nan_card_exits_1_in_one_line(saved: Path, tmp_path: Path, capsys) -> None:
     """Item 6: std NaN classified every photo as not flagged, with exit 0."""
     _edit(saved, "std", "[NaN, 0.2, 0.2]")
     (tmp_path / "p").mkdir()

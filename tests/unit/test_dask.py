@@ -16,7 +16,7 @@ from pathlib import Path
 import pyogrio
 import pytest
 import torch
-from test_survey import make_tiny_model
+from factories import tiny_model_dir
 
 from heritage.survey.pipeline import ClassifyConfig, run_survey
 
@@ -28,7 +28,7 @@ SCORES = ["stage1_score", "p_stage1", "p_stage2", "p_final", "defect_area_fracti
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("dask_model") / "tiny", threshold=0.5)
+    return tiny_model_dir(tmp_path_factory.mktemp("dask_model") / "tiny", threshold=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from factories import tiny_model_dir
 from PIL import Image
 
 from heritage.kernel.errors import DataError, InputNotFoundError, ModelError
@@ -104,9 +105,7 @@ def test_mask_uses_image_geometry(tmp_path):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from test_predict import tiny_model_dir
-
-    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m")
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m", stage2="mobilenet_v3_small")
 
 
 def _folder(root: Path, classes: dict[str, int], seed: int = 0) -> Path:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from factories import tiny_model_dir
 from PIL import Image
-from test_reviews import tiny_model
 
 from heritage.io.reviews import record_review
 from heritage.kernel.errors import OutputNotWritableError
@@ -33,7 +33,9 @@ def reviewed(exif_gps: Path, tmp_path_factory) -> tuple[Path, Path, dict[str, st
     import pyogrio
 
     root = tmp_path_factory.mktemp("finetune")
-    model = tiny_model(root / "base")
+    model = tiny_model_dir(
+        root / "base", model_id="tiny-review", stage2="mobilenet_v3_small", threshold=0.0
+    )
     photos = root / "photos"
     photos.mkdir()
     for name in PHOTOS:

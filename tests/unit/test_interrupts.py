@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 from click.testing import CliRunner
-from test_train import make_folder
+from factories import image_folder
 
 from heritage.kernel.errors import CancelledError
 from heritage.kernel.interrupts import EXIT_CANCELLED, resumable_run, stop_on_signals
@@ -57,8 +57,8 @@ def test_sigterm_during_cli_training_checkpoints_then_resume_finishes(tmp_path, 
     from heritage.cli import cli
     from heritage.model.card import load_model
 
-    a = make_folder(tmp_path, "dsA", groups=True)
-    b = make_folder(tmp_path, "dsB", seed=1)
+    a = image_folder(tmp_path, "dsA", groups=True)
+    b = image_folder(tmp_path, "dsB", seed=1)
     model_dir, run = tmp_path / "model", tmp_path / "run"
     args = ["train", str(a), str(b), "-o", str(model_dir), "--run-dir", str(run),
             "--image-size", "48", "--epochs", "2", "--batch-size", "4", "--skip-stage2",

@@ -2,54 +2,37 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
-import torchvision
+from factories import tiny_card, tiny_model_dir, tiny_nets
 
 from heritage.kernel.errors import ModelError
 from heritage.model import card as modelcard
-from heritage.model.card import ModelCard, StageCard, load_model, read_card, save_model
+from heritage.model.card import ModelCard, load_model, read_card, save_model
 
 LABELS = ("crack", "no_crack", "salt_damage")
 
 
 def make_card(with_stage2: bool = True, **over) -> ModelCard:
-    card = ModelCard(
-        model_id="test-model",
-        version="0.0.1",
-        input_size=64,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack", "salt_damage"),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, LABELS),
-        stage2=StageCard("resnet18", "", "", 1, ("conservation_needed",)) if with_stage2 else None,
-        cam_layer="features.12",
-        cam_method="gradcam",
-        threshold=0.5,
-        decision_stage="stage2" if with_stage2 else "stage1",
-        training={"data": [{"dir": "brickwork-cracks", "licence": "internal use only"}]},
-        metrics={"val": {"f1": 0.5}},
+    over.setdefault(
+        "training", {"data": [{"dir": "brickwork-cracks", "licence": "internal use only"}]}
     )
-    return dataclasses.replace(card, **over)
+    over.setdefault("metrics", {"val": {"f1": 0.5}})
+    return tiny_card(model_id="test-model", stage2="resnet18" if with_stage2 else None, **over)
 
 
 @pytest.fixture(scope="module")
 def nets() -> tuple[torch.nn.Module, torch.nn.Module]:
-    torch.manual_seed(0)
-    s1 = torchvision.models.mobilenet_v3_small(num_classes=3).eval()
-    s2 = torchvision.models.resnet18(num_classes=1).eval()
-    return s1, s2
+    return tiny_nets(make_card())
 
 
 @pytest.fixture
-def saved(tmp_path, nets) -> Path:
-    save_model(tmp_path / "m", make_card(), *nets)
-    return tmp_path / "m"
+def saved(tmp_path) -> Path:
+    return tiny_model_dir(tmp_path / "m", make_card())
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module, atol: float = 0.0) -> bool:

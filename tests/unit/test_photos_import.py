@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import shapely
 from click.testing import CliRunner
+from factories import geotagged
+from helpers import read_layer
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational as R
 from pyogrio import raw
@@ -32,28 +34,6 @@ from heritage.survey.photos import ImportConfig, check_image, find_photo_files, 
 
 HERITAGE = Path(sys.executable).parent / "heritage"
 EXIF_GPS_EXPECTED = 17
-
-
-def geotagged(path: Path, lat: float, lon: float, alt: float | None = None, **save) -> Path:
-    """A small JPEG (or PNG) with a GPS position written by Pillow."""
-    gps = {
-        1: "N" if lat >= 0 else "S",
-        2: (R(int(abs(lat) * 1e6), 1_000_000), R(0, 1), R(0, 1)),
-        3: "E" if lon >= 0 else "W",
-        4: (R(int(abs(lon) * 1e6), 1_000_000), R(0, 1), R(0, 1)),
-    }
-    if alt is not None:
-        gps.update({5: 1 if alt < 0 else 0, 6: R(int(abs(alt) * 100), 100)})
-    ex = Image.Exif()
-    ex[0x8825] = gps
-    shade = int(abs(lat * 1000)) % 200
-    Image.new("RGB", (16, 12), (shade, 90, 60)).save(path, exif=ex, **save)
-    return path
-
-
-def read_layer(gpkg: Path, layer: str) -> list[dict]:
-    meta = raw.read(str(gpkg), layer=layer, read_geometry=False)[0]
-    return read_rows(gpkg, layer, list(meta["fields"]))
 
 
 def photo_points(gpkg: Path) -> dict[str, shapely.Point]:

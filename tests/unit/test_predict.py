@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torchvision
+from factories import tiny_model_dir
 from PIL import Image
 
-from heritage.model.card import ModelCard, StageCard, load_model, save_model
+from heritage.model.card import load_model
 from heritage.model.predict import Result, TwoStageClassifier, load_image
 from heritage.model.preprocess import eval_transform, normalise, to_model_rgb
 
 LABELS = ("crack", "no_crack", "salt_damage")
 SIZE = 64
-
-
-def tiny_model_dir(path: Path, two_stage: bool = True, **card_over) -> Path:
-    """Save a random-init two-stage model folder (mobilenet_v3_small for both) at ``path``."""
-    torch.manual_seed(0)
-    s1 = torchvision.models.mobilenet_v3_small(num_classes=3).eval()
-    s2 = torchvision.models.mobilenet_v3_small(num_classes=1).eval() if two_stage else None
-    card = ModelCard(
-        model_id="tiny",
-        version="0.0.1",
-        input_size=SIZE,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack", "salt_damage"),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, LABELS),
-        stage2=StageCard("mobilenet_v3_small", "", "", 1, ("conservation_needed",))
-        if two_stage
-        else None,
-        cam_layer="features.12",
-        cam_method="gradcam",
-        threshold=0.5,
-        decision_stage="stage2" if two_stage else "stage1",
-    )
-    save_model(path, dataclasses.replace(card, **card_over), s1, s2)
-    return path
 
 
 def photo(seed: int, size=(90, 70), mode="RGB") -> Image.Image:
@@ -52,7 +26,7 @@ def photo(seed: int, size=(90, 70), mode="RGB") -> Image.Image:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m")
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m", stage2="mobilenet_v3_small")
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +85,7 @@ def test_stage1_probabilities_equal_a_plain_forward_pass(clf):
 
 
 def test_stage1_only_model_and_threshold(tmp_path):
-    d = tiny_model_dir(tmp_path / "one", two_stage=False, threshold=0.0)
+    d = tiny_model_dir(tmp_path / "one", stage2=None, threshold=0.0)
     with TwoStageClassifier(load_model(d), cam_method="eigencam") as clf:
         (r,) = clf.classify([photo(6)])
     assert r.p_stage2 is None

@@ -7,7 +7,6 @@ resnet18 at 64 px): the values mean nothing, the plumbing is what is checked.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import rasterio
 import rasterio.io
 from click.testing import CliRunner
+from factories import tiny_model_dir
 from rasterio.transform import from_origin
 
 from heritage.kernel.errors import (
@@ -26,7 +26,7 @@ from heritage.kernel.errors import (
     ModelError,
 )
 from heritage.kernel.progress import NullProgress
-from heritage.model.card import ModelCard, StageCard, load_model, save_model
+from heritage.model.card import load_model
 from heritage.survey.raster import (
     NODATA,
     RasterConfig,
@@ -45,32 +45,6 @@ LABELS = ("crack", "no_crack", "salt_damage")
 TRANSFORM = from_origin(500000.0, 5000000.0, 0.01, 0.01)  # UTM 32N, 1 cm/px
 W, H = 600, 450
 BORDER_LEFT, BORDER_BOTTOM = 40, 110
-
-
-def make_model(path: Path, **card_over) -> Path:
-    import torch
-
-    from heritage.model.zoo import build_model, cam_target_layer
-
-    torch.manual_seed(0)
-    card = ModelCard(
-        model_id="tiny-raster",
-        version="0.0.1",
-        input_size=SIZE,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack", "salt_damage"),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, LABELS),
-        stage2=StageCard("resnet18", "", "", 1, ("conservation_needed",)),
-        cam_layer=cam_target_layer("mobilenet_v3_small"),
-        cam_method="gradcam",
-        threshold=0.5,
-        decision_stage="stage2",
-    )
-    s1 = build_model("mobilenet_v3_small", 3).eval()
-    s2 = build_model("resnet18", 1).eval()
-    save_model(path, dataclasses.replace(card, **card_over), s1, s2)
-    return path
 
 
 def make_raster(
@@ -140,7 +114,7 @@ class ReadSpy:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return make_model(tmp_path_factory.mktemp("model") / "tiny")
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", model_id="tiny-raster")
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +367,7 @@ def test_missing_or_corrupt_model_fails_before_any_tile_is_read(tmp_path, monkey
     spy = ReadSpy(monkeypatch)
     with pytest.raises(ModelError):
         classify_raster(path, tmp_path / "o.tif", model_dir=tmp_path / "no-model")
-    model = make_model(tmp_path / "m")
+    model = tiny_model_dir(tmp_path / "m", model_id="tiny-raster")
     (model / "stage2.safetensors").write_bytes(b"truncated")
     with pytest.raises(ModelError, match="tampered or truncated"):
         classify_raster(path, tmp_path / "o.tif", model_dir=model)

@@ -43,10 +43,10 @@ DEMO_PHOTOS = ROOT / "resources" / "demo" / "photos"
 
 @pytest.fixture(scope="module")
 def demo_survey(tmp_path_factory) -> Path:
-    from test_survey import make_tiny_model
+    from factories import tiny_model_dir
 
     tmp = tmp_path_factory.mktemp("report_survey")
-    model = make_tiny_model(tmp / "tiny0", threshold=0.0)
+    model = tiny_model_dir(tmp / "tiny0", model_id="tiny-survey", threshold=0.0)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

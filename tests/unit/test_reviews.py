@@ -17,14 +17,12 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-import torch
 from click.testing import CliRunner
+from factories import tiny_model_dir
 
 from heritage.io.gpkg import connect_gpkg
 from heritage.io.reviews import current_reviews, read_history, record_review
 from heritage.kernel.errors import DataError
-from heritage.model.card import ModelCard, StageCard, save_model
-from heritage.model.zoo import build_model
 from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
 from heritage.training.review_data import export_class, is_held_out, model_label, reviewed_items
 
@@ -32,30 +30,16 @@ PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "iphone_hdr_NO.jpg")
 HELSINKI = "HMD_Nokia_8.3_5G.jpg"
 
 
-def tiny_model(path: Path, version: str = "0.0.1") -> Path:
-    torch.manual_seed(0)
-    card = ModelCard(
-        model_id="tiny-review",
-        version=version,
-        input_size=64,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack", "salt_damage"),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, ("crack", "no_crack", "salt_damage")),
-        stage2=StageCard("mobilenet_v3_small", "", "", 1, ("conservation_needed",)),
-        cam_layer="features.12",
-        cam_method="gradcam",
-        threshold=0.0,
-        decision_stage="stage2",
+def review_model(path: Path, version: str = "0.0.1") -> Path:
+    """Two mobilenet_v3_small stages that flag every photo (threshold 0)."""
+    return tiny_model_dir(
+        path, model_id="tiny-review", version=version, stage2="mobilenet_v3_small", threshold=0.0
     )
-    s1, s2 = build_model("mobilenet_v3_small", 3), build_model("mobilenet_v3_small", 1)
-    save_model(path, card, s1, s2)
-    return path
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+    return review_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture
@@ -183,7 +167,7 @@ def test_reclassifying_with_another_model_keeps_every_review(survey, model, tmp_
     record_review(out, sha["DSCN0010.jpg"], "confirmed", reviewer="ana", defect_type="crack")
     record_review(out, sha["DSCN0010.jpg"], "unsure", reviewer="ben", box=(0, 0, 32, 32))
     history = read_history(out)
-    other = tiny_model(tmp_path / "other", version="0.0.2")
+    other = review_model(tmp_path / "other", version="0.0.2")
     cfg = ClassifyConfig((photos,), out, model_dir=other, device="cpu", reclassify=True)
     summary = run_survey(cfg)
     assert summary.reclassified == 5 and summary.classified == 5

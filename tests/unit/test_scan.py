@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from test_photos_import import geotagged, read_layer
+from factories import geotagged
+from helpers import read_layer
 
 from heritage.io.filenames import name_problem, path_text
 from heritage.survey.photos import ImportConfig, import_photos

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import tiny_model_dir
 from PIL import Image
-from test_survey import make_tiny_model
 
 from heritage.kernel.errors import ModelError
 from heritage.model.card import load_model
@@ -50,7 +50,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def clf(tmp_path_factory):
     """The tiny model with a stage-1 decision (threshold 0: every wall tile is flagged)."""
-    path = make_tiny_model(tmp_path_factory.mktemp("scene") / "m", threshold=0.0)
+    path = tiny_model_dir(tmp_path_factory.mktemp("scene") / "m", threshold=0.0)
     loaded = load_model(path)
     card = dataclasses.replace(loaded.card, decision_stage="stage1")
     loaded = dataclasses.replace(loaded, card=card)

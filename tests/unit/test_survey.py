@@ -19,11 +19,10 @@ import pyogrio
 import pytest
 import torch
 from click.testing import CliRunner
+from factories import tiny_model_dir
 from PIL import Image
 
 from heritage.kernel.errors import InputNotFoundError, ModelError
-from heritage.model.card import ModelCard, StageCard, save_model
-from heritage.model.zoo import build_model
 from heritage.survey.pipeline import (
     OBSERVATION_FIELDS,
     ClassifyConfig,
@@ -40,29 +39,6 @@ N_NO_LOCATION = 19  # 3 in no_gps/ + 16 in orientation/
 AREZZO = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "DSCN0027.jpg")
 
 
-def make_tiny_model(path: Path, threshold: float = 0.5) -> Path:
-    """A random mobilenet_v3_small (3 classes) + resnet18 (1 logit) model at 64 px."""
-    torch.manual_seed(0)
-    s1 = build_model("mobilenet_v3_small", 3).eval()
-    s2 = build_model("resnet18", 1).eval()
-    card = ModelCard(
-        model_id="tiny-survey",
-        version="0.0.1",
-        input_size=SIZE,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        positive_labels=("crack", "salt_damage"),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, LABELS),
-        stage2=StageCard("resnet18", "", "", 1, ("conservation_needed",)),
-        cam_layer="features.12",
-        cam_method="gradcam",
-        threshold=threshold,
-        decision_stage="stage2",
-    )
-    save_model(path, card, s1, s2)
-    return path
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """The test machine's 2 cores are shared: one thread is several times faster here."""
@@ -74,13 +50,15 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", model_id="tiny-survey")
 
 
 @pytest.fixture(scope="module")
 def flag_all_model(tmp_path_factory) -> Path:
     """Threshold 0: every photo is flagged, so buildings and routes are deterministic."""
-    return make_tiny_model(tmp_path_factory.mktemp("model0") / "tiny0", threshold=0.0)
+    return tiny_model_dir(
+        tmp_path_factory.mktemp("model0") / "tiny0", model_id="tiny-survey", threshold=0.0
+    )
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pyogrio
 import pytest
 import torch
+from factories import geotagged_folder, tiny_model_dir
+from helpers import classify_folder, cli_line, one_error
 from PIL import Image
-from test_survey import make_tiny_model
-from test_survey_inputs import _photos, _survey, cli_line, one_error
 
 from heritage.survey.pipeline import connect_gpkg
 
@@ -34,7 +34,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny", threshold=0.0)
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", threshold=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def survey(tmp_path_factory, model_dir: Path) -> Path:
     """A classified survey of 3 photos, every one flagged (threshold 0)."""
     d = tmp_path_factory.mktemp("s")
     out = d / "survey.gpkg"
-    _survey(_photos(d / "photos"), out, model_dir)
+    classify_folder(geotagged_folder(d / "photos"), out, model_dir)
     return out
 
 
@@ -52,7 +52,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     """Item 2: two runs at once both succeeded and stored every photo twice."""
     from heritage.io.surveyfile import SurveyBusyError, lock_path
 
-    d = _photos(tmp_path / "p")
+    d = geotagged_folder(tmp_path / "p")
     out = tmp_path / "c.gpkg"
     holder = subprocess.Popen(  # another process writing the same GeoPackage
         [sys.executable, "-c", textwrap.dedent(f"""
@@ -67,13 +67,13 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(SurveyBusyError, match="another heritage command is writing"):
-            _survey(d, out, model_dir)
+            classify_folder(d, out, model_dir)
         code, err = cli_line(capsys, "classify", str(d), "-o", str(out), "--model", str(model_dir))
         assert code == 1 and one_error(err) and "wait until it has finished" in err
     finally:
         holder.communicate("")
     assert lock_path(out).name == ".c.gpkg.lock"
-    summary = _survey(d, out, model_dir)  # the lock went with the other process
+    summary = classify_folder(d, out, model_dir)  # the lock went with the other process
     assert summary.classified == 3
 
 
@@ -94,7 +94,7 @@ def test_duplicates_are_refused_by_the_schema_and_repaired_on_open(
     con.close()
     assert len(pyogrio.read_dataframe(out, layer="observations")) == 6
 
-    summary = _survey(survey.parent / "photos", out, model_dir)
+    summary = classify_folder(survey.parent / "photos", out, model_dir)
     assert summary.classified == 0 and summary.observations_total == 3
     assert any("removed 3 duplicate row(s) of 'observations'" in p for p in summary.problems)
     obs = pyogrio.read_dataframe(out, layer="observations")
@@ -266,17 +266,17 @@ def test_footprints_that_are_points_or_swapped(tmp_path: Path, survey: Path, cap
 def test_an_output_left_empty_by_a_kill_is_started_again(tmp_path: Path, model_dir: Path) -> None:
     """A run killed while GDAL creates the file leaves 0 bytes; the same command must
     start it again, not refuse it as "not a GeoPackage"."""
-    d = _photos(tmp_path / "p", n=2)
+    d = geotagged_folder(tmp_path / "p", n=2)
     out = tmp_path / "e.gpkg"
     out.write_bytes(b"")
-    assert _survey(d, out, model_dir).classified == 2
+    assert classify_folder(d, out, model_dir).classified == 2
     half = tmp_path / "half.gpkg"  # GDAL killed after its first metadata table
     con = sqlite3.connect(half)
     con.execute("CREATE TABLE gpkg_spatial_ref_sys (srs_id INTEGER)")
     con.commit()
     con.close()
-    assert _survey(d, half, model_dir).classified == 2
+    assert classify_folder(d, half, model_dir).classified == 2
     _plain_sqlite(tmp_path / "t.gpkg")  # a database with a table is not discarded
     with pytest.raises(Exception, match="not a GeoPackage"):
-        _survey(d, tmp_path / "t.gpkg", model_dir)
+        classify_folder(d, tmp_path / "t.gpkg", model_dir)
     assert (tmp_path / "t.gpkg").exists()

@@ -23,8 +23,8 @@ import numpy as np
 import pyogrio
 import pytest
 import torch
+from factories import tiny_model_dir
 from PIL import Image
-from test_survey import make_tiny_model
 
 from heritage.survey.pipeline import ClassifyConfig, run_survey
 
@@ -36,7 +36,7 @@ DEADLINE_S = 120.0
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("kill_model") / "m", threshold=0.0)
+    return tiny_model_dir(tmp_path_factory.mktemp("kill_model") / "m", threshold=0.0)
 
 
 @pytest.fixture(scope="module")

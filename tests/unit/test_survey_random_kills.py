@@ -29,11 +29,8 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pytest
-import torch
+from factories import tiny_model_dir
 from PIL import Image
-
-from heritage.model.card import ModelCard, StageCard, save_model
-from heritage.model.zoo import build_model
 
 SEED = 25
 MIN_KILLS = 10
@@ -49,17 +46,17 @@ SAME = ("flagged", "priority_category", "building_id", "n_flagged_on_building", 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """Stage 1 only (mobilenet_v3_small at 32 px), threshold 0: every photo is flagged."""
-    torch.manual_seed(0)
-    card = ModelCard(
-        model_id="kill-test", version="0.0.1", input_size=32,
-        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), positive_labels=("crack",),
-        stage1=StageCard("mobilenet_v3_small", "", "", 3, ("crack", "no_crack", "other")),
-        stage2=None, cam_layer="features.12", cam_method="gradcam", threshold=0.0,
-        decision_stage="stage1",
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("model") / "m"
-    save_model(path, card, build_model("mobilenet_v3_small", 3).eval())
-    return path
+    return tiny_model_dir(
+        tmp_path_factory.mktemp("model") / "m",
+        model_id="kill-test",
+        input_size=32,
+        labels=("crack", "no_crack", "other"),
+        positives=("crack",),
+        stage2=None,
+        threshold=0.0,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pyogrio
 import pytest
 import torch
+from factories import tiny_model_dir
 from PIL import Image
-from test_survey import make_tiny_model
 
 from heritage.model.tiling import TileConfig, classify_tiled, stitch, tile_windows
 from heritage.survey.pipeline import ClassifyConfig, run_survey
@@ -107,7 +107,7 @@ def one_thread():
 
 
 def test_tiled_survey_of_a_large_photo(exif_gps: Path, tmp_path: Path, one_thread) -> None:
-    model = make_tiny_model(tmp_path / "model")
+    model = tiny_model_dir(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
     src = exif_gps / "gps" / "DSCN0010.jpg"  # 640x480 with GPS
@@ -133,7 +133,7 @@ def test_tiled_survey_of_a_large_photo(exif_gps: Path, tmp_path: Path, one_threa
 def test_tiled_overlay_png_is_capped_but_area_uses_full_map(
     exif_gps: Path, tmp_path: Path, one_thread
 ) -> None:
-    model = make_tiny_model(tmp_path / "model")
+    model = tiny_model_dir(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(exif_gps / "gps" / "DSCN0012.jpg", photos / "p.jpg")  # 640x480

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from factories import image_folder
 from torch.utils.data import TensorDataset
 
 from heritage.kernel.errors import CancelledError
@@ -18,27 +19,6 @@ from heritage.kernel.progress import NullProgress
 from heritage.training.data import make_loader
 from heritage.training.fit import FitConfig, ResumableSampler, evaluate_loss, fit, predict_proba
 from heritage.training.train import TrainConfig, binary_metrics, mcnemar, train_two_stage
-
-
-def make_folder(root: Path, name: str, n: int = 12, groups: bool = False, seed: int = 0) -> Path:
-    """``root/name/{crack,no_crack}/*.png`` (crack = dark line); ``groups``: a manifest."""
-    from PIL import Image
-
-    rows = []
-    for c, cls in enumerate(("crack", "no_crack")):
-        for i in range(n):
-            rng = np.random.default_rng(seed * 1000 + c * 100 + i)
-            a = rng.normal(150, 20, (40, 40, 3)).clip(0, 255).astype(np.uint8)
-            if cls == "crack":
-                x = int(rng.integers(5, 32))
-                a[:, x : x + 3] = 20
-            path = root / name / cls / f"{cls}_{i:02d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(a).save(path)
-            rows.append(f"{cls}/{path.name},{cls},photo{i // 3}")
-    if groups:
-        (root / name / "manifest.csv").write_text("file,label,source_group\n" + "\n".join(rows))
-    return root / name
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -297,7 +277,7 @@ def test_train_config_groups_the_flat_options_and_records_them_flat(tmp_path):
 
 @pytest.fixture
 def tiny_data(tmp_path) -> tuple[Path, Path]:
-    return make_folder(tmp_path, "dsA", groups=True), make_folder(tmp_path, "dsB", seed=1)
+    return image_folder(tmp_path, "dsA", groups=True), image_folder(tmp_path, "dsB", seed=1)
 
 
 def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
