@@ -7,7 +7,7 @@ from ``make demo`` before the package was split into subpackages. A refactoring 
 leave them unchanged. When the model, the priority formula or the route planner change
 on purpose, record the tables again and say why in the commit:
 
-    HERITAGE_RECORD_DEMO=1 .venv/bin/python -m pytest tests/unit/test_demo_survey.py
+    HERITAGE_RECORD_DEMO=1 .venv/bin/python -m pytest tests/integration/test_demo_survey.py
 """
 
 from __future__ import annotations
