@@ -4,9 +4,13 @@ error line, a survey of one folder, reading a GeoPackage layer (``from helpers i
 
 from __future__ import annotations
 
+import csv
 import re
 import sys
 from pathlib import Path
+
+from heritage.kernel.errors import CancelledError
+from heritage.kernel.progress import NullProgress
 
 
 def cli_line(capsys, *args: str) -> tuple[int, str]:
@@ -51,3 +55,22 @@ def read_layer(gpkg: Path, layer: str) -> list[dict]:
 
     meta = raw.read(str(gpkg), layer=layer, read_geometry=False)[0]
     return read_rows(gpkg, layer, list(meta["fields"]))
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header line."""
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+class StopAt(NullProgress):
+    """Raises ``exc`` at the ``at``-th single-batch step (a stand-in for Ctrl-C or a kill)."""
+
+    def __init__(self, at: int, exc: type[BaseException] = CancelledError) -> None:
+        super().__init__()
+        self.at, self.exc, self.count = at, exc, 0
+
+    def step(self, n: int = 1, **info) -> None:
+        if n == 1 and not info.get("resumed"):
+            self.count += 1
+            if self.count == self.at:
+                raise self.exc("stop here")

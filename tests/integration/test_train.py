@@ -1,9 +1,12 @@
-"""The fit loop (resume, early stopping) and two-stage training end to end."""
+"""Two-stage training end to end (``heritage train`` and ``train_two_stage`` on small
+generated image folders): resume, cancel, a SIGTERM mid-epoch, oversampling, fp16
+weights, a reused stage 1, painted cracks."""
 
 from __future__ import annotations
 
-import csv
 import json
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,246 +15,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 from factories import image_folder
-from torch.utils.data import TensorDataset
+from helpers import StopAt, csv_rows
 
 from heritage.kernel.errors import CancelledError
-from heritage.kernel.progress import NullProgress
-from heritage.training.data import make_loader
-from heritage.training.fit import FitConfig, ResumableSampler, evaluate_loss, fit, predict_proba
-from heritage.training.train import TrainConfig, binary_metrics, mcnemar, train_two_stage
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(path.read_text().splitlines()))
-
-
-class StopAt(NullProgress):
-    """Raises ``exc`` at the ``at``-th single-batch step (a stand-in for Ctrl-C or a kill)."""
-
-    def __init__(self, at: int, exc: type[BaseException] = CancelledError) -> None:
-        super().__init__()
-        self.at, self.exc, self.count = at, exc, 0
-
-    def step(self, n: int = 1, **info) -> None:
-        if n == 1 and not info.get("resumed"):
-            self.count += 1
-            if self.count == self.at:
-                raise self.exc("stop here")
-
-
-def _toy(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(40, 8, generator=g)
-    y = (x[:, 0] > 0).long()
-    train = make_loader(TensorDataset(x, y), 4, shuffle=True, seed=seed)  # 10 batches
-    val = make_loader(TensorDataset(x[:12], y[:12]), 6, shuffle=False)
-    torch.manual_seed(seed)
-    return torch.nn.Linear(8, 2), train, val
-
-
-CFG = FitConfig(epochs=3, lr=0.05, patience=0, device="cpu", checkpoint_every=0)
-
-
-def test_fit_writes_metrics_and_restores_best(tmp_path):
-    model, train, val = _toy()
-    res = fit(model, train, val, CFG, tmp_path, "toy")
-    assert isinstance(train.sampler, ResumableSampler)
-    rows = _rows(tmp_path / "toy_metrics.csv")
-    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
-    assert set(rows[0]) == {
-        "epoch",
-        "train_loss",
-        "train_acc",
-        "val_loss",
-        "val_acc",
-        "lr",
-        "seconds",
-    }
-    assert res.epochs_run == 3
-    assert res.best_val_loss == pytest.approx(min(float(r["val_loss"]) for r in rows), abs=1e-5)
-    assert evaluate_loss(model, val, torch.device("cpu"))[0] == pytest.approx(res.best_val_loss)
-    probs, labels = predict_proba(model, val, "cpu")
-    assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    assert labels.tolist() == val.dataset.tensors[1].tolist()
-
-
-def test_fit_early_stopping_on_val_loss(tmp_path):
-    model, train, val = _toy()
-    cfg = FitConfig(epochs=10, lr=0.0, patience=2, device="cpu", checkpoint_every=0)
-    res = fit(model, train, val, cfg, tmp_path, "flat")  # lr 0: val loss never improves
-    assert res.stopped_early and res.epochs_run == 3 and res.best_epoch == 1
-
-
-@pytest.mark.parametrize(
-    ("exc", "every", "expect"),
-    [
-        (CancelledError, 0, (1, 3)),  # cancel: checkpoint written right where it stopped
-        (KeyboardInterrupt, 2, (1, 2)),  # hard stop: the last periodic checkpoint
-    ],
-)
-def test_fit_resumes_at_saved_epoch_and_batch_with_identical_result(tmp_path, exc, every, expect):
-    ref_model, train, val = _toy()
-    fit(ref_model, train, val, CFG, tmp_path / "ref", "toy")
-
-    model, train, val = _toy()
-    cfg = FitConfig(epochs=3, lr=0.05, patience=0, device="cpu", checkpoint_every=every)
-    with pytest.raises(exc):
-        fit(model, train, val, cfg, tmp_path / "run", "toy", StopAt(13, exc))  # epoch 2, batch 3
-    ck = torch.load(tmp_path / "run" / "toy_checkpoint.pt", weights_only=True)
-    assert (ck["epoch"], ck["batch"]) == expect
-    assert len(ck["history"]) == 1
-
-    model, train, val = _toy(seed=0)
-    torch.nn.init.zeros_(model.weight)  # whatever the fresh model holds is replaced
-    res = fit(
-        model, train, val, FitConfig(**{**CFG.__dict__, "resume": True}), tmp_path / "run", "toy"
-    )
-    assert res.resumed_from == expect
-    assert res.epochs_run == 3
-    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(), strict=True):
-        assert torch.allclose(a, b, atol=1e-6)
-    # a finished run resumes as a no-op
-    again = fit(
-        model, train, val, FitConfig(**{**CFG.__dict__, "resume": True}), tmp_path / "run", "toy"
-    )
-    assert again.epochs_run == 3 and again.resumed_from == (3, 0)
-
-
-def test_fit_refuses_to_resume_with_another_schedule(tmp_path):
-    from heritage.kernel.errors import ModelError
-
-    model, train, val = _toy()
-    with pytest.raises(CancelledError):
-        fit(model, train, val, CFG, tmp_path, "toy", StopAt(4))
-    ck = tmp_path / "toy_checkpoint.pt"
-    stamp = ck.stat().st_mtime_ns
-    for change, said in (
-        ({"lr": 0.01}, "lr 0.05 -> 0.01"),
-        ({"scheduler": "cosine"}, "plateau"),
-        ({"precision": "bf16"}, "precision 'fp32' -> 'bf16'"),
-    ):
-        cfg = FitConfig(**{**CFG.__dict__, "resume": True, **change})
-        with pytest.raises(ModelError, match="other training settings") as err:
-            fit(*_toy(), cfg, tmp_path, "toy")
-        assert said in str(err.value) and str(ck) in str(err.value)
-    assert ck.stat().st_mtime_ns == stamp  # the checkpoint is left as it was
-    # more epochs under the plateau schedule is a legitimate continuation
-    res = fit(*_toy(), FitConfig(**{**CFG.__dict__, "resume": True, "epochs": 4}), tmp_path, "toy")
-    assert res.resumed_from == (0, 4) and res.epochs_run == 4
-
-
-def test_fit_in_bf16_runs_forward_passes_in_bfloat16_and_keeps_float32_weights(tmp_path):
-    from heritage.training.fit import checkpoint_precision
-
-    model, train, val = _toy()
-    seen: list[torch.dtype] = []
-    model.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
-    cfg = FitConfig(**{**CFG.__dict__, "precision": "bf16", "epochs": 2})
-    res = fit(model, train, val, cfg, tmp_path, "toy")
-    assert res.epochs_run == 2 and np.isfinite(res.best_val_loss)
-    assert seen and set(seen) == {torch.bfloat16}  # training and validation batches
-    assert model.weight.dtype == torch.float32
-    assert checkpoint_precision(tmp_path / "toy_checkpoint.pt") == "bf16"
-    seen.clear()
-    evaluate_loss(model, val, torch.device("cpu"))  # fp32 unless asked
-    assert set(seen) == {torch.float32}
-    # a checkpoint from before the setting existed counts as float32
-    ck = torch.load(tmp_path / "toy_checkpoint.pt", weights_only=True)
-    del ck["config"]["precision"]
-    torch.save(ck, tmp_path / "old.pt")
-    assert checkpoint_precision(tmp_path / "old.pt") == "fp32"
-
-
-def test_precision_checks(tmp_path, monkeypatch, caplog):
-    import heritage.training.fit as F
-    from heritage.kernel.errors import ModelError
-
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n")
-    assert F.cpu_has_native_bf16(info) is True
-    info.write_text("processor : 0\nflags : fpu sse avx2\n")
-    assert F.cpu_has_native_bf16(info) is False
-    assert F.cpu_has_native_bf16(tmp_path / "missing") is None
-    with pytest.raises(ModelError, match="fp32, bf16"):
-        F.check_precision(torch.device("cpu"), "fp16")
-    monkeypatch.setattr(F, "cpu_has_native_bf16", lambda: False)
-    with caplog.at_level("WARNING", logger="heritage.training.fit"):
-        F.check_precision(torch.device("cpu"), "bf16")
-    assert "emulated" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="heritage.training.fit"):
-        F.check_precision(torch.device("cpu"), "fp32")
-    assert caplog.text == ""
-
-
-def test_a_truncated_checkpoint_is_refused_with_what_to_do(tmp_path):
-    from heritage.kernel.errors import ModelError
-    from heritage.training.fit import checkpoint_precision
-
-    ck = tmp_path / "toy_checkpoint.pt"
-    fit(*_toy(), CFG, tmp_path, "toy")
-    ck.write_bytes(ck.read_bytes()[:100])
-    for call in (
-        lambda: fit(*_toy(), FitConfig(**{**CFG.__dict__, "resume": True}), tmp_path, "toy"),
-        lambda: checkpoint_precision(ck),
-    ):
-        with pytest.raises(ModelError, match=r"cannot read checkpoint .*delete it to start over"):
-            call()
-
-
-def test_binary_metrics_and_mcnemar():
-    y = np.array([0, 0, 1, 1, 1])
-    m = binary_metrics(y, np.array([0.1, 0.7, 0.8, 0.9, 0.2]), 0.5)
-    assert m["confusion"] == [[1, 1], [1, 2]]
-    assert m["accuracy"] == pytest.approx(0.6) and m["recall"] == pytest.approx(2 / 3)
-    assert binary_metrics(np.array([1, 1]), np.array([0.9, 0.8]), 0.5)["roc_auc"] is None
-    t = mcnemar(y, np.array([0, 0, 1, 1, 1]), np.array([1, 1, 0, 1, 1]))
-    assert (t["b_stage1_only_right"], t["c_stage2_only_right"]) == (3, 0)
-    assert t["p_value"] == pytest.approx(0.25)
-
-
-def test_oversample_repeats_only_the_named_dataset_and_rejects_typos():
-    from heritage.kernel.errors import DataError
-    from heritage.training.data import Item
-    from heritage.training.train import oversample_indices
-
-    def item(ds: str, i: int) -> Item:
-        return Item(Path(f"/d/{ds}/{i}.png"), Path("/d"), ds, "crack", f"{ds}{i}", f"g{i}", "train")
-
-    items = [item("dais", 0), item("sdnet", 1), item("sdnet", 2)]
-    assert oversample_indices(items, {"dais": 3}) == [0, 0, 0, 1, 2]
-    assert oversample_indices(items, {}) == [0, 1, 2]
-    with pytest.raises(DataError, match=r"unknown dataset.*dias.*holds dais, sdnet"):
-        oversample_indices(items, {"dias": 2})
-    with pytest.raises(DataError, match="K >= 1"):
-        oversample_indices(items, {"dais": 0})
-
-
-def test_oversampling_sampler_shows_each_image_k_times_and_resumes_mid_epoch():
-    # the repeats live in the sampler, not the dataset: an image is stored (and cached) once
-    indices = [0, 0, 0, 1, 2]
-    sampler = ResumableSampler(3, seed=7, indices=indices)
-    assert len(sampler) == 5
-    sampler.set_epoch(2)
-    epoch = list(sampler)
-    assert sorted(epoch) == indices
-    # same order as a dataset holding the repeated items would give (the 0.3.0 recipe)
-    repeated = ResumableSampler(5, seed=7)
-    repeated.set_epoch(2)
-    assert [indices[i] for i in repeated] == epoch
-    sampler.set_epoch(2, skip=2)
-    assert list(sampler) == epoch[2:] and len(sampler) == 3
-    with pytest.raises(ValueError, match="indices must lie"):
-        ResumableSampler(2, indices=[0, 2])
-
-
-def test_cli_oversample_option_is_parsed_and_checked(tmp_path):
-    from heritage.cli import cli
-
-    r = CliRunner().invoke(
-        cli, ["train", str(tmp_path), "-o", str(tmp_path / "m"), "--oversample", "dais"]
-    )
-    assert r.exit_code == 2 and "DATASET=K" in r.output
+from heritage.kernel.interrupts import EXIT_CANCELLED
+from heritage.kernel.progress import TqdmProgress
+from heritage.training.train import TrainConfig, train_two_stage
 
 
 def test_train_config_groups_the_flat_options_and_records_them_flat(tmp_path):
@@ -325,7 +94,7 @@ def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
     result = CliRunner().invoke(cli, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert overlays[0].stat().st_mtime_ns == stamp
-    assert len(_rows(run / "stage1_metrics.csv")) == 1
+    assert len(csv_rows(run / "stage1_metrics.csv")) == 1
     assert load_model(model_dir).card.cam_layer == "features.12"
     # another CAM layer: stage 1 is kept, the overlays and stage 2 are made again
     result = CliRunner().invoke(cli, [*args, "--resume", "--cam-layer", "features.9"])
@@ -349,7 +118,7 @@ def test_two_stage_cancelled_then_resumed_stage1_only(tiny_data, tmp_path):
     )  # fmt: skip
     with pytest.raises(CancelledError):
         train_two_stage(cfg, StopAt(6))  # stops in epoch 2
-    n_train = sum(r["split"] == "train" for r in _rows(tmp_path / "r" / "split.csv"))
+    n_train = sum(r["split"] == "train" for r in csv_rows(tmp_path / "r" / "split.csv"))
     per_epoch = -(-n_train // 8)
     ck = torch.load(tmp_path / "r" / "stage1_checkpoint.pt", weights_only=True)
     assert (ck["epoch"], ck["batch"]) == (1, 6 - per_epoch)
@@ -369,7 +138,7 @@ def test_oversampled_training_records_unique_and_shown_counts(tiny_data, tmp_pat
         oversample={"dsA": 3},
     )  # fmt: skip
     card = train_two_stage(cfg)
-    train_rows = [r for r in _rows(tmp_path / "r" / "split.csv") if r["split"] == "train"]
+    train_rows = [r for r in csv_rows(tmp_path / "r" / "split.csv") if r["split"] == "train"]
     n_a = sum(r["dataset"] == "dsA" for r in train_rows)
     assert n_a > 0
     assert card.training["counts_per_split"]["train"] == len(train_rows)
@@ -521,3 +290,45 @@ def test_painted_cracks_use_training_masks_only_and_need_a_mask_folder(tiny_data
 
 class _Labels:
     labels: tuple[int, ...] = ()
+
+
+def test_sigterm_during_cli_training_checkpoints_then_resume_finishes(tmp_path, monkeypatch):
+    """A SIGTERM in the middle of stage 1 stops `heritage train` with exit 130, leaving a
+    mid-epoch checkpoint; `--resume` continues from that batch instead of starting over."""
+    from heritage.cli import cli
+    from heritage.model.card import load_model
+
+    a = image_folder(tmp_path, "dsA", groups=True)
+    b = image_folder(tmp_path, "dsB", seed=1)
+    model_dir, run = tmp_path / "model", tmp_path / "run"
+    args = ["train", str(a), str(b), "-o", str(model_dir), "--run-dir", str(run),
+            "--image-size", "48", "--epochs", "2", "--batch-size", "4", "--skip-stage2",
+            "--checkpoint-every", "0", "--workers", "0", "--device", "cpu"]  # fmt: skip
+    state = {"stage": "", "batches": 0}
+    start, step = TqdmProgress.start, TqdmProgress.step
+
+    def spy_start(self, stage, total=None):
+        state["stage"] = stage
+        start(self, stage, total)
+
+    def killing_step(self, n=1, **info):
+        step(self, n, **info)
+        if state["stage"] == "stage1 epoch 1/2" and n == 1:
+            state["batches"] += 1
+            if state["batches"] == 3:  # as if the user pressed Ctrl-C here
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(TqdmProgress, "start", spy_start)
+    monkeypatch.setattr(TqdmProgress, "step", killing_step)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == EXIT_CANCELLED, result.output
+    assert "--resume" in result.output and str(run) in result.output
+    ck = torch.load(run / "stage1_checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"]) == (0, 3)  # written on the way out, not at an epoch end
+    assert not (model_dir / "model.json").exists()
+
+    monkeypatch.setattr(TqdmProgress, "step", step)
+    result = CliRunner().invoke(cli, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    fit_info = load_model(model_dir).card.training["stage1_fit"]
+    assert tuple(fit_info["resumed_from"]) == (0, 3) and fit_info["epochs_run"] == 2
