@@ -94,8 +94,15 @@ def tiny_model_dir(path: Path, card: ModelCard | None = None, **card_args) -> Pa
 # ------------------------------------------------------------------ generated inputs
 
 
-def geotagged(path: Path, lat: float, lon: float, alt: float | None = None, **save) -> Path:
-    """A small JPEG (or PNG) with a GPS position written by Pillow."""
+def geotagged(
+    path: Path,
+    lat: float,
+    lon: float,
+    alt: float | None = None,
+    size: tuple[int, int] = (16, 12),
+    **save,
+) -> Path:
+    """A plain JPEG (or PNG) of ``size`` px with a GPS position written by Pillow."""
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational as R
 
@@ -110,7 +117,7 @@ def geotagged(path: Path, lat: float, lon: float, alt: float | None = None, **sa
     ex = Image.Exif()
     ex[0x8825] = gps
     shade = int(abs(lat * 1000)) % 200
-    Image.new("RGB", (16, 12), (shade, 90, 60)).save(path, exif=ex, **save)
+    Image.new("RGB", size, (shade, 90, 60)).save(path, exif=ex, **save)
     return path
 
 

@@ -64,16 +64,6 @@ def test_scan_reads_classes_sha256_and_manifest_groups(two_sets):
     assert len({it.group for it in items_b}) == 24  # no manifest: one group per file
 
 
-def test_real_saltspot_uses_dedup_cluster(shared_data):
-    folder = shared_data / "saltspot-salt-damage"
-    with open(folder / "manifest.csv", newline="") as fh:
-        clusters = {row["file"]: row["dedup_cluster"] for row in csv.DictReader(fh)}
-    items = D.scan_image_folder(folder)
-    assert len(items) == len(clusters)
-    assert all(it.group == clusters[it.rel] for it in items)
-    assert len({it.group for it in items}) < len(items)
-
-
 def test_duplicates_dropped_and_label_conflicts_removed(two_sets, tmp_path):
     a, b = two_sets
     shutil.copy(a / "crack" / "crack_00.png", b / "crack" / "copy_same_label.png")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pyogrio
 import pytest
 import torch
-from factories import tiny_model_dir
+from factories import geotagged, tiny_model_dir
 from PIL import Image
 
 from heritage.model.tiling import TileConfig, classify_tiled, stitch, tile_windows
@@ -106,12 +105,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_tiled_survey_of_a_large_photo(exif_gps: Path, tmp_path: Path, one_thread) -> None:
+def test_tiled_survey_of_a_large_photo(tmp_path: Path, one_thread) -> None:
     model = tiny_model_dir(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
-    src = exif_gps / "gps" / "DSCN0010.jpg"  # 640x480 with GPS
-    shutil.copy(src, photos / "big.jpg")
+    geotagged(photos / "big.jpg", 43.4630, 11.8800, size=(640, 480))
     out = tmp_path / "tiles.gpkg"
     cfg = ClassifyConfig(
         (photos,), out, model_dir=model, device="cpu", mode="tiles", tile_size=160,
@@ -130,13 +128,11 @@ def test_tiled_survey_of_a_large_photo(exif_gps: Path, tmp_path: Path, one_threa
     assert row["flagged"] == (row["p_final"] >= 0.5)
 
 
-def test_tiled_overlay_png_is_capped_but_area_uses_full_map(
-    exif_gps: Path, tmp_path: Path, one_thread
-) -> None:
+def test_tiled_overlay_png_is_capped_but_area_uses_full_map(tmp_path: Path, one_thread) -> None:
     model = tiny_model_dir(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
-    shutil.copy(exif_gps / "gps" / "DSCN0012.jpg", photos / "p.jpg")  # 640x480
+    geotagged(photos / "p.jpg", 43.4631, 11.8801, size=(640, 480))
     out = tmp_path / "capped.gpkg"
     cfg = ClassifyConfig(
         (photos,), out, model_dir=model, device="cpu", mode="tiles", tile_size=320,
