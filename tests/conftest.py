@@ -1,4 +1,16 @@
-"""Shared fixtures: where ../shared/data is, and small generated images."""
+"""Shared fixtures: where ../shared/data is, tiny models (from ``factories``), the backend.
+
+The tests are in four folders, each also a marker (``pytest -m unit``...), and plain
+``pytest`` runs them all:
+
+- ``tests/unit``: fast and self-contained: generated data only (``factories``), no
+  ``../shared``; a unit test that asks for the shared data fails and says so.
+- ``tests/integration``: what needs ``../shared/data``, the shipped model on real
+  photos, a real backend process, or minutes of CPU (training end to end, kill tests,
+  the Dask cluster).
+- ``tests/qgis``: what needs a headless QGIS (pytest-qgis).
+- ``tests/research``: the research code (``research/``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +30,31 @@ from factories import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HERITAGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+#: the test folders, each a marker given to the tests it holds
+FOLDERS = ("unit", "integration", "qgis", "research")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its folder (``unit``, ``integration``, ``qgis``, ``research``)."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        folder = (
+            item.path.relative_to(tests_dir).parts[0] if item.path.is_relative_to(tests_dir) else ""
+        )
+        if folder in FOLDERS:
+            item.add_marker(folder)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A unit test that asks for the shared data fails (before its fixtures are made)."""
+    if item.get_closest_marker("unit") and "shared_data" in item.fixturenames:
+        pytest.fail(
+            "tests/unit runs on generated data only, without ../shared: build the input "
+            "with tests/factories.py or move the test to tests/integration",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
