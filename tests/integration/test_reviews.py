@@ -42,14 +42,16 @@ def model(tmp_path_factory) -> Path:
     return review_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
-@pytest.fixture
-def survey(exif_gps: Path, model: Path, tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
-    """(survey.gpkg, file name -> sha256, photo folder); Helsinki's photo not flagged."""
-    photos = tmp_path / "photos"
+@pytest.fixture(scope="module")
+def classified(exif_gps: Path, model: Path, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The survey, classified once: (its folder, file name -> sha256); Helsinki's photo
+    not flagged."""
+    root = tmp_path_factory.mktemp("classified")
+    photos = root / "photos"
     photos.mkdir()
     for name in (*PHOTOS, HELSINKI):
         shutil.copy(exif_gps / "gps" / name, photos / name)
-    out = tmp_path / "survey.gpkg"
+    out = root / "survey.gpkg"
     run_survey(ClassifyConfig((photos,), out, model_dir=model, device="cpu"))
     con = connect_gpkg(out)
     with con:
@@ -60,7 +62,16 @@ def survey(exif_gps: Path, model: Path, tmp_path: Path) -> tuple[Path, dict[str,
     con.close()
     regroup_survey(out, threshold=0.0)
     obs = pyogrio.read_dataframe(out, layer="observations")
-    return out, dict(zip(obs["file_name"], obs["sha256"], strict=True)), photos
+    return root, dict(zip(obs["file_name"], obs["sha256"], strict=True))
+
+
+@pytest.fixture
+def survey(classified, tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """(survey.gpkg, file name -> sha256, photo folder): a fresh copy of the classified
+    survey with its photos and overlays for each test (paths in it are relative)."""
+    root, sha = classified
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "survey.gpkg", sha, tmp_path / "photos"
 
 
 def read(out: Path, layer: str):
