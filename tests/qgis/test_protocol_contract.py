@@ -6,7 +6,7 @@ plugin runs them, through :func:`heritage_qgis.backend.run_backend` with its own
 parser, and what the plugin makes of their lines is checked: every stdout line is an
 event of the protocol, each stage of ``classify`` is one the progress bar knows, the
 bar only moves forward, and the summaries hold every field the plugin reads
-(``summary_lines`` of the Processing log, the review panel's status line). The fake
+(the lines the Processing log and the review panel's status line show). The fake
 backend of ``test_plugin_algorithms.py`` tests the runner's mechanics; this tests that
 the backend and the plugin still speak the same protocol.
 """
@@ -23,14 +23,14 @@ pytestmark = pytest.mark.qgis
 
 #: the events of the protocol (heritage_qgis/backend.py's docstring)
 EVENTS = {"start", "step", "message", "summary", "cancelled"}
-#: fields of a classify summary the plugin reads (alg_survey.py, dialog.py) and their types
+#: fields of a classify summary the plugin reads (alg_survey.py, dialog.py) and their types;
+#: ``lines`` is the text a terminal shows, which the plugin shows as it is
 CLASSIFY_FIELDS = {
-    "classified": int, "flagged": int, "not_assessable": int, "no_location": int,
-    "skipped_total": int, "skipped": dict, "buildings": int, "route_m": float,
-    "observations_total": int, "sites": list, "reviews": dict, "problems": list,
+    "classified": int, "flagged": int, "not_assessable": int, "skipped_total": int,
+    "buildings": int, "route_m": float, "observations_total": int, "lines": list,
 }  # fmt: skip
 #: fields of a group summary the review panel reads (review.py)
-GROUP_FIELDS = {"buildings": int, "route_m": float, "reviews": dict}
+GROUP_FIELDS = {"buildings": int, "route_m": float, "lines": list}
 
 
 class Recorder:
@@ -142,18 +142,17 @@ def test_classify_stages_are_the_plugins_and_fill_one_forward_bar(classified) ->
 def test_classify_summary_holds_what_the_plugin_shows(qgis_app, classified) -> None:
     from heritage_qgis.alg_survey import summary_lines
 
-    _gpkg, result, _rec, _stdout = classified
+    gpkg, result, _rec, _stdout = classified
     summary = result.summary
     _check_fields(summary, CLASSIFY_FIELDS)
     assert (summary["classified"], summary["flagged"], summary["observations_total"]) == (4, 4, 4)
     assert summary["skipped"] == {"unreadable_image": 1} and summary["skipped_total"] == 1
     assert summary["buildings"] == 2 and summary["route_m"] > 100
-    lines = summary_lines(summary)
-    assert lines[:2] == [
-        "classified 4 photo(s), 4 flagged, 0 not assessable, 0 without position",
-        "skipped 1 file(s): unreadable_image 1",
-    ]
-    assert lines[2] == f"2 building(s) to inspect, route {summary['route_m']:.0f} m"
+    # the plugin's log shows the backend's own lines, not its fallback from the counts
+    assert summary["lines"] and all(isinstance(line, str) for line in summary["lines"])
+    assert summary_lines(summary) == summary["lines"]
+    assert summary["lines"][0].startswith(f"GeoPackage: {gpkg} (model tiny-plugin 0.0.1")
+    assert "classified 4 (4 flagged" in summary["lines"][1]
 
 
 def test_group_speaks_the_same_protocol_to_the_review_panel(
@@ -169,8 +168,11 @@ def test_group_speaks_the_same_protocol_to_the_review_panel(
     assert rec.percents == sorted(rec.percents)
     summary = result.summary
     _check_fields(summary, GROUP_FIELDS)
-    assert summary["buildings"] == 2
-    assert summary_text(summary) == f"2 building(s), route {summary['route_m']:.0f} m"
+    assert summary["buildings"] == 2 and summary["lines"]
+    assert summary_text(summary) == "\n".join(summary["lines"])
+    assert summary["lines"][0] == (
+        f"4 flagged photo(s) on 2 building(s); route {summary['route_m']:.0f} m -> {gpkg}"
+    )
 
 
 def test_a_failing_backend_gives_the_plugin_its_one_line_reason(
