@@ -32,14 +32,16 @@ from heritage.cli.options import (
     "data_dirs",
     multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Training data folders (repeat), to recreate the split with the card's seed when "
-    "the model's run folder is gone.",
+    help="Training data folders (repeat), to recreate the split with the card's seed and "
+    "fractions when the training run folder is not at hand (checked against the split "
+    "fingerprint in the card).",
 )
 @click.option(
     "--run-dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="Training run folder holding split.csv [default: the one in the model card].",
+    help="Training run folder holding split.csv (the model card names no folders: give "
+    "this or --data).",
 )
 @click.option(
     "--work-dir",

@@ -26,11 +26,14 @@ from heritage.io.fileio import atomic_write_bytes
 from heritage.kernel.errors import ModelError, OutputNotWritableError
 from heritage.model.cardcheck import (
     CAM_METHOD_NAMES,
+    CAM_TARGETS,
     INPUT_SIZE_RANGE,
     card_problems,
     is_int,
     is_number,
 )
+from heritage.model.provenance import without_machine_paths
+from heritage.model.scenesettings import SceneSettings
 
 if TYPE_CHECKING:
     import torch
@@ -38,42 +41,36 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CARD_FILE = "model.json"
-CARD_FORMAT = "heritage-model-card/1"
+#: the card's schema: /2 holds every setting inference reads as a typed field
+#: (``cam_target``, ``pruning``, ``scene``) and no machine paths; /1 cards (up to model
+#: 0.7.0 as first shipped) kept ``cam_target`` and ``pruning`` in ``training`` and still load
+CARD_FORMAT = "heritage-model-card/2"
+CARD_FORMAT_V1 = "heritage-model-card/1"
 DECISION_STAGES = ("stage1", "stage2")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
-
+#: the model shipped with heritage: a folder of the data-only package ``heritage_models``
+#: (``models/`` in the source tree, installed with the wheel)
 SHIPPED_MODEL = "heritage-default"
-
-
-def _installed_models_dir() -> Path | None:
-    """The ``heritage_models`` folder of an installed wheel (the shipped model), if any."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("heritage_models")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
+MODELS_PACKAGE = "heritage_models"
 
 
 def default_model_dir() -> Path:
-    """The shipped model: ``$HERITAGE_MODEL_DIR`` if set, else ``models/heritage-default``
-    of the source tree, else the copy installed with the wheel (package
-    ``heritage_models``)."""
+    """The model used when no ``--model`` is given: ``$HERITAGE_MODEL_DIR`` if set, else
+    the shipped model, found as package data (``heritage_models/heritage-default``),
+    in a source checkout and in an installed wheel alike."""
     env = os.environ.get("HERITAGE_MODEL_DIR")
     if env:
         return Path(env).expanduser()
-    source = _REPO_ROOT / "models" / SHIPPED_MODEL
-    if (source / CARD_FILE).is_file():
-        return source
-    installed = _installed_models_dir()
-    if installed is not None and (installed / SHIPPED_MODEL / CARD_FILE).is_file():
-        return installed / SHIPPED_MODEL
-    return source
+    import importlib.util
 
+    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    folders = [Path(p) for p in spec.submodule_search_locations or ()] if spec else []
+    for folder in folders:  # a namespace package: the first folder that holds the model
+        if (folder / SHIPPED_MODEL / CARD_FILE).is_file():
+            return folder / SHIPPED_MODEL
+    # not installed: read_card and load_model say where it was looked for and what to do
+    return (folders[0] if folders else Path(MODELS_PACKAGE)) / SHIPPED_MODEL
 
-#: the shipped model folder (evaluated at import; :func:`load_model` re-reads the env var)
-DEFAULT_MODEL_DIR: Path = default_model_dir()
 
 _HOW_TO_TRAIN = (
     "train one with 'heritage train DATA_DIR... --out MODEL_DIR' and pass it with "
@@ -97,14 +94,55 @@ class StageCard:
 
 
 @dataclass(frozen=True)
+class PruningRecord:
+    """Stage 1 is a pruned network (the card's ``pruning``; ``None``: not pruned).
+
+    Loading needs only to know that it is pruned: the network is rebuilt from the
+    shapes of its stored tensors (:func:`heritage.model.pruned.rebuild_pruned`, with the
+    card's ``stage1.arch`` and ``num_outputs``). The rest documents how it was made:
+    the channel ratio removed, the method, the sha256 of the stage-1 weights it was
+    pruned from and the model they belonged to, each layer's ``[out, in]`` widths and
+    the ratios tried.
+    """
+
+    ratio: float
+    method: str = ""
+    source_model: str = ""
+    source_sha256: str = ""
+    stage1_layer_widths: dict[str, list[int]] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> PruningRecord:
+        """From the card's ``pruning`` object (keys this version does not know are ignored:
+        version-1 cards also held the architecture and machine paths there)."""
+        if isinstance(d, PruningRecord):
+            return d
+        if not isinstance(d, dict):
+            raise ModelError(f"model.json: pruning must be an object (got {type(d).__name__})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "ratio" not in kw:
+            raise ModelError("model.json: pruning lacks its ratio")
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a trained model is and how to use it (``model.json``).
 
-    ``decision_stage`` ("stage1" or "stage2") names the stage whose probability the
-    user-facing decision uses, with ``threshold``; ``cam_layer`` is a module path in the
-    stage-1 network; ``stage2_cam_alpha`` is the heat-map weight of the overlays stage 2
-    sees; ``training`` describes the data (folders, counts, licences) and settings;
-    ``metrics`` the held-out results; ``created`` is an ISO 8601 time.
+    Everything inference reads is a typed field: ``input_size``, ``mean``, ``std``, the
+    stages, ``positive_labels``; ``decision_stage`` ("stage1" or "stage2") names the
+    stage whose probability the user-facing decision uses, with ``threshold``;
+    ``cam_layer`` is a module path in the stage-1 network, ``cam_method`` the CAM method
+    and ``cam_target`` what it explains ("predicted": the winning class, "positive": the
+    sum of the positive classes); ``stage2_cam_alpha`` is the heat-map weight of the
+    overlays stage 2 sees; ``pruning`` marks a pruned stage 1; ``scene`` how scene mode
+    tiles, gates and decides. ``training`` (data sets by name and fingerprint, counts,
+    licences, settings) and ``metrics`` (held-out results) are documentation: nothing
+    reads them to classify. ``created`` is an ISO 8601 time.
+
+    Built with a ``scene`` or ``pruning`` dict, the card converts it to its type.
     """
 
     model_id: str
@@ -120,12 +158,20 @@ class ModelCard:
     threshold: float
     decision_stage: str
     stage2_cam_alpha: float = 0.5
+    cam_target: str = "predicted"
+    pruning: PruningRecord | None = None
+    #: how scene mode tiles, gates and decides
+    scene: SceneSettings = field(default_factory=SceneSettings)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     created: str = ""
     notes: str = ""
-    #: how scene mode tiles, gates and decides (:class:`heritage.model.scenesettings.SceneSettings`)
-    scene: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scene, SceneSettings):
+            object.__setattr__(self, "scene", SceneSettings.from_card(self.scene))
+        if self.pruning is not None and not isinstance(self.pruning, PruningRecord):
+            object.__setattr__(self, "pruning", PruningRecord.from_dict(self.pruning))
 
     @property
     def positive_indices(self) -> list[int]:
@@ -155,7 +201,11 @@ class ModelCard:
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:
         """Build a card from a parsed dict (unknown keys are ignored with a warning)."""
         d = dict(d)
-        d.pop("format", None)
+        fmt = d.pop("format", CARD_FORMAT_V1)
+        if fmt == CARD_FORMAT_V1:
+            d = _from_v1(d)
+        elif fmt != CARD_FORMAT:
+            log.warning("model.json: unknown format %r, read as %s", fmt, CARD_FORMAT)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -212,6 +262,10 @@ class ModelCard:
             problems.append(f"threshold must lie in [0, 1] (got {self.threshold})")
         if not is_number(self.stage2_cam_alpha) or not 0.0 <= self.stage2_cam_alpha <= 1.0:
             problems.append(f"stage2_cam_alpha must lie in [0, 1] (got {self.stage2_cam_alpha})")
+        if self.cam_target not in CAM_TARGETS:
+            problems.append(
+                f"cam_target must be one of {', '.join(CAM_TARGETS)} (got {self.cam_target!r})"
+            )
         if self.decision_stage not in DECISION_STAGES:
             problems.append(
                 f"decision_stage must be 'stage1' or 'stage2' (got {self.decision_stage!r})"
@@ -231,6 +285,19 @@ class ModelCard:
             problems.append(f"stage2 must have 1 output (got {self.stage2.num_outputs})")
         if problems:
             raise ModelError("invalid model card: " + "; ".join(problems))
+
+
+def _from_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 card's fields as version 2 has them: ``cam_target`` and ``pruning``
+    move from the free-form ``training`` section to their typed fields."""
+    training = d.get("training")
+    if not isinstance(training, dict):
+        return d
+    moved = {k: training[k] for k in ("cam_target", "pruning") if k in training}
+    out = {**d, "training": {k: v for k, v in training.items() if k not in moved}}
+    for key, value in moved.items():
+        out.setdefault(key, value)
+    return out
 
 
 def _stage(d: Any) -> StageCard:
@@ -305,8 +372,10 @@ def save_model(
     ``card`` gives everything but the weights file names and hashes, which are filled
     in here (``stage1.safetensors``, ``stage2.safetensors``); ``created`` is set to now
     when empty. ``fp16`` stores floating-point tensors as float16 (half the size); they
-    are loaded back into float32 networks. The card is written last, so a folder with
-    a ``model.json`` is complete.
+    are loaded back into float32 networks. Absolute paths in ``training`` and
+    ``metrics`` are cut to their last part (see
+    :func:`heritage.model.provenance.without_machine_paths`): the card travels to other
+    machines. The card is written last, so a folder with a ``model.json`` is complete.
     """
     model_dir = Path(model_dir)
     if stage2_model is not None and card.stage2 is None:
@@ -333,6 +402,8 @@ def save_model(
             stage1=stage1,
             stage2=stage2,
             decision_stage=decision,
+            training=without_machine_paths(card.training),
+            metrics=without_machine_paths(card.metrics),
             created=card.created or datetime.now(UTC).isoformat(timespec="seconds"),
         )
         out.validate()
@@ -525,13 +596,10 @@ def load_model(model_dir: str | Path | None = None, device: str = "cpu") -> Load
     """
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     card = read_card(model_dir)  # the whole card is checked here, before any weights
-    from heritage.model.scenesettings import SceneSettings
-
-    SceneSettings.from_card(card.scene)  # and its scene section
     _check_arch(card.stage1, "stage1")
     if card.stage2 is not None:
         _check_arch(card.stage2, "stage2")
-    pruned = isinstance(card.training.get("pruning"), dict)
+    pruned = card.pruning is not None
     net1 = _network(card.stage1)
     _check_cam_layer(card, net1)
     net2 = _network(card.stage2) if card.stage2 is not None else None

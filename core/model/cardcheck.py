@@ -17,6 +17,8 @@ from typing import Any
 
 #: the CAM methods heritage.model.explain implements (names as in model.json and --cam-method)
 CAM_METHOD_NAMES = ("gradcam", "gradcam++", "eigencam", "layercam", "xgradcam", "hirescam")
+#: what Grad-CAM explains: the winning stage-1 class or the sum of the positive classes
+CAM_TARGETS = ("predicted", "positive")
 #: smallest and largest model input side in pixels
 INPUT_SIZE_RANGE = (8, 4096)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -78,7 +80,9 @@ def card_problems(d: Mapping[str, Any]) -> list[str]:
 
     Checks types (no booleans for numbers, objects where objects belong), ranges
     (``input_size`` in :data:`INPUT_SIZE_RANGE`, ``threshold`` and ``stage2_cam_alpha``
-    in [0, 1], ``std`` > 0), finite numbers, known CAM methods and decision stages.
+    in [0, 1], ``std`` > 0), finite numbers, known CAM methods and targets, a pruning
+    record with its ratio. ``d`` has the version-2 layout (``cam_target`` and ``pruning``
+    at the top; :meth:`heritage.model.card.ModelCard.from_dict` moves a version-1 card's).
     Consistency between fields is :meth:`heritage.model.card.ModelCard.validate`'s.
     """
     problems: list[str] = []
@@ -118,10 +122,14 @@ def card_problems(d: Mapping[str, Any]) -> list[str]:
     for key in ("training", "metrics", "scene"):
         if key in d and not isinstance(d[key], Mapping):
             problems.append(f"{key} must be an object (got {_show(d[key])})")
-    if isinstance(d.get("training"), Mapping):
-        pruning = d["training"].get("pruning")
-        if pruning is not None and not isinstance(pruning, Mapping):
-            problems.append(f"training.pruning must be an object (got {_show(pruning)})")
+    target = d.get("cam_target")
+    if "cam_target" in d and target not in CAM_TARGETS:
+        problems.append(f"cam_target must be one of {', '.join(CAM_TARGETS)} (got {_show(target)})")
+    pruning = d.get("pruning")
+    if pruning is not None and not (
+        isinstance(pruning, Mapping) and is_number(pruning.get("ratio"))
+    ):
+        problems.append(f"pruning must be null or an object with a ratio (got {_show(pruning)})")
     if "stage1" in d:
         problems += stage_problems(d["stage1"], "stage1")
     if d.get("stage2") is not None:

@@ -42,6 +42,7 @@ from heritage.model.preprocess import (
     to_model_rgb,
     to_rgb,
 )
+from heritage.model.cardcheck import CAM_TARGETS
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAM_TARGETS = ("predicted", "positive")
 
 _heif_registered = False
 
@@ -124,10 +124,10 @@ class Result:
 class TwoStageClassifier:
     """Classify photos with a loaded two-stage model (see the module docstring).
 
-    ``cam_method`` overrides the card's; ``cam_target`` is "predicted" (explain the
-    stage-1 winning class, the default, or the card's ``training["cam_target"]``) or
-    "positive" (explain the sum of the positive classes' logits). Holds CAM hooks on the
-    stage-1 network: use as a context manager or call :meth:`close`.
+    ``cam_method`` and ``cam_target`` override the card's; ``cam_target`` is "predicted"
+    (explain the stage-1 winning class) or "positive" (explain the sum of the positive
+    classes' logits). Holds CAM hooks on the stage-1 network: use as a context manager
+    or call :meth:`close`.
     """
 
     def __init__(
@@ -151,7 +151,7 @@ class TwoStageClassifier:
                 f"none of the positive labels {card.positive_labels} is a stage-1 label "
                 f"{self.labels}; fix model.json"
             )
-        self.cam_target = cam_target or str(card.training.get("cam_target", "predicted"))
+        self.cam_target = cam_target or card.cam_target
         if self.cam_target not in CAM_TARGETS:
             raise ValueError(f"cam_target must be one of {CAM_TARGETS}, got {self.cam_target!r}")
         self.cam_method = (cam_method or card.cam_method).lower()

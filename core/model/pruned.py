@@ -25,10 +25,6 @@ from heritage.kernel.errors import ModelError
 log = logging.getLogger(__name__)
 
 
-#: the ``card.training`` key that marks a pruned stage 1 (see :func:`is_pruned_card`)
-CARD_KEY = "pruning"
-
-
 def _shape(v: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in (v.shape if hasattr(v, "shape") else v))
 
@@ -129,8 +125,3 @@ def layer_widths(model: nn.Module) -> dict[str, list[int]]:
         elif isinstance(mod, nn.Linear):
             out[name] = [mod.out_features, mod.in_features]
     return out
-
-
-def is_pruned_card(training: Mapping[str, Any] | None) -> bool:
-    """True when a model card's ``training`` dict says stage 1 is pruned."""
-    return bool(training) and isinstance(training.get(CARD_KEY), dict)

@@ -113,7 +113,10 @@ class SceneSettings:
 
     @classmethod
     def from_card(cls, scene: Any) -> SceneSettings:
-        """Settings from the card's ``scene`` dict (missing keys take the defaults)."""
+        """Settings from the card's ``scene`` dict (missing keys take the defaults); a
+        card's :class:`SceneSettings` as it is."""
+        if isinstance(scene, cls):
+            return scene
         if scene is None or scene == {}:
             return cls()
         if not isinstance(scene, dict):

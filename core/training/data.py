@@ -19,7 +19,7 @@ import os
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -355,6 +355,39 @@ def split_fingerprint(items: Sequence[Item]) -> str:
     """
     lines = sorted(f"{it.sha256},{it.dataset},{it.label},{it.split}" for it in items)
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def dataset_fingerprint(items: Sequence[Item]) -> str:
+    """sha256 of a data set's images as a model used them: the sorted lines
+    ``class<TAB>path relative to the data folder<TAB>sha256 of the file``.
+
+    It names the content, not the place: the same files give the same fingerprint on
+    any machine, in any folder.
+    """
+    lines = sorted(f"{it.label}\t{it.rel}\t{it.sha256}" for it in items)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def dataset_records(
+    items: Sequence[Item], settings: SplitSettings, licences: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """What a model card says about each data set: ``name``, ``role`` (``data``, or
+    ``extra_positives`` for a folder read with ``--extra-positives``), ``images`` used,
+    ``fingerprint`` (:func:`dataset_fingerprint`) and ``licence``; no path."""
+    extra = {Path(d).resolve() for d in settings.extra_positives}
+    by_name: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by_name[it.dataset].append(it)
+    return [
+        {
+            "name": name,
+            "role": "extra_positives" if group[0].data_dir in extra else "data",
+            "images": len(group),
+            "fingerprint": dataset_fingerprint(group),
+            "licence": (licences or {}).get(name, "unknown"),
+        }
+        for name, group in sorted(by_name.items())
+    ]
 
 
 def write_split(

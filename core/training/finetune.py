@@ -264,6 +264,7 @@ def run_finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> dict[
 
     from heritage.model.card import LoadedModel, default_model_dir, load_model, save_model
     from heritage.model.preprocess import eval_transform, resolve_device
+    from heritage.model.provenance import release_version
     from heritage.training import data as D
     from heritage.training.fit import FitConfig, fit
     from heritage.training.train import oversample_indices
@@ -358,7 +359,7 @@ def run_finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> dict[
         "fit": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "seconds": round(result.seconds, 1)},
         "seconds": round(time.monotonic() - t0, 1),
-        "torch": torch.__version__,
+        "torch": release_version(torch.__version__),
     }  # fmt: skip
     evaluation = {"before": before, "after": after, "threshold": card.threshold,
                   "decision_stage": card.decision_stage}  # fmt: skip

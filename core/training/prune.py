@@ -38,7 +38,7 @@ from heritage.io.fileio import write_json
 from heritage.kernel.errors import DataError, ModelError
 from heritage.kernel.progress import NullProgress, Progress
 from heritage.model.measure import param_count
-from heritage.model.pruned import CARD_KEY, is_pruned_card, layer_widths, rebuild_pruned
+from heritage.model.pruned import layer_widths, rebuild_pruned
 
 if TYPE_CHECKING:
     from heritage.model.card import LoadedModel
@@ -314,34 +314,44 @@ class PruneConfig:
 
 
 def _split_items(cfg: PruneConfig, card: Any, work_dir: Path) -> tuple[list[Item], str]:
-    """The model's split: ``--run-dir``, else the card's run folder, else recreated."""
+    """The model's training split: ``split.csv`` of ``--run-dir``, else recreated from
+    ``--data`` with the card's seed and fractions. When the card records the split's
+    fingerprint (:func:`heritage.training.data.split_fingerprint`), the split must match it:
+    fine-tuning on another split would train on the model's test images."""
     from heritage.training import data as D
 
-    candidates = [cfg.run_dir] if cfg.run_dir else []
-    if card.training.get("run_dir"):
-        candidates.append(card.training["run_dir"])
-    for rd in candidates:
-        if rd and (Path(rd) / D.SPLIT_CSV).is_file():
-            return D.load_split(Path(rd)), f"split.csv of {rd}"
     if cfg.run_dir:
-        raise DataError(f"no {D.SPLIT_CSV} in --run-dir {cfg.run_dir}")
-    if not cfg.data_dirs:
-        raise DataError(
-            "the model's training split is not available (no run folder with split.csv); "
-            "give --run-dir RUN_DIR or the training data folders with --data to recreate it"
+        if not (Path(cfg.run_dir) / D.SPLIT_CSV).is_file():
+            raise DataError(f"no {D.SPLIT_CSV} in --run-dir {cfg.run_dir}")
+        items, source = D.load_split(Path(cfg.run_dir)), f"split.csv of {cfg.run_dir}"
+    elif cfg.data_dirs:
+        tc = card.training.get("config", {})
+        # version-1 cards name the extra positives by the path they were trained from
+        extra = tuple(p for p in card.training.get("extra_positives", ()) if Path(p).is_dir())
+        settings = D.SplitSettings(
+            data_dirs=tuple(str(Path(d).resolve()) for d in cfg.data_dirs),
+            extra_positives=extra,
+            extra_positive_class=tc.get("extra_positive_class", "crack"),
+            val_fraction=float(tc.get("val_fraction", 0.1)),
+            test_fraction=float(tc.get("test_fraction", 0.2)),
+            seed=int(tc.get("seed", 0)),
+            max_per_class=tc.get("max_per_class"),
         )
-    tc = card.training.get("config", {})
-    settings = D.SplitSettings(
-        data_dirs=tuple(str(Path(d).resolve()) for d in cfg.data_dirs),
-        extra_positives=tuple(card.training.get("extra_positives", ())),
-        extra_positive_class=tc.get("extra_positive_class", "crack"),
-        val_fraction=float(tc.get("val_fraction", 0.1)),
-        test_fraction=float(tc.get("test_fraction", 0.2)),
-        seed=int(tc.get("seed", 0)),
-        max_per_class=tc.get("max_per_class"),
-    )
-    items, _ = D.make_or_load_split(settings, work_dir)
-    return items, f"recreated from --data with the card's seed {settings.seed} in {work_dir}"
+        items, _ = D.make_or_load_split(settings, work_dir)
+        source = f"recreated from --data with the card's seed {settings.seed} in {work_dir}"
+    else:
+        raise DataError(
+            "the model's training split is needed: give --run-dir RUN_DIR (the training run "
+            "folder with split.csv) or the training data folders with --data to recreate it"
+        )
+    recorded = (card.training.get("split") or {}).get("fingerprint")
+    if recorded and D.split_fingerprint(items) != recorded:
+        raise DataError(
+            f"the split ({source}) is not the one the model was trained on (its fingerprint "
+            "differs from the card's training.split.fingerprint); give the training run "
+            "folder with --run-dir, or the same data folders with --data"
+        )
+    return items, source
 
 
 def _stored_fp16(model_dir: Path, weights: str) -> bool:
@@ -359,10 +369,10 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
 
     Returns the report (also written as ``pruning.json`` and ``pruning.md`` into the
     fine-tuning run folder). The pruned model folder keeps stage 2 as it is; its card's
-    ``training["pruning"]`` holds the ratio, the per-layer widths and the report
-    summary, which marks stage 1 as pruned (see :func:`is_pruned_card`).
+    ``pruning`` (:class:`heritage.model.card.PruningRecord`: the ratio, the method, the
+    per-layer widths) marks stage 1 as pruned.
     """
-    from heritage.model.card import load_model, read_card, save_model
+    from heritage.model.card import PruningRecord, load_model, read_card, save_model
     from heritage.model.measure import measure_throughput
     from heritage.model.preprocess import eval_transform, resolve_device
     from heritage.training import data as D
@@ -375,7 +385,7 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
         raise DataError("the pruned model folder must differ from the original one")
     work_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    if is_pruned_card(read_card(model_dir).training):
+    if read_card(model_dir).pruning is not None:
         raise ModelError(f"{model_dir} is already pruned; prune the original model instead")
     orig = load_model(model_dir, device="cpu")
     card = orig.card
@@ -449,25 +459,22 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
 
     # save ---------------------------------------------------------------------------
     fp16 = _stored_fp16(model_dir, card.stage1.weights)
-    pruning_info = {
-        "arch": arch,
-        "method": f"torch-pruning {_tp_version()} BasePruner, {cfg.importance} group importance, "
+    pruning_info = PruningRecord(
+        ratio=used.ratio,
+        method=f"torch-pruning {_tp_version()} BasePruner, {cfg.importance} group importance, "
         f"round_to={cfg.round_to}, head {arch} classifier kept",
-        "ratio": used.ratio,
-        "attempts": [
+        source_model=f"{card.model_id} {card.version}",
+        source_sha256=card.stage1.sha256,
+        stage1_layer_widths=layer_widths(pruned),
+        attempts=[
             {**asdict(a), "param_reduction": a.param_reduction, "size_reduction": a.size_reduction}
             for a in attempts
         ],
-        "stage1_layer_widths": layer_widths(pruned),
-        "source_model": str(model_dir.resolve()),
-        "source_sha256": card.stage1.sha256,
-        "finetune_run_dir": str(work_dir.resolve()),
-        "rebuild": "heritage.model.pruned.rebuild_pruned(arch, safetensors shapes, num_outputs)",
-    }
+    )
     new_card = replace(
         card,
         model_id=f"{card.model_id}-pruned",
-        training={**card.training, CARD_KEY: pruning_info},
+        pruning=pruning_info,
         created="",
         notes=(card.notes + " " if card.notes else "")
         + f"Stage 1 pruned (ratio {used.ratio}) and fine-tuned for {fr.epochs_run} epochs.",
@@ -513,7 +520,7 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
         "input_size": size,
         "split": split_source,
         "test_images": len(by["test"]),
-        "pruning": {k: v for k, v in pruning_info.items() if k != "stage1_layer_widths"},
+        "pruning": {k: v for k, v in asdict(pruning_info).items() if k != "stage1_layer_widths"},
         "params": {"before": p_before, "after": p_after, "reduction": 1 - p_after / p_before},
         "file_bytes": {
             "before": f_before,

@@ -779,6 +779,7 @@ def _write_model(
         threshold=float(metrics["thresholds"][decision]),
         decision_stage=decision,
         stage2_cam_alpha=cfg.cam.alpha,
+        cam_target=cfg.cam.target,
         training=training,
         metrics=metrics,
         notes=cfg.output.notes,
@@ -789,7 +790,6 @@ def _write_model(
 def _training_record(
     cfg: TrainConfig,
     data: _Data,
-    run_dir: Path,
     device: str,
     fits: tuple[Any, Any],
     stage1_source: dict[str, Any] | None,
@@ -799,19 +799,21 @@ def _training_record(
     """The card's ``training`` record: data, split, configuration, fits, durations."""
     import torch
 
+    from heritage.model.provenance import release_version
     from heritage.training import data as D
 
     r1, r2 = fits
     licences = {}
     for d in (*data.settings.data_dirs, *data.settings.extra_positives):
-        name = next((it.dataset for it in data.items if str(it.data_dir) == d), Path(d).name)
+        folder = Path(d).resolve()
+        name = next((it.dataset for it in data.items if it.data_dir == folder), folder.name)
         licences[name] = cfg.data.licences.get(name) or D.dataset_licence(Path(d)) or "unknown"
+    # no machine paths: data sets by name and content fingerprint, the split by its
+    # fingerprint, torch without its build tag; save_model cuts any other absolute path
     return {
-        "data_dirs": list(data.settings.data_dirs),
-        "extra_positives": list(data.settings.extra_positives),
-        "licences": licences,
+        "datasets": D.dataset_records(data.items, data.settings, licences),
         "classes": data.classes,
-        "split": data.split_info,
+        "split": {**data.split_info, "fingerprint": D.split_fingerprint(data.items)},
         "counts_per_split": {s: len(data.by_split[s]) for s in D.SPLITS},
         # with --oversample, the training images shown per epoch (repeats included)
         "train_images_per_epoch": len(data.train_indices),
@@ -819,12 +821,10 @@ def _training_record(
         "config": cfg.flat(),
         "durations_s": durations,
         "device": device,
-        "torch": torch.__version__,
+        "torch": release_version(torch.__version__),
         "stage1_fit": _fit_summary(r1) if r1 else stage1_source,
         "stage2_fit": _fit_summary(r2) if r2 else None,
         "overlays": overlay_counts,
-        "cam_target": cfg.cam.target,  # read by heritage.model.predict.TwoStageClassifier
-        "run_dir": str(run_dir.resolve()),
     }
 
 
@@ -884,7 +884,7 @@ def train_two_stage(cfg: TrainConfig, progress: Progress | None = None) -> Model
 
     durations["total_s"] = round(time.monotonic() - t0, 2)
     training = _training_record(
-        cfg, data, run_dir, device, (r1, r2), stage1_source, overlay_counts, durations
+        cfg, data, device, (r1, r2), stage1_source, overlay_counts, durations
     )
     card = _write_model(cfg, data, (stage1, stage2), metrics, training)
     write_json(run_dir / "metrics.json", metrics)

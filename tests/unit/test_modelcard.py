@@ -168,7 +168,9 @@ def test_default_model_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("HERITAGE_MODEL_DIR", str(tmp_path))
     assert modelcard.default_model_dir() == tmp_path
     monkeypatch.delenv("HERITAGE_MODEL_DIR")
-    assert modelcard.default_model_dir().parts[-2:] == ("models", "heritage-default")
+    # the shipped model is package data (heritage_models); in a checkout that is models/
+    shipped = Path(__file__).resolve().parents[2] / "models" / "heritage-default"
+    assert modelcard.default_model_dir().resolve() == shipped.resolve()
     with pytest.raises(ModelError, match="heritage train"):
         monkeypatch.setenv("HERITAGE_MODEL_DIR", str(tmp_path / "absent"))
         load_model()
@@ -177,3 +179,61 @@ def test_default_model_dir_env_override(monkeypatch, tmp_path):
 def test_positive_indices_name_the_stage1_outputs_that_mean_conservation_needed():
     assert make_card().positive_indices == [0, 2]  # crack, salt_damage of LABELS
     assert make_card(positive_labels=("no_crack",)).positive_indices == [1]
+
+
+# ------------------------------------------------------------------ the typed card (v2)
+
+
+def test_inference_settings_are_typed_fields_and_round_trip(tmp_path, nets):
+    from heritage.model.scenesettings import SceneSettings
+
+    card = make_card(
+        cam_target="positive",
+        scene={"overlap": 0.25, "refine_candidates": 2},
+        pruning={"ratio": 0.25, "method": "l2"},
+    )
+    assert isinstance(card.scene, SceneSettings) and card.scene.overlap == 0.25
+    assert isinstance(card.pruning, modelcard.PruningRecord) and card.pruning.ratio == 0.25
+    text = card.to_json()
+    d = json.loads(text)
+    assert d["format"] == modelcard.CARD_FORMAT == "heritage-model-card/2"
+    assert d["cam_target"] == "positive" and d["pruning"]["ratio"] == 0.25
+    assert d["scene"]["overlap"] == 0.25 and "cam_target" not in d["training"]
+    again = ModelCard.from_json(text)
+    assert again == card
+
+
+def test_a_version_1_card_still_loads_its_settings_moved_to_typed_fields():
+    d = json.loads(make_card().to_json())
+    d["format"] = "heritage-model-card/1"
+    d.pop("cam_target"), d.pop("pruning")
+    d["training"] = {"cam_target": "positive", "pruning": {"ratio": 0.3, "arch": "x"},
+                     "run_dir": "/somewhere/run"}  # fmt: skip
+    card = ModelCard.from_dict(d)
+    assert card.cam_target == "positive" and card.pruning == modelcard.PruningRecord(0.3)
+    assert set(card.training) == {"run_dir"}  # documentation only now
+    d["training"]["cam_target"] = "everything"
+    with pytest.raises(ModelError, match="cam_target must be one of predicted, positive"):
+        ModelCard.from_dict(d)
+
+
+@pytest.mark.parametrize("bad", [{"pruning": [1]}, {"pruning": {"method": "l2"}}])
+def test_a_malformed_pruning_record_is_refused(bad):
+    d = {**json.loads(make_card().to_json()), **bad}
+    with pytest.raises(ModelError, match="pruning must be null or an object with a ratio"):
+        ModelCard.from_dict(d)
+
+
+def test_saved_card_holds_no_absolute_path(tmp_path, nets):
+    training = {
+        "data_dirs": [str(tmp_path / "data" / "brickwork-cracks"), "../shared/data/x"],
+        "command_line": f"heritage train {tmp_path / 'data' / 'set'} -o {tmp_path / 'm'}",
+        "config": {"run_dir": str(tmp_path / "run"), "paths": [tmp_path / "p"]},
+    }
+    save_model(tmp_path / "m", make_card(training=training), *nets)
+    text = (tmp_path / "m" / "model.json").read_text(encoding="utf-8")
+    assert str(tmp_path) not in text
+    got = json.loads(text)["training"]
+    assert got["data_dirs"] == ["brickwork-cracks", "../shared/data/x"]  # relative: kept
+    assert got["command_line"] == "heritage train set -o m"
+    assert got["config"] == {"run_dir": "run", "paths": ["p"]}

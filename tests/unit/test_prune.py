@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from heritage.kernel.errors import ModelError
+from heritage.kernel.errors import DataError, ModelError
 from heritage.model.card import ModelCard, StageCard, save_model
 from heritage.model.measure import param_count
-from heritage.model.pruned import is_pruned_card, layer_widths, rebuild_pruned
+from heritage.model.pruned import layer_widths, rebuild_pruned
 from heritage.model.zoo import build_model
 from heritage.training.prune import (
     PruneConfig,
@@ -100,7 +100,7 @@ def test_fp32_size_matches_a_written_file(tiny, tmp_path):
     assert abs(fp32_safetensors_bytes(tiny) - p.stat().st_size) < 64
 
 
-def _card(arch: str = "mobilenet_v3_small", run_dir: str = "") -> ModelCard:
+def _card(arch: str = "mobilenet_v3_small") -> ModelCard:
     return ModelCard(
         model_id="tiny",
         version="0",
@@ -114,7 +114,7 @@ def _card(arch: str = "mobilenet_v3_small", run_dir: str = "") -> ModelCard:
         cam_method="gradcam",
         threshold=0.5,
         decision_stage="stage2",
-        training={"run_dir": run_dir, "cam_target": "positive"},
+        cam_target="positive",
         metrics={"thresholds": {"stage1": 0.4, "stage2": 0.5}},
     )
 
@@ -124,9 +124,9 @@ def test_pruned_model_folder_round_trip_without_pickle(pruned, tmp_path, monkeyp
     torch.manual_seed(1)
     stage2 = build_model(S2, 1).eval()
     card = _card()
-    card = ModelCard(**{**card.__dict__, "training": {**card.training, "pruning": {"ratio": 0.25}}})
+    card = ModelCard(**{**card.__dict__, "pruning": {"ratio": 0.25}})
     save_model(tmp_path / "m", card, model, stage2)
-    assert is_pruned_card(json.loads((tmp_path / "m" / "model.json").read_text())["training"])
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["pruning"]["ratio"] == 0.25
 
     def no_pickle(*a, **k):
         raise AssertionError("torch.load (pickle) must not be used")
@@ -179,7 +179,7 @@ def test_prune_command_end_to_end_with_split_recreated_from_data(tmp_path):
     torch.manual_seed(0)
     s1 = build_model("mobilenet_v3_small", 2).eval()
     s2 = build_model(S2, 1).eval()
-    card = _card(run_dir=str(tmp_path / "gone"))  # the card's run folder no longer exists
+    card = _card()  # the card names no run folder: the split is recreated from --data
     card = ModelCard(**{**card.__dict__, "training": {**card.training, "config": {"seed": 0}}})
     save_model(tmp_path / "model", card, s1, s2)
 
@@ -208,11 +208,38 @@ def test_prune_command_end_to_end_with_split_recreated_from_data(tmp_path):
     assert "| parameters (M) |" in md and "heritage prune" in md
     loaded = load_pruned(out)
     assert param_count(loaded.stage1) == rep["params"]["after"]
+    assert loaded.card.pruning is not None and loaded.card.pruning.source_model == "tiny 0"
+    assert loaded.card.cam_target == "positive"  # the typed settings travel to the pruned card
+    assert str(tmp_path) not in (out / "model.json").read_text()  # no machine path
     # pruning a pruned model is refused
     res = CliRunner().invoke(
         cli, ["prune", str(out), "-o", str(tmp_path / "p2"), "--device", "cpu"]
     )
     assert res.exit_code != 0 and "already pruned" in str(res.exception)
+
+
+def test_a_split_other_than_the_cards_is_refused(tmp_path):
+    from heritage.training.data import (
+        SplitSettings,
+        load_split,
+        make_or_load_split,
+        split_fingerprint,
+    )
+    from heritage.training.prune import _split_items
+
+    data = _images(tmp_path, n=10)
+    run = tmp_path / "run"
+    make_or_load_split(SplitSettings(data_dirs=(str(data.resolve()),)), run)
+    recorded = {"split": {"fingerprint": split_fingerprint(load_split(run))}}
+    cfg = PruneConfig("m", "o", run_dir=str(run))
+    card = ModelCard(**{**_card().__dict__, "training": recorded})
+    items, source = _split_items(cfg, card, tmp_path / "w")
+    assert len(items) == 20 and source == f"split.csv of {run}"
+    other = ModelCard(**{**_card().__dict__, "training": {"split": {"fingerprint": "0" * 64}}})
+    with pytest.raises(DataError, match="not the one the model was trained on"):
+        _split_items(cfg, other, tmp_path / "w")
+    with pytest.raises(DataError, match="give --run-dir RUN_DIR"):
+        _split_items(PruneConfig("m", "o"), card, tmp_path / "w")
 
 
 def test_prune_model_rejects_bad_ratio(tiny):
