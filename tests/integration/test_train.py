@@ -46,8 +46,20 @@ def test_cli_train_end_to_end_then_resume(tiny_data, tmp_path):
     assert card.stage1.labels == ("crack", "no_crack") and card.positive_labels == ("crack",)
     assert card.stage1.arch == "mobilenet_v3_small" and card.stage2.arch == "resnet18"
     assert card.decision_stage in ("stage1", "stage2") and card.input_size == 64
-    assert card.training["cam_target"] == "positive"
+    assert card.cam_target == "positive" and "cam_target" not in card.training
     assert sum(card.training["counts_per_split"].values()) == 48
+    # no machine paths: data sets by name and content fingerprint, torch without build tag
+    assert str(tmp_path) not in (model_dir / "model.json").read_text(encoding="utf-8")
+    from heritage.training.data import dataset_fingerprint, load_split, split_fingerprint
+
+    split = load_split(run)
+    sets = {d["name"]: d for d in card.training["datasets"]}
+    assert set(sets) == {"dsA", "dsB"} and sum(d["images"] for d in sets.values()) == 48
+    assert sets["dsA"]["fingerprint"] == dataset_fingerprint(
+        [it for it in split if it.dataset == "dsA"]
+    )
+    assert card.training["split"]["fingerprint"] == split_fingerprint(split)
+    assert "+" not in card.training["torch"] and "run_dir" not in card.training
     assert set(card.metrics["test"]) == {"dsA", "dsB", "all"}
     assert {"stage1", "stage2", "mcnemar"} <= set(card.metrics["test"]["all"])
     for name in ("config.json", "split.csv", "stage1_metrics.csv", "stage2_metrics.csv",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from heritage.kernel.records import SkipReason
-from heritage.model.card import ModelCard, StageCard
+from heritage.model.card import ModelCard, PruningRecord, StageCard
 from heritage.model.scene import SceneSettings
 from heritage.survey.buildings import BUILDING_COLUMNS
 from heritage.survey.classify import CLASSIFICATION_FAILED
@@ -75,7 +75,9 @@ def test_model_card_page_lists_every_card_field() -> None:
     card = [f.name for f in dataclasses.fields(ModelCard)] + ["format"]
     stage = [f.name for f in dataclasses.fields(StageCard)]
     scene = [f.name for f in dataclasses.fields(SceneSettings)]
-    for heading, names in (("Fields", card), ("stage1 and stage2", stage), ("scene", scene)):
+    pruning = [f.name for f in dataclasses.fields(PruningRecord)]
+    sections = ("Fields", card), ("stage1 and stage2", stage), ("scene", scene)
+    for heading, names in (*sections, ("pruning", pruning)):
         missing = [n for n in names if n not in _named(_section(text, heading))]
         assert not missing, f"docs/reference/model-card.md, {heading}: {missing} not described"
 
