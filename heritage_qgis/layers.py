@@ -320,9 +320,10 @@ def configure_layer(layer: QgsVectorLayer, layer_name: str, gpkg: str | Path) ->
 
 def style_file(layer_name: str) -> Path | None:
     """The plugin's copy of a layer's default style (``resources/styles/<layer>.qml``):
-    inside the installed plugin, else in the source tree."""
+    inside the installed plugin, else in the source tree (``core/io/qml``, the backend's
+    copy that the plugin zip carries)."""
     here = Path(__file__).resolve().parent
-    for folder in (here / "resources" / "styles", here.parent / "resources" / "styles"):
+    for folder in (here / "resources" / "styles", here.parent / "core" / "io" / "qml"):
         path = folder / f"{layer_name}.qml"
         if path.is_file():
             return path

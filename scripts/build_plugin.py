@@ -32,7 +32,7 @@ EXTRA_FILES = (
     ("LICENSE", "LICENSE"),
     ("resources/maptip.html", "resources/maptip.html"),
 )
-EXTRA_GLOBS = (("resources/styles", "*.qml", "resources/styles"),)
+EXTRA_GLOBS = (("core/io/qml", "*.qml", "resources/styles"),)
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej"}
 

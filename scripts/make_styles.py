@@ -1,4 +1,4 @@
-"""Generate the default QGIS styles of a survey GeoPackage (resources/styles/*.qml).
+"""Generate the default QGIS styles of a survey GeoPackage (core/io/qml/*.qml).
 
 Run once with PyQGIS (QGIS 3.22) and commit the result:
 
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "resources" / "styles"
+OUT = ROOT / "core" / "io" / "qml"
 MAPTIP = ROOT / "resources" / "maptip.html"
 
 #: category -> (fill colour, legend label); matches heritage.survey.priority.CATEGORY_LABELS

@@ -8,7 +8,8 @@ by category, the route as a line with arrows and leg numbers.
 The table is created exactly as QGIS 3.22 creates it (``saveStyleToDatabase`` on a
 GeoPackage; same columns, types and default, registered in ``gpkg_contents`` as an
 attribute table, with OGR's feature-count triggers when the GeoPackage has
-``gpkg_ogr_contents``). The QML texts come from ``resources/styles/<layer>.qml``,
+``gpkg_ogr_contents``). The QML texts come from ``heritage/io/qml/<layer>.qml``
+(``core/io/qml`` in the source tree; package data, so an installed wheel has them),
 generated once with PyQGIS by ``scripts/make_styles.py``. Standard library only: the
 core never imports QGIS.
 """
@@ -25,7 +26,7 @@ from heritage.kernel.errors import OutputNotWritableError
 
 logger = logging.getLogger(__name__)
 
-STYLES_DIR = Path(__file__).resolve().parents[2] / "resources" / "styles"
+STYLES_DIR = Path(__file__).resolve().parent / "qml"
 #: the layers that get a default style (QML file name = layer name)
 STYLED_LAYERS = ("observations", "flagged_buildings", "inspection_route")
 STYLE_TABLE = "layer_styles"
@@ -49,7 +50,7 @@ _TRIGGERS = (
 
 
 def style_qml(layer: str, styles_dir: Path = STYLES_DIR) -> str:
-    """The QML text of ``layer``'s default style (``resources/styles/<layer>.qml``)."""
+    """The QML text of ``layer``'s default style (``heritage/io/qml/<layer>.qml``)."""
     path = styles_dir / f"{layer}.qml"
     try:
         return path.read_text(encoding="utf-8")

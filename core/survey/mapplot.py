@@ -25,7 +25,7 @@ NOT_ASSESSABLE = "not_assessable"
 
 logger = logging.getLogger(__name__)
 
-#: colour of each priority category (same as resources/styles/*.qml)
+#: colour of each priority category (same as heritage/io/qml/*.qml)
 CATEGORY_COLOURS: dict[str, str] = {
     "A": "#67000d",
     "B": "#c62828",
