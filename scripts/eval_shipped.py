@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from heritage.model.provenance import without_machine_paths
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_MARKER = "<!-- notes: kept by scripts/eval_shipped.py -->"
 
@@ -184,7 +186,9 @@ def evaluate_split(args: argparse.Namespace, work: Path) -> int:
         rc = subprocess.run(cmd, check=False).returncode
         worst = max(worst, rc)
         if rc == 0:
-            results[ds] = json.loads(out_json.read_text(encoding="utf-8"))
+            # the linked folders are temporary: the committed results name them only
+            results[ds] = without_machine_paths(json.loads(out_json.read_text(encoding="utf-8")))
+            out_json.write_text(json.dumps(results[ds], indent=2) + "\n", encoding="utf-8")
     if results:
         write_readme(args.out, results, args.split, shlex.join(["python", *sys.argv]))
     return worst
