@@ -82,10 +82,9 @@ def main() -> int:
             "how": "research/scene/README.md; scripts/fit_wall_gate.py",
         },
     )
-    scene = dataclasses.asdict(settings)
     card = dataclasses.replace(
         card,
-        scene=scene,
+        scene=settings,
         version=a.version or card.version,
         notes=(card.notes + " " + a.notes).strip(),
     )

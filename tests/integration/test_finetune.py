@@ -88,7 +88,9 @@ def test_finetune_from_survey_reports_held_out_reviews_and_records_them(
     tuned = load_model(out)  # weights verified against the new card
     card = tuned.card
     ft = card.training["finetune"]
-    assert ft["surveys"] == [str(survey)] and ft["reviews"] == 5 and ft["reviewers"] == ["ana"]
+    # the card travels: the survey by its file name, no folder of this machine
+    assert ft["surveys"] == [survey.name] and ft["reviews"] == 5 and ft["reviewers"] == ["ana"]
+    assert str(tmp_path) not in (out / "model.json").read_text(encoding="utf-8")
     assert ft["reviews_per_class"] == {
         "held_out/" + ("no_crack" if VERDICTS[_pos(sha, first)] == "false_alarm" else "crack"): 1,
         **_train_counts(sha, first),
