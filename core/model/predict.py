@@ -34,6 +34,7 @@ from PIL import Image
 
 from heritage.kernel.errors import ModelError
 from heritage.kernel.records import Prediction
+from heritage.model.cardcheck import CAM_TARGETS
 from heritage.model.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -42,7 +43,6 @@ from heritage.model.preprocess import (
     to_model_rgb,
     to_rgb,
 )
-from heritage.model.cardcheck import CAM_TARGETS
 
 if TYPE_CHECKING:
     import torch
