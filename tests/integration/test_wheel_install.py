@@ -5,7 +5,7 @@ The wheel is built offline from a copy of this checkout; the new venv sees this 
 third-party packages (torch, geopandas ...) through a ``.pth`` file but no heritage
 distribution, and the commands run outside the checkout with neither ``PYTHONPATH`` nor
 ``HERITAGE_MODEL_DIR``: the code and the model can only come from the wheel. The survey
-must give the recorded demo decisions (``tests/unit/demo_survey_expected.json``).
+must give the recorded demo decisions (``demo_survey_expected.json``, beside this file).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PHOTOS = ROOT / "resources" / "demo" / "photos"
-EXPECTED = ROOT / "tests" / "unit" / "demo_survey_expected.json"
+EXPECTED = ROOT / "tests" / "integration" / "demo_survey_expected.json"
 
 pytestmark = pytest.mark.slow
 
