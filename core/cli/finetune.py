@@ -9,10 +9,14 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from heritage.cli.options import device_option, json_progress_option, model_option
+
+if TYPE_CHECKING:
+    from heritage.training.finetune import FinetuneConfig
 
 
 @click.command("finetune")
@@ -120,41 +124,12 @@ def finetune(
 ) -> None:
     """Fine-tune the model with the reviewed photos of surveys; report it before and after
     on held-out reviews and on the standard test split."""
-    _run(surveys, output, model_dir, data_dirs, extra_positives, epochs, lr, batch_size,
-         hold_out, repeat, replay, max_test, photo_root, train_batchnorm, model_version,
-         replace_default, device, seed, json_progress)  # fmt: skip
-
-
-def _run(
-    surveys: tuple[Path, ...],
-    model_dir: Path,
-    base: Path | None,
-    data_dirs: tuple[Path, ...],
-    extra_positives: tuple[Path, ...],
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    hold_out: float,
-    repeat: int,
-    replay: int,
-    max_test: int | None,
-    photo_root: Path | None,
-    train_batchnorm: bool,
-    model_version: str | None,
-    replace_default: bool,
-    device: str,
-    seed: int,
-    json_progress: bool,
-) -> None:
-    from heritage.kernel.errors import CancelledError
-    from heritage.kernel.interrupts import EXIT_CANCELLED, stop_on_signals
-    from heritage.kernel.progress import JsonLinesProgress, TqdmProgress
-    from heritage.training.finetune import FinetuneConfig, _short, run_finetune
+    from heritage.training.finetune import FinetuneConfig
 
     cfg = FinetuneConfig(
         surveys=tuple(str(s) for s in surveys),
-        model_dir=str(model_dir),
-        base_model=str(base) if base else None,
+        model_dir=str(output),
+        base_model=str(model_dir) if model_dir else None,
         data_dirs=tuple(str(d) for d in data_dirs),
         extra_positives=tuple(str(d) for d in extra_positives),
         hold_out=hold_out,
@@ -172,12 +147,22 @@ def _run(
         version=model_version,
         command_line=shlex.join(["heritage", *sys.argv[1:]]),
     )
+    _run(cfg, json_progress)
+
+
+def _run(cfg: FinetuneConfig, json_progress: bool) -> None:
+    """Run the fine-tuning with a progress display; print (or emit) its report."""
+    from heritage.kernel.errors import CancelledError
+    from heritage.kernel.interrupts import EXIT_CANCELLED, stop_on_signals
+    from heritage.kernel.progress import JsonLinesProgress, TqdmProgress
+    from heritage.training.finetune import _short, run_finetune
+
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
     try:
         with stop_on_signals(progress, "after the current batch (nothing is written)"):
             report = run_finetune(cfg, progress)
     except CancelledError:
-        click.echo(f"Stopped: no model written to {model_dir}.", err=True)
+        click.echo(f"Stopped: no model written to {cfg.model_dir}.", err=True)
         sys.exit(EXIT_CANCELLED)
     finally:
         if isinstance(progress, TqdmProgress):
