@@ -381,6 +381,25 @@ def flagged_counts(observations_gdf: gpd.GeoDataFrame, grouping: BuildingGroupin
     return n
 
 
+def has_recorded_threshold(observations_gdf: gpd.GeoDataFrame) -> np.ndarray:
+    """Which photos carry the decision threshold they were classified with (a
+    ``threshold`` in [0, 1); older surveys have no such column, or NULL in it)."""
+    if "threshold" not in observations_gdf.columns:
+        return np.zeros(len(observations_gdf), dtype=bool)
+    t = observations_gdf["threshold"].astype("float64").to_numpy()
+    return (t >= 0.0) & (t < 1.0)  # NaN fails both comparisons
+
+
+def recorded_thresholds(observations_gdf: gpd.GeoDataFrame, fallback: float) -> np.ndarray:
+    """Each photo's decision threshold (its ``threshold`` column), ``fallback`` where
+    there is none (:func:`has_recorded_threshold`)."""
+    known = has_recorded_threshold(observations_gdf)
+    t = np.full(len(observations_gdf), float(fallback), dtype=np.float64)
+    if known.any():
+        t[known] = observations_gdf["threshold"].astype("float64").to_numpy()[known]
+    return t
+
+
 def apply_priority(
     observations_gdf: gpd.GeoDataFrame,
     grouping: BuildingGrouping,
@@ -392,7 +411,9 @@ def apply_priority(
     number of flagged photos on the same building (:func:`flagged_counts`). Adds or
     overwrites ``building_id``, ``n_flagged_on_building``, ``priority_score`` and
     ``priority_category``. Photos that are not flagged get score 0 and category
-    ``"none"``; a missing ``defect_area_fraction`` counts as 0.
+    ``"none"``; a missing ``defect_area_fraction`` counts as 0. Each photo's score is
+    anchored to its own ``threshold`` (the decision threshold it was classified with);
+    photos without one (no column, or NULL) use ``cfg.confidence_floor``.
     """
     for col in ("p_final", "defect_area_fraction"):
         if col not in observations_gdf.columns:
@@ -402,11 +423,14 @@ def apply_priority(
     n = flagged_counts(out, grouping)
     p = out["p_final"].astype("float64").to_numpy()
     area = out["defect_area_fraction"].astype("float64").fillna(0.0).to_numpy()
+    floor = recorded_thresholds(out, cfg.confidence_floor)
     scores = np.zeros(len(out), dtype=np.float64)
     if flagged.any():
         if np.isnan(p[flagged]).any():
             raise DataError("a flagged observation has no p_final")
-        scores[flagged] = priority_scores(p[flagged], area[flagged], n[flagged], cfg)
+        scores[flagged] = priority_scores(
+            p[flagged], area[flagged], n[flagged], cfg, floor[flagged]
+        )
     out["building_id"] = _building_ids(grouping, out.index).to_numpy()
     out["n_flagged_on_building"] = n
     out["priority_score"] = scores

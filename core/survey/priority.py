@@ -121,21 +121,27 @@ def score_terms(
     area_fraction: np.ndarray | float,
     n_flagged_on_building: np.ndarray | float,
     cfg: PriorityConfig = DEFAULT_CONFIG,
+    floor: np.ndarray | float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three normalised terms (each in [0, 1]) of the score, vectorised.
 
     ``c = clip((confidence - floor) / (1 - floor))``, ``a = clip(area / area_full)``,
-    ``b = 1 - exp(-max(n - 1, 0) / building_scale)``.
+    ``b = 1 - exp(-max(n - 1, 0) / building_scale)``. ``floor`` is the decision
+    threshold each photo was classified with (an array broadcast with the other
+    inputs, each in [0, 1)); ``None`` uses ``cfg.confidence_floor`` for every photo.
     """
     p = np.asarray(confidence, dtype=np.float64)
     area = np.asarray(area_fraction, dtype=np.float64)
     n = np.asarray(n_flagged_on_building, dtype=np.float64)
+    t = np.asarray(cfg.confidence_floor if floor is None else floor, dtype=np.float64)
     for name, v, hi in (("confidence", p, 1.0), ("area_fraction", area, 1.0)):
         if np.any(np.isnan(v)) or np.any(v < 0) or np.any(v > hi):
             raise ValueError(f"{name} must be in [0, 1], got {v}")
     if np.any(np.isnan(n)) or np.any(n < 0):
         raise ValueError(f"n_flagged_on_building must be >= 0, got {n}")
-    c = np.clip((p - cfg.confidence_floor) / (1.0 - cfg.confidence_floor), 0.0, 1.0)
+    if np.any(np.isnan(t)) or np.any(t < 0) or np.any(t >= 1.0):
+        raise ValueError(f"floor must be in [0, 1), got {t}")
+    c = np.clip((p - t) / (1.0 - t), 0.0, 1.0)
     a = np.clip(area / cfg.area_full, 0.0, 1.0)
     b = 1.0 - np.exp(-np.maximum(n - 1.0, 0.0) / cfg.building_scale)
     return c, a, b
@@ -146,9 +152,11 @@ def priority_scores(
     area_fraction: np.ndarray | float,
     n_flagged_on_building: np.ndarray | float,
     cfg: PriorityConfig = DEFAULT_CONFIG,
+    floor: np.ndarray | float | None = None,
 ) -> np.ndarray:
-    """Vectorised :func:`priority_score` (arrays broadcast together)."""
-    c, a, b = score_terms(confidence, area_fraction, n_flagged_on_building, cfg)
+    """Vectorised :func:`priority_score` (arrays broadcast together); ``floor``: each
+    photo's decision threshold (:func:`score_terms`), default ``cfg.confidence_floor``."""
+    c, a, b = score_terms(confidence, area_fraction, n_flagged_on_building, cfg, floor)
     k = c + (1.0 - c) * cfg.corroboration_gain * b
     s = 100.0 * k * (cfg.extent_base + (1.0 - cfg.extent_base) * a)
     return np.clip(s, 0.0, 100.0)

@@ -91,6 +91,21 @@ def test_scalar_and_vector_agree():
     assert v.tolist() == pytest.approx([priority_score(0.7, 0.1, 1), priority_score(0.9, 0.5, 4)])
 
 
+def test_each_photo_can_have_its_own_floor():
+    """``floor``: the threshold each photo was classified with, instead of the config's."""
+    v = priority_scores([0.7, 0.7, 0.9], [0.1, 0.1, 0.5], [1, 1, 4], floor=[0.3, 0.692, 0.5])
+    want = [
+        priority_score(0.7, 0.1, 1, PriorityConfig(confidence_floor=0.3)),
+        priority_score(0.7, 0.1, 1, PriorityConfig(confidence_floor=0.692)),
+        priority_score(0.9, 0.5, 4),
+    ]
+    assert v.tolist() == pytest.approx(want)
+    assert v[0] > v[1]  # the lower threshold leaves the same confidence more certainty
+    for bad in (1.0, -0.1, math.nan):
+        with pytest.raises(ValueError, match="floor"):
+            priority_scores([0.7], [0.1], [1], floor=[bad])
+
+
 @pytest.mark.parametrize("bad", [(-0.1, 0.2, 1), (1.1, 0.2, 1), (0.9, 1.5, 1), (0.9, 0.2, -1)])
 def test_out_of_range_inputs_raise(bad):
     with pytest.raises(ValueError):
