@@ -128,6 +128,7 @@ def make_survey(
                 "defect_area_fraction": float(rng.uniform(0.0, 0.5)),
                 "model_id": "synthetic",
                 "model_version": "0.0.0",
+                "threshold": 0.692,
                 "inference_mode": "scene",
                 "n_tiles": 48,
                 "n_wall_tiles": 30,

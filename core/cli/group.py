@@ -17,22 +17,28 @@ from heritage.cli.options import json_progress_option, model_option
 from heritage.kernel.progress import JsonLinesProgress, TqdmProgress
 
 
-def _model_threshold(model_dir: Path | None) -> float | None:
-    """The decision threshold of the model card (``None`` when no card can be read)."""
+def fallback_threshold(model_dir: Path | None) -> tuple[float | None, str]:
+    """``(threshold, "model ID VERSION")`` of the model card (the default model's when
+    ``model_dir`` is ``None``): what photos classified before thresholds were recorded
+    are scored with. ``(None, "")`` when no card can be read (the default floor then)."""
     from heritage.kernel.errors import ModelError
     from heritage.model.card import default_model_dir, read_card
 
     try:
-        return float(read_card(model_dir or default_model_dir()).threshold)
+        card = read_card(model_dir or default_model_dir())
     except ModelError:
-        return None
+        return None, ""
+    return float(card.threshold), f"model {card.model_id} {card.version}"
 
 
 @click.command("group")
 @click.argument("survey", type=click.Path(path_type=Path, dir_okay=False))
 @grouping_options
 @route_options
-@model_option(help="Model whose decision threshold anchors the priority score.")
+@model_option(
+    help="Model whose decision threshold anchors the priority score of photos classified "
+    "before surveys recorded each photo's own threshold (default: the default model)."
+)
 @json_progress_option()
 def group(
     survey: Path,
@@ -50,6 +56,7 @@ def group(
     from heritage.survey.pipeline import regroup_survey
 
     progress = JsonLinesProgress() if json_progress else TqdmProgress()
+    threshold, source = fallback_threshold(model_dir)
     try:
         totals = regroup_survey(
             survey,
@@ -60,7 +67,8 @@ def group(
             network=network,
             by_priority=by_priority,
             site_gap_m=site_gap,
-            threshold=_model_threshold(model_dir),
+            threshold=threshold,
+            threshold_source=source,
             progress=progress,
         )
     finally:  # the bar ends its line before any error message

@@ -69,11 +69,14 @@ def review(
     )
     out = {"event": "review", **written.as_dict()}
     if rescore:
-        from heritage.cli.group import _model_threshold
+        from heritage.cli.group import fallback_threshold
         from heritage.survey.pipeline import regroup_survey
 
-        totals = regroup_survey(survey, threshold=_model_threshold(None))
-        out["rescored"] = {k: totals[k] for k in ("buildings", "route_m", "reviews")}
+        threshold, source = fallback_threshold(None)
+        totals = regroup_survey(survey, threshold=threshold, threshold_source=source)
+        out["rescored"] = {k: totals[k] for k in ("buildings", "route_m", "reviews", "problems")}
+        for problem in totals["problems"]:
+            click.echo(f"warning: {problem}", err=True)
     if as_json:
         click.echo(json.dumps(out, default=str))
     else:

@@ -56,8 +56,8 @@ class ClassifyConfig:
     longer side of scene-mode overlay/heat-map PNGs (enough to see where on the facade;
     reports and map tips decode them quickly). ``overlay_max_px`` caps the
     longer side of tiled-mode overlay/heat-map PNGs (``None``: full size).
-    ``priority.confidence_floor``
-    is replaced by the model's decision threshold (the score's zero).
+    ``priority.confidence_floor`` is replaced by the decision threshold each photo was
+    classified with (the score's zero; recorded in its ``threshold`` column).
     ``decode_workers``: threads that decode the next batch while the model works on
     this one (0: decode in turn, the default). ``scheduler`` (a dask.distributed
     address) or ``workers`` (> 0: a local Dask cluster of that many processes)

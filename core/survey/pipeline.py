@@ -164,6 +164,8 @@ OBSERVATION_FIELDS: tuple[Field, ...] = (
     # added with reviews: the photo's current review (heritage.io.reviews), rewritten by
     # update_priority from the reviews table, never by the model
     Field("review"),
+    # the model's decision threshold the photo was classified with: its priority's zero
+    Field("threshold", "float"),
 )
 #: columns added with scene mode (model 0.6.0): older surveys get them on the next run
 SCENE_FIELDS = (
@@ -175,7 +177,7 @@ SCENE_FIELDS = (
     "best_box_bottom",
 )
 #: columns added after 0.6.0: older surveys get them on the next run
-LATER_FIELDS = (*SCENE_FIELDS, "review")
+LATER_FIELDS = (*SCENE_FIELDS, "review", "threshold")
 
 
 def observations_schema(name: str = OBSERVATIONS_LAYER) -> LayerSchema:
@@ -340,6 +342,7 @@ def _observation_row(
     card_id: tuple[str, str],
     mode: str,
     message: str,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     from heritage.survey.photos import photo_row
 
@@ -363,6 +366,7 @@ def _observation_row(
         visit_order=None,
         model_id=card_id[0],
         model_version=card_id[1],
+        threshold=threshold,
         inference_mode=mode,
         n_tiles=answer.n_tiles,
         n_wall_tiles=answer.n_wall_tiles,
@@ -493,6 +497,7 @@ class _Run:
                 self.card_id,
                 self.cfg.inference_mode,
                 message,
+                float(self.clf.card.threshold),
             )
             rows.append((row, _point(photo)))
             self.classified += 1
@@ -667,7 +672,9 @@ def _run_survey(
             finally:
                 run.close()
         # also after a cancel: buildings, priority and route over what was classified
-        totals = update_priority(out, cfg, card.threshold, progress)
+        totals = update_priority(
+            out, cfg, card.threshold, progress, f"model {card.model_id} {card.version}"
+        )
         totals["problems"] = [*repairs, *([mixed] if mixed else []), *totals["problems"]]
         if cfg.embed_overlays:
             embed_overlays(out)
@@ -700,8 +707,8 @@ def _run_survey(
 
 def _other_model_warning(rows: list[dict[str, Any]], model_id: str, version: str) -> str:
     """The warning when earlier observations of the GeoPackage came from another model
-    (they are kept, not re-classified, and now scored against this model's threshold);
-    empty when there are none."""
+    (they are kept, not re-classified, and scored against their own recorded threshold,
+    this model's when they have none); empty when there are none."""
     others = Counter(
         f"{r.get('model_id')} {r.get('model_version')}"
         for r in rows
@@ -757,7 +764,7 @@ def _read_observations(out: Path) -> gpd.GeoDataFrame:
 
     cols = ["file_name", "sha256", "flagged", "p_final", "defect_area_fraction"]
     have = set(pyogrio.read_info(str(out), layer=OBSERVATIONS_LAYER)["fields"])
-    cols += [c for c in ("decision",) if c in have]
+    cols += [c for c in ("decision", "threshold") if c in have]
     gdf = pyogrio.read_dataframe(out, layer=OBSERVATIONS_LAYER, columns=cols, fid_as_index=True)
     gdf["flagged"] = gdf["flagged"].fillna(False).astype(bool)
     gdf["obs_id"] = gdf.index.astype("int64")
@@ -896,13 +903,18 @@ def update_priority(
     cfg: ClassifyConfig,
     threshold: float | None = None,
     progress: Progress | None = None,
+    threshold_source: str = "",
 ) -> dict[str, Any]:
     """Group, score and route over every observation of ``out``; rewrite the layers.
 
     Writes ``building_id``, ``n_flagged_on_building``, ``priority_score``,
     ``priority_category`` and ``visit_order`` of every observation in one SQLite
     transaction, then replaces the ``flagged_buildings`` and ``inspection_route``
-    layers. Returns the totals of :class:`SurveySummary` (``observations_total``,
+    layers. Each photo is scored against the decision threshold recorded with it
+    (``threshold`` column); ``threshold`` (that of the model ``threshold_source``
+    names, e.g. ``"model heritage-default 0.7.0"``) stands in for photos classified
+    before thresholds were recorded, and ``problems`` then says how many they are.
+    Returns the totals of :class:`SurveySummary` (``observations_total``,
     ``flagged_total``, ``buildings``, ``route_m``, ``categories``, ``problems``).
     """
     import numpy as np
@@ -929,6 +941,8 @@ def update_priority(
     start = _start_point(cfg.start)
 
     obs = _read_observations(out)
+    if note := _fallback_note(obs, prio.confidence_floor, threshold_source):
+        problems.append(note)
     if len(obs):
         grouping = flagged_buildings(
             obs,
@@ -1011,8 +1025,7 @@ def update_priority(
         "%d observation(s), %d flagged, %d building(s), route %.0f m",
         len(scored), len(flagged), len(buildings), total_m,
     )  # fmt: skip
-    for p in problems:
-        progress.message(f"warning: {p}")
+    # no progress.message for the problems: the callers print them once, with the summary
     progress.step(1, buildings=len(buildings), route_m=round(float(total_m), 1))
     return {
         "observations_total": len(scored),
@@ -1027,6 +1040,21 @@ def update_priority(
         "sites": [site.as_dict() for site in sites],
         "reviews": review_counts(scored["review"]),
     }
+
+
+def _fallback_note(obs: gpd.GeoDataFrame, fallback: float, source: str) -> str:
+    """The line saying how many observations have no recorded threshold and what they
+    were scored with; empty when every observation has one."""
+    from heritage.survey.buildings import has_recorded_threshold
+
+    missing = int((~has_recorded_threshold(obs)).sum())
+    if not missing:
+        return ""
+    what = f"{source}'s threshold" if source else "the default confidence floor"
+    return (
+        f"{missing} observation(s) have no recorded threshold (classified before thresholds "
+        f"were recorded); scored with {what} {fallback:.3f}"
+    )
 
 
 def _with_review_counts(buildings: gpd.GeoDataFrame, scored: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -1123,13 +1151,16 @@ def regroup_survey(
     threshold: float | None = None,
     progress: Progress | None = None,
     site_gap_m: float = SITE_GAP_M,
+    threshold_source: str = "",
 ) -> dict[str, Any]:
     """Re-group an existing survey GeoPackage per building and re-plan its route.
 
     The observations are not re-classified: only ``building_id``, the priority
     fields, ``flagged_buildings``, ``visit_order`` and ``inspection_route`` are
-    rewritten (:func:`update_priority`). ``threshold`` is the model's decision
-    threshold (the priority score's zero); ``None`` keeps the default floor.
+    rewritten (:func:`update_priority`). Each photo's priority is anchored to the
+    decision threshold recorded with it; ``threshold`` (of the model
+    ``threshold_source`` names) stands in for photos classified before thresholds
+    were recorded, ``None`` for the default floor.
     """
     repairs: list[str] = []
     with open_survey(out, {OBSERVATIONS_LAYER: GROUP_COLUMNS}, repairs=repairs) as out:
@@ -1147,6 +1178,7 @@ def regroup_survey(
             ),
             threshold,
             progress,
+            threshold_source,
         )
     totals["problems"] = [*repairs, *totals["problems"]]
     return totals
