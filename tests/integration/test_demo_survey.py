@@ -8,6 +8,9 @@ leave them unchanged. When the model, the priority formula or the route planner 
 on purpose, record the tables again and say why in the commit:
 
     HERITAGE_RECORD_DEMO=1 .venv/bin/python -m pytest tests/integration/test_demo_survey.py
+
+The observations' ``threshold`` column was added to the record by hand when observations
+started recording it (the shipped card's threshold on every row; no other value changed).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ COLUMNS = {
         "stage1_score", "p_stage1", "p_stage2", "p_final", "flagged", "decision", "cam_method",
         "cam_layer", "cam_empty", "defect_area_fraction", "priority_score",
         "priority_category", "building_id", "n_flagged_on_building", "visit_order",
-        "model_id", "model_version", "inference_mode", "n_tiles", "n_wall_tiles",
+        "model_id", "model_version", "threshold", "inference_mode", "n_tiles", "n_wall_tiles",
         "n_flagged_tiles", "best_box_left", "best_box_top", "best_box_right",
         "best_box_bottom", "overlay_path", "heatmap_path", "thumbnail_path",
     ),
