@@ -116,6 +116,19 @@ def test_regrouping_with_the_default_model_keeps_the_surveys_own_threshold(
     assert "no recorded threshold" not in res.stderr
 
 
+def test_review_rescore_keeps_the_surveys_own_threshold(tmp_path: Path) -> None:
+    """``heritage review --rescore`` (the map following a verdict at once) as ``group``."""
+    out = write_survey(tmp_path / "survey.gpkg", SURVEY_THRESHOLD)
+    args = ["review", str(out), "--photo", "00" * 32, "--verdict", "unsure", "--reviewer", "ana"]
+
+    res = CliRunner().invoke(cli, [*args, "--rescore"])
+
+    assert res.exit_code == 0, res.output
+    score, n, area, _ = read_scores(out)
+    np.testing.assert_allclose(score, expected_scores(n, area, SURVEY_THRESHOLD))
+    assert "no recorded threshold" not in res.stderr
+
+
 def test_each_photo_is_scored_with_its_own_threshold(tmp_path: Path) -> None:
     """A survey whose photos come from two models (0.3 and 0.7): each keeps its own."""
     out = write_survey(tmp_path / "survey.gpkg", (0.3, 0.3, 0.7, 0.7))
