@@ -930,6 +930,8 @@ def update_priority(
     prio = cfg.priority
     if threshold is not None and 0.0 <= threshold < 1.0:
         prio = dataclasses.replace(prio, confidence_floor=float(threshold))
+    else:  # the model's threshold cannot anchor a score: the note names the default floor
+        threshold_source = ""
     problems: list[str] = []
     footprints = network = None
     if cfg.footprints is not None:
