@@ -26,11 +26,16 @@ passed as wall (read-half facade tiles + read autumn tiles). Ties: today's recip
 fewer components, smaller w, smaller C. If today's recipe wins, 0.7.0's gate stays.
 
     .venv/bin/python research/scene/autumn_gate.py   # writes runs/scene/autumn_rows.json
+
+``--swap`` (a diagnostic run after the choice, reported only, never used to choose): the
+autumn groups swap roles (fit on the read group, read the fit group), to see whether the
+recoloured negatives of some photos teach the gate the foliage of others.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +69,7 @@ def autumn_groups(aut: dict, neg: dict) -> tuple[np.ndarray, list[str], list[str
     return np.isin(group, fit_g), fit_g, read_g
 
 
-def main() -> None:
+def main(swap: bool = False) -> None:
     tr, va, fac, neg, aut, arz = (
         load(n) for n in ("train", "val", "fac_tune", "exif_neg", "autumn", "arezzo")
     )
@@ -81,6 +86,8 @@ def main() -> None:
     fac_fit = np.isin(np.array(paths)[fac["img"]], list(fit_files))
     fac_read = np.isin(fac["img"], read_rows)
     aut_fit, fit_g, read_g = autumn_groups(aut, neg)
+    if swap:
+        aut_fit, fit_g, read_g = ~aut_fit, read_g, fit_g
     print(f"facades: {len(files)} distinct files, {len(read_rows)} read; autumn fit {fit_g}")
     print(f"autumn read {read_g}: {int((~aut_fit).sum())} tiles, fit {int(aut_fit.sum())}")
 
@@ -142,10 +149,10 @@ def main() -> None:
     print("validation recall without gate", base_rec)
     print("read facades", len(read_rows), "read autumn tiles", int((~aut_fit).sum()))
     print("CHOSEN", best)
-    (R / "autumn_rows.json").write_text(
+    (R / ("autumn_rows_swap.json" if swap else "autumn_rows.json")).write_text(
         json.dumps(dict(base_rec=base_rec, rows=rows, chosen=best, fit=fit_g, read=read_g))
     )
 
 
 if __name__ == "__main__":
-    main()
+    main(swap="--swap" in sys.argv[1:])
