@@ -224,6 +224,23 @@ class TrainConfig:
         return m.parent / f"{m.name}-run"
 
 
+def _stage_seed(cfg: TrainConfig, stage: int) -> int:
+    """The seed of ``stage`` (1 or 2): its initial weights, its loaders' order, its fit."""
+    return cfg.run.seed + stage - 1
+
+
+def _seeded_network(cfg: TrainConfig, stage: int, num_outputs: int) -> torch.nn.Module:
+    """A new network of ``stage``, built right after seeding with :func:`_stage_seed`, so
+    its random initial weights (all of them without ``--pretrained``, the new head with
+    it) depend on ``--seed`` alone, not on what ran before."""
+    from heritage.model.zoo import build_model
+    from heritage.training.fit import set_seed
+
+    net = cfg.stage1 if stage == 1 else cfg.stage2
+    set_seed(_stage_seed(cfg, stage))
+    return build_model(net.arch, num_outputs, net.pretrained)
+
+
 def _fit_config(cfg: TrainConfig, stage: int, device: str) -> Any:
     from heritage.training.fit import FitConfig
 
@@ -237,7 +254,7 @@ def _fit_config(cfg: TrainConfig, stage: int, device: str) -> Any:
         device=device,
         checkpoint_every=cfg.run.checkpoint_every,
         resume=cfg.run.resume,
-        seed=cfg.run.seed + stage - 1,
+        seed=_stage_seed(cfg, stage),
     )
 
 
@@ -546,7 +563,7 @@ def _loaders(
             shuffle=(s == "train"),
             workers=cfg.run.workers,
             device=device,
-            seed=cfg.run.seed + stage - 1,
+            seed=_stage_seed(cfg, stage),
             indices=data.train_indices if s == "train" else None,
         )
         for s in D.SPLITS
@@ -562,7 +579,7 @@ def _train_stage1(
     came from, and the loaders of every split.
     """
     from heritage.model.preprocess import eval_transform
-    from heritage.model.zoo import build_model, freeze_leading
+    from heritage.model.zoo import freeze_leading
     from heritage.training import data as D
     from heritage.training.fit import fit
     from heritage.training.plots import plot_curves
@@ -586,7 +603,7 @@ def _train_stage1(
     if s1.weights:
         stage1, source = load_trained_stage1(cfg, len(data.classes), run_dir)
         return stage1, None, source, loaders
-    stage1 = build_model(s1.arch, len(data.classes), s1.pretrained)
+    stage1 = _seeded_network(cfg, 1, len(data.classes))
     if s1.freeze:
         frozen = freeze_leading(stage1, s1.arch, s1.freeze)
         log.info("stage 1: %d leading modules frozen (up to %s)", len(frozen), frozen[-1])
@@ -611,7 +628,6 @@ def _train_stage2(
     """
     from heritage.model.card import round_to_fp16
     from heritage.model.preprocess import eval_transform
-    from heritage.model.zoo import build_model
     from heritage.training import data as D
     from heritage.training.fit import fit
     from heritage.training.plots import plot_curves
@@ -649,7 +665,7 @@ def _train_stage2(
     }
     loaders2 = _loaders(cfg, data, ds2, 2, device)
     s2 = cfg.stage2
-    stage2 = build_model(s2.arch, 1, s2.pretrained)
+    stage2 = _seeded_network(cfg, 2, 1)
     r2 = fit(stage2, loaders2["train"], loaders2["val"], _fit_config(cfg, 2, device), run_dir,
              "stage2", progress, loss="bce")  # fmt: skip
     durations["stage2_s"] = round(time.monotonic() - t, 2)
