@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from heritage.cli.options import device_option, json_progress_option, model_option
+from heritage.cli.options import (
+    batch_size_option,
+    device_option,
+    epochs_option,
+    json_progress_option,
+    model_option,
+    seed_option,
+)
 
 if TYPE_CHECKING:
     from heritage.training.finetune import FinetuneConfig
@@ -50,9 +57,9 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Extra positive folders of the model's training (e.g. dais-masonry/images).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@epochs_option(3)
 @click.option("--lr", type=float, default=2e-5, show_default=True, help="Learning rate.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@batch_size_option(16)
 @click.option(
     "--hold-out",
     type=click.FloatRange(0.0, 1.0, max_open=True),
@@ -99,7 +106,7 @@ if TYPE_CHECKING:
     help="Allow writing over the default (or the base) model folder.",
 )
 @device_option(help="Where to train.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @json_progress_option()
 def finetune(
     surveys: tuple[Path, ...],

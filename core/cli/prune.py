@@ -11,22 +11,18 @@ import click
 
 from heritage.cli.options import (
     bench_options,
-    device_option,
+    budget_options,
+    cache_images_option,
     json_progress_option,
-    threads_option,
+    out_dir_option,
+    resume_option,
+    run_options,
 )
 
 
 @click.command(name="prune")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Pruned model folder to write.",
-)
+@out_dir_option("out_dir", "Pruned model folder to write.")
 @click.option(
     "--data",
     "data_dirs",
@@ -72,15 +68,10 @@ from heritage.cli.options import (
     help="torch-pruning channel importance.",
 )
 @click.option("--round-to", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
-@device_option()
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
-@threads_option()
-@click.option("--cache-images", is_flag=True, help="Decode the images once into memory.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted fine-tuning.")
+@budget_options(epochs=5)
+@run_options(workers=0)
+@cache_images_option()
+@resume_option("Continue an interrupted fine-tuning.")
 @bench_options()
 @click.option(
     "--report",

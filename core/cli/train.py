@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from heritage.cli.options import (
+    budget_options,
+    cache_images_option,
     cam_method_option,
-    device_option,
-    extra_positives_option,
+    data_dirs_argument,
+    data_options,
+    image_size_option,
     json_progress_option,
-    positive_option,
+    out_dir_option,
     precision_option,
+    resume_option,
+    run_options,
     scheduler_option,
-    threads_option,
+    seed_option,
 )
 from heritage.model.zoo import STAGE1_ARCHS
 
@@ -89,15 +94,8 @@ def train_config(options: dict[str, Any]) -> TrainConfig:
 
 
 @click.command(name="train")
-@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "model_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Model folder to write (model.json + safetensors).",
-)
+@data_dirs_argument()
+@out_dir_option("model_dir", "Model folder to write (model.json + safetensors).")
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False),
@@ -149,34 +147,18 @@ def train_config(options: dict[str, Any]) -> TrainConfig:
     help="Same for stage 2 [default: imagenet when stage 1 is a MobileNetV3 with "
     "--pretrained imagenet, else random init].",
 )
-@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@budget_options(epochs=15)
 @click.option("--stage2-epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--stage2-batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--stage2-lr", type=float, default=5e-5, show_default=True)
-@click.option(
-    "--patience",
-    type=click.IntRange(0),
-    default=3,
-    show_default=True,
-    help="Early stopping: epochs without validation-loss gain (0 = off).",
-)
 @scheduler_option("plateau", "both stages")
 @precision_option()
-@click.option("--image-size", type=click.IntRange(32), default=224, show_default=True)
-@device_option()
-@click.option("--seed", type=int, default=0, show_default=True)
+@image_size_option()
+@run_options(workers=None)
+@seed_option()
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@positive_option()
-@extra_positives_option()
-@click.option(
-    "--max-per-class",
-    type=click.IntRange(1),
-    default=None,
-    help="At most N images per dataset and class (quick runs).",
-)
+@data_options()
 @click.option(
     "--oversample",
     "oversample",
@@ -202,18 +184,7 @@ def train_config(options: dict[str, Any]) -> TrainConfig:
     "masks of training-split images are painted.",
 )
 @click.option("--skip-stage2", is_flag=True, help="Train stage 1 only.")
-@click.option(
-    "--workers",
-    type=click.IntRange(0),
-    default=None,
-    help="DataLoader worker processes [default: min(2, CPUs)].",
-)
-@threads_option()
-@click.option(
-    "--cache-images",
-    is_flag=True,
-    help="Decode every image once into memory (resized) instead of every epoch.",
-)
+@cache_images_option()
 @click.option(
     "--threshold",
     default="0.5",
@@ -249,7 +220,7 @@ def train_config(options: dict[str, Any]) -> TrainConfig:
     help="Store the weights as float16 (half the size); the card's metrics are measured "
     "on the float16-rounded networks.",
 )
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run folder.")
+@resume_option("Continue an interrupted run in the same run folder.")
 @click.option("--model-id", default="heritage-two-stage", show_default=True)
 @click.option("--model-version", default="0.1.0", show_default=True)
 @click.option("--notes", default="", help="Free text for the model card's notes.")

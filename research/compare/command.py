@@ -15,13 +15,17 @@ import click
 
 from heritage.cli.options import (
     bench_options,
-    device_option,
-    extra_positives_option,
+    budget_options,
+    data_dirs_argument,
+    data_options,
+    image_size_option,
     json_progress_option,
-    positive_option,
+    out_dir_option,
     precision_option,
+    resume_option,
+    run_options,
     scheduler_option,
-    threads_option,
+    seed_option,
 )
 
 
@@ -37,14 +41,9 @@ def _archs(value: str) -> tuple[str, ...]:
 
 
 @click.command(name="compare")
-@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder: split.csv, one sub-folder per model, comparison.md/.csv.",
+@data_dirs_argument()
+@out_dir_option(
+    "out_dir", "Output folder: split.csv, one sub-folder per model, comparison.md/.csv."
 )
 @click.option(
     "--archs",
@@ -52,17 +51,12 @@ def _archs(value: str) -> tuple[str, ...]:
     show_default=True,
     help="Comma-separated models to compare.",
 )
-@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
-@click.option(
-    "--image-size",
-    type=click.IntRange(32),
+@budget_options(epochs=15)
+@image_size_option(
     default=None,
     help="One input size for every model [default: 299 for inception_v3, 224 for the "
     "others]; inception_v3 gets at least 75.",
 )
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--patience", type=click.IntRange(0), default=3, show_default=True)
 @scheduler_option("cosine", "every row (cosine: the same rates for all)")
 @precision_option()
 @click.option(
@@ -72,16 +66,12 @@ def _archs(value: str) -> tuple[str, ...]:
     show_default=True,
     help="Start every network from scratch or from torchvision's ImageNet weights.",
 )
-@click.option("--max-per-class", type=click.IntRange(1), default=None, help="Quick runs.")
-@extra_positives_option()
-@positive_option()
-@click.option("--seed", type=int, default=0, show_default=True)
+@data_options()
+@seed_option()
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@device_option()
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True)
-@threads_option()
+@run_options(workers=0)
 @click.option("--no-cache", is_flag=True, help="Decode images every epoch (less memory).")
-@click.option("--resume", is_flag=True, help="Skip finished models, continue unfinished ones.")
+@resume_option("Skip finished models, continue unfinished ones.")
 @click.option("--no-efficientnet", is_flag=True, help="Leave out the optional efficientnet row.")
 @bench_options()
 @click.option(
