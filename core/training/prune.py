@@ -41,7 +41,7 @@ from heritage.model.measure import param_count
 from heritage.model.pruned import layer_widths, rebuild_pruned
 
 if TYPE_CHECKING:
-    from heritage.model.card import LoadedModel
+    from heritage.model.card import LoadedModel, PruningRecord
     from heritage.training.data import Item
 
 log = logging.getLogger(__name__)
@@ -364,35 +364,37 @@ def _stored_fp16(model_dir: Path, weights: str) -> bool:
     return False
 
 
-def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Prune stage 1 of ``cfg.model_dir``, fine-tune, evaluate, write ``cfg.out_dir``.
+@dataclass(frozen=True)
+class _Split:
+    """The model's training split by part, its classes and where it came from."""
 
-    Returns the report (also written as ``pruning.json`` and ``pruning.md`` into the
-    fine-tuning run folder). The pruned model folder keeps stage 2 as it is; its card's
-    ``pruning`` (:class:`heritage.model.card.PruningRecord`: the ratio, the method, the
-    per-layer widths) marks stage 1 as pruned.
-    """
-    from heritage.model.card import PruningRecord, load_model, read_card, save_model
-    from heritage.model.measure import measure_throughput
-    from heritage.model.preprocess import eval_transform, resolve_device
-    from heritage.training import data as D
-    from heritage.training.fit import FitConfig, fit
+    by: dict[str, list[Item]]
+    classes: list[str]
+    source: str
 
-    progress = progress or NullProgress()
-    t0 = time.monotonic()
-    model_dir, out_dir, work_dir = Path(cfg.model_dir), Path(cfg.out_dir), cfg.resolved_work_dir
+
+def _open_original(cfg: PruneConfig) -> tuple[LoadedModel, str]:
+    """Step 1: check the folders, make the fine-tuning run folder, resolve the device
+    and load the model to prune (on the CPU). Returns the model and the device."""
+    from heritage.model.card import load_model, read_card
+    from heritage.model.preprocess import resolve_device
+
+    model_dir, out_dir = Path(cfg.model_dir), Path(cfg.out_dir)
     if model_dir.resolve() == out_dir.resolve():
         raise DataError("the pruned model folder must differ from the original one")
-    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg.resolved_work_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     if read_card(model_dir).pruning is not None:
         raise ModelError(f"{model_dir} is already pruned; prune the original model instead")
-    orig = load_model(model_dir, device="cpu")
-    card = orig.card
-    arch, size = card.stage1.arch, card.input_size
+    return load_model(model_dir, device="cpu"), device
 
-    # split ----------------------------------------------------------------------
-    items, split_source = _split_items(cfg, card, work_dir)
+
+def _training_split(cfg: PruneConfig, card: Any) -> _Split:
+    """Step 2: the split the model was trained on (:func:`_split_items`), checked to have
+    the model's classes and both a train and a test part."""
+    from heritage.training import data as D
+
+    items, source = _split_items(cfg, card, cfg.resolved_work_dir)
     classes = D.class_names(items)
     if tuple(classes) != tuple(card.stage1.labels):
         raise DataError(
@@ -402,14 +404,21 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
     by = {s: [it for it in items if it.split == s] for s in D.SPLITS}
     if not by["train"] or not by["test"]:
         raise DataError("the split has no train or no test images; cannot fine-tune and compare")
-    log.info("split: %s (%s)", {s: len(v) for s, v in by.items()}, split_source)
+    log.info("split: %s (%s)", {s: len(v) for s, v in by.items()}, source)
+    return _Split(by, classes, source)
 
-    # prune ----------------------------------------------------------------------
+
+def _prune_stage1(
+    cfg: PruneConfig, orig: LoadedModel, progress: Progress
+) -> tuple[nn.Module, list[PruneAttempt]]:
+    """Step 3: stage 1 pruned until it is ``cfg.min_reduction`` smaller
+    (:func:`prune_to_target`)."""
+    arch = orig.card.stage1.arch
     progress.message(f"pruning {arch} (ratio {cfg.ratio}, >= {cfg.min_reduction:.0%} smaller)")
-    pruned, attempts = prune_to_target(
+    return prune_to_target(
         orig.stage1,
         arch,
-        size,
+        orig.card.input_size,
         ratio=cfg.ratio,
         min_reduction=cfg.min_reduction,
         ratio_step=cfg.ratio_step,
@@ -417,13 +426,23 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
         round_to=cfg.round_to,
         importance=cfg.importance,
     )
-    used = attempts[-1]
 
-    # fine-tune --------------------------------------------------------------------
+
+def _finetune(
+    cfg: PruneConfig, pruned: nn.Module, split: _Split, size: int, device: str, progress: Progress
+) -> tuple[nn.Module, Any]:
+    """Step 4: the pruned stage 1 fine-tuned on the training split (validation for early
+    stopping) with :func:`heritage.training.fit.fit`; returns it on the CPU in float32, in
+    eval mode, and the fit result."""
+    from heritage.model.preprocess import eval_transform
+    from heritage.training import data as D
+    from heritage.training.fit import FitConfig, fit
+
+    by = split.by
     ds = {
         s: D.stage1_dataset(
             by[s],
-            classes,
+            split.classes,
             D.train_transform(size) if s == "train" else eval_transform(size),
             D.cache_size_for(s, size) if cfg.cache_images else None,
             progress,
@@ -433,15 +452,11 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
     }
     loaders = {
         s: D.make_loader(
-            d,
-            cfg.batch_size,
-            shuffle=s == "train",
-            workers=cfg.workers,
-            device=device,
+            d, cfg.batch_size, shuffle=s == "train", workers=cfg.workers, device=device,
             seed=cfg.seed,
         )
         for s, d in ds.items()
-    }
+    }  # fmt: skip
     fcfg = FitConfig(
         epochs=cfg.epochs,
         lr=cfg.lr,
@@ -452,17 +467,30 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
         resume=cfg.resume,
         seed=cfg.seed,
     )
-    fr = fit(
-        pruned, loaders["train"], loaders.get("val"), fcfg, work_dir, "stage1_pruned", progress
-    )
-    pruned = pruned.cpu().float().eval()
+    fr = fit(pruned, loaders["train"], loaders.get("val"), fcfg, cfg.resolved_work_dir,
+             "stage1_pruned", progress)  # fmt: skip
+    return pruned.cpu().float().eval(), fr
 
-    # save ---------------------------------------------------------------------------
-    fp16 = _stored_fp16(model_dir, card.stage1.weights)
+
+def _save_pruned(
+    cfg: PruneConfig,
+    orig: LoadedModel,
+    pruned: nn.Module,
+    attempts: list[PruneAttempt],
+    epochs_run: int,
+) -> tuple[LoadedModel, PruningRecord, bool]:
+    """Step 5: the pruned model folder written (stage 2 as it was, stored in the
+    original's precision, the card's ``pruning`` filled in) and read back as any user
+    would load it. Returns the reloaded model, the pruning record and whether the
+    weights are stored as float16."""
+    from heritage.model.card import PruningRecord, save_model
+
+    card, used = orig.card, attempts[-1]
+    fp16 = _stored_fp16(Path(cfg.model_dir), card.stage1.weights)
     pruning_info = PruningRecord(
         ratio=used.ratio,
         method=f"torch-pruning {_tp_version()} BasePruner, {cfg.importance} group importance, "
-        f"round_to={cfg.round_to}, head {arch} classifier kept",
+        f"round_to={cfg.round_to}, head {card.stage1.arch} classifier kept",
         source_model=f"{card.model_id} {card.version}",
         source_sha256=card.stage1.sha256,
         stage1_layer_widths=layer_widths(pruned),
@@ -477,49 +505,74 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
         pruning=pruning_info,
         created="",
         notes=(card.notes + " " if card.notes else "")
-        + f"Stage 1 pruned (ratio {used.ratio}) and fine-tuned for {fr.epochs_run} epochs.",
+        + f"Stage 1 pruned (ratio {used.ratio}) and fine-tuned for {epochs_run} epochs.",
     )
-    new_card = save_model(out_dir, new_card, pruned, orig.stage2, fp16=fp16)
-    reloaded = load_pruned(out_dir, device="cpu")
+    save_model(Path(cfg.out_dir), new_card, pruned, orig.stage2, fp16=fp16)
+    return load_pruned(cfg.out_dir, device="cpu"), pruning_info, fp16
 
-    # evaluate --------------------------------------------------------------------------
-    thr1 = stage1_threshold(card)
-    ev_before = evaluate_items(
-        orig,
-        by["test"],
-        stage1_threshold=thr1,
-        device=device,
-        batch_size=cfg.eval_batch_size,
-        progress=progress,
-        label="original",
-    )
-    ev_after = evaluate_items(
-        reloaded,
-        by["test"],
-        stage1_threshold=thr1,
-        device=device,
-        batch_size=cfg.eval_batch_size,
-        progress=progress,
-        label="pruned",
-    )
+
+def _compare(
+    cfg: PruneConfig,
+    orig: LoadedModel,
+    reloaded: LoadedModel,
+    test: Sequence[Item],
+    device: str,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Step 6: the original and the pruned model on the same test split (stage 1 at the
+    original's stage-1 threshold, and the decision), then their CPU speed: the report's
+    ``test`` and ``cpu_images_per_s``."""
+    from heritage.model.measure import measure_throughput
+
+    thr1 = stage1_threshold(orig.card)
+    test_metrics = {
+        when: evaluate_items(
+            loaded,
+            test,
+            stage1_threshold=thr1,
+            device=device,
+            batch_size=cfg.eval_batch_size,
+            progress=progress,
+            label=label,
+        )
+        for when, loaded, label in (("before", orig, "original"), ("after", reloaded, "pruned"))
+    }
     progress.message("measuring CPU speed")
-    speed_before = measure_throughput(
-        orig.stage1, size, batch_size=cfg.bench_batch_size, batches=cfg.bench_batches
-    )
-    speed_after = measure_throughput(
-        reloaded.stage1, size, batch_size=cfg.bench_batch_size, batches=cfg.bench_batches
-    )
+    size = orig.card.input_size
+    speed = {
+        when: measure_throughput(
+            loaded.stage1, size, batch_size=cfg.bench_batch_size, batches=cfg.bench_batches
+        )
+        for when, loaded in (("before", orig), ("after", reloaded))
+    }
+    return {"test": test_metrics, "cpu_images_per_s": speed}
+
+
+def _report(
+    cfg: PruneConfig,
+    orig: LoadedModel,
+    reloaded: LoadedModel,
+    split: _Split,
+    pruning_info: PruningRecord,
+    fp16: bool,
+    fr: Any,
+    compared: dict[str, Any],
+) -> dict[str, Any]:
+    """Step 7: the report (sizes before and after, the comparison, the fine-tuning,
+    the settings); ``seconds`` is left for the caller."""
+    model_dir, out_dir = Path(cfg.model_dir), Path(cfg.out_dir)
+    card = orig.card
     f_before = (model_dir / card.stage1.weights).stat().st_size
-    f_after = (out_dir / new_card.stage1.weights).stat().st_size
+    f_after = (out_dir / reloaded.card.stage1.weights).stat().st_size
     p_before, p_after = param_count(orig.stage1), param_count(reloaded.stage1)
-    report = {
+    return {
         "command_line": cfg.command_line,
         "model_dir": str(model_dir.resolve()),
         "pruned_dir": str(out_dir.resolve()),
-        "arch": arch,
-        "input_size": size,
-        "split": split_source,
-        "test_images": len(by["test"]),
+        "arch": card.stage1.arch,
+        "input_size": card.input_size,
+        "split": split.source,
+        "test_images": len(split.by["test"]),
         "pruning": {k: v for k, v in asdict(pruning_info).items() if k != "stage1_layer_widths"},
         "params": {"before": p_before, "after": p_after, "reduction": 1 - p_after / p_before},
         "file_bytes": {
@@ -532,8 +585,8 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
             "before": fp32_safetensors_bytes(orig.stage1),
             "after": fp32_safetensors_bytes(reloaded.stage1),
         },
-        "cpu_images_per_s": {"before": speed_before, "after": speed_after},
-        "test": {"before": ev_before, "after": ev_after},
+        "cpu_images_per_s": compared["cpu_images_per_s"],
+        "test": compared["test"],
         "finetune": {
             "epochs": cfg.epochs,
             "epochs_run": fr.epochs_run,
@@ -545,8 +598,12 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
             "resumed_from": fr.resumed_from,
         },
         "config": asdict(cfg),
-        "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+def _record(cfg: PruneConfig, report: dict[str, Any], progress: Progress) -> None:
+    """Step 8: the reductions checked against ``cfg.min_reduction``, then ``pruning.json``
+    and ``pruning.md`` written into the fine-tuning run folder."""
     if report["params"]["reduction"] < cfg.min_reduction or (
         report["file_bytes"]["reduction"] < cfg.min_reduction
     ):
@@ -555,9 +612,37 @@ def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> di
             f"parameters and {report['file_bytes']['reduction']:.1%} on disk; "
             f"need {cfg.min_reduction:.0%}"
         )
+    work_dir = cfg.resolved_work_dir
     write_json(work_dir / "pruning.json", report)
     (work_dir / "pruning.md").write_text(report_markdown(report), encoding="utf-8")
-    progress.message(f"pruned model written to {out_dir}; report in {work_dir / 'pruning.md'}")
+    progress.message(f"pruned model written to {cfg.out_dir}; report in {work_dir / 'pruning.md'}")
+
+
+def prune_and_finetune(cfg: PruneConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Prune stage 1 of ``cfg.model_dir``, fine-tune, evaluate, write ``cfg.out_dir``.
+
+    The steps: load the original (:func:`_open_original`), its training split
+    (:func:`_training_split`), prune (:func:`_prune_stage1`), fine-tune
+    (:func:`_finetune`), write and reload the pruned folder (:func:`_save_pruned`),
+    compare both on the test split (:func:`_compare`), report (:func:`_report`,
+    :func:`_record`).
+
+    Returns the report (also written as ``pruning.json`` and ``pruning.md`` into the
+    fine-tuning run folder). The pruned model folder keeps stage 2 as it is; its card's
+    ``pruning`` (:class:`heritage.model.card.PruningRecord`: the ratio, the method, the
+    per-layer widths) marks stage 1 as pruned.
+    """
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    orig, device = _open_original(cfg)
+    split = _training_split(cfg, orig.card)
+    pruned, attempts = _prune_stage1(cfg, orig, progress)
+    pruned, fr = _finetune(cfg, pruned, split, orig.card.input_size, device, progress)
+    reloaded, pruning_info, fp16 = _save_pruned(cfg, orig, pruned, attempts, fr.epochs_run)
+    compared = _compare(cfg, orig, reloaded, split.by["test"], device, progress)
+    report = _report(cfg, orig, reloaded, split, pruning_info, fp16, fr, compared)
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    _record(cfg, report, progress)
     return report
 
 
