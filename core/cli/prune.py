@@ -18,6 +18,7 @@ from heritage.cli.options import (
     resume_option,
     run_options,
 )
+from heritage.training.data import DATA_ROOT_ENV
 
 
 @click.command(name="prune")
@@ -33,11 +34,21 @@ from heritage.cli.options import (
     "fingerprint in the card).",
 )
 @click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    envvar=DATA_ROOT_ENV,
+    show_envvar=True,
+    help="Folder holding the data sets the model card names (training.datasets), each as "
+    "ROOT/<name>; each is checked against its recorded fingerprint. Used when neither "
+    "--run-dir nor --data is given.",
+)
+@click.option(
     "--run-dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
     help="Training run folder holding split.csv (the model card names no folders: give "
-    "this or --data).",
+    "this, --data or --data-root).",
 )
 @click.option(
     "--work-dir",
@@ -80,9 +91,9 @@ from heritage.cli.options import (
     help="Also write the report here as Markdown (and a .json beside it).",
 )
 @json_progress_option()
-def prune(model_dir, out_dir, data_dirs, run_dir, work_dir, ratio, min_reduction, max_ratio,
-          importance, round_to, epochs, lr, batch_size, patience, device, workers, threads,
-          cache_images, resume, bench_batch_size, bench_batches, report,
+def prune(model_dir, out_dir, data_dirs, data_root, run_dir, work_dir, ratio, min_reduction,
+          max_ratio, importance, round_to, epochs, lr, batch_size, patience, device, workers,
+          threads, cache_images, resume, bench_batch_size, bench_batches, report,
           json_progress) -> None:  # fmt: skip
     """Prune the stage-1 network of MODEL_DIR (torch-pruning) and fine-tune it.
 
@@ -102,6 +113,7 @@ def prune(model_dir, out_dir, data_dirs, run_dir, work_dir, ratio, min_reduction
         model_dir=model_dir,
         out_dir=out_dir,
         data_dirs=tuple(data_dirs),
+        data_root=data_root,
         run_dir=run_dir,
         work_dir=work_dir,
         ratio=ratio,

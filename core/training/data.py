@@ -390,6 +390,79 @@ def dataset_records(
     ]
 
 
+#: where ``heritage prune`` (and anyone recreating a model's split) finds the data sets a
+#: model card names, when no folder is given on the command line
+DATA_ROOT_ENV = "HERITAGE_DATA_ROOT"
+
+
+def find_datasets(
+    root: Path, records: Sequence[Mapping[str, Any]], extra_hints: Sequence[str] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The folders under ``root`` of the data sets a model card names (its
+    ``training.datasets``, see :func:`dataset_records`): ``(data_dirs, extra_positives)``.
+
+    A data set is ``root/<name>``. An extra-positives one was a folder inside its data
+    set (``dais-masonry/images``): ``extra_hints`` (the card's recorded
+    ``--extra-positives`` paths) say which, else ``root/<name>`` itself. Raises
+    :class:`DataError` naming the folder that is missing.
+    """
+    root = Path(root)
+    if not records:
+        raise DataError(
+            "the model card names no data sets (training.datasets; a version-1 card): give "
+            "the training data folders with --data, or the run folder with --run-dir"
+        )
+    data_dirs: list[str] = []
+    extra: list[str] = []
+    for rec in records:
+        name = str(rec["name"])
+        if rec.get("role") == "extra_positives":
+            candidates = [root / rel for rel in _tails(name, extra_hints)] + [root / name]
+        else:
+            candidates = [root / name]
+        found = next((c for c in candidates if c.is_dir()), None)
+        if found is None:
+            raise DataError(
+                f"no folder {candidates[0]} for the model's data set {name!r} "
+                f"({rec.get('images', '?')} images): put the data set there (the layout "
+                "it was trained with, <class>/<image>), or give the data folders with --data"
+            )
+        (extra if rec.get("role") == "extra_positives" else data_dirs).append(str(found.resolve()))
+    return tuple(data_dirs), tuple(extra)
+
+
+def _tails(name: str, hints: Sequence[str]) -> list[str]:
+    """The parts of recorded paths from the data set's name on (``../x/dais-masonry/images``
+    -> ``dais-masonry/images``), or the name plus a recorded path's last part."""
+    out = []
+    for hint in hints:
+        parts = Path(hint).parts
+        if name in parts:
+            out.append(Path(*parts[parts.index(name) :]).as_posix())
+        elif parts:
+            out.append(f"{name}/{parts[-1]}")
+    return out
+
+
+def check_datasets(items: Sequence[Item], records: Sequence[Mapping[str, Any]]) -> None:
+    """Raise :class:`DataError` naming the first data set whose content (as indexed into
+    ``items``) differs from the fingerprint a model card records for it."""
+    by_name: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by_name[it.dataset].append(it)
+    for rec in records:
+        group = by_name.get(str(rec["name"]), [])
+        if group and dataset_fingerprint(group) == rec.get("fingerprint"):
+            continue
+        where = group[0].data_dir if group else "the folders given"
+        raise DataError(
+            f"the data set {rec['name']!r} in {where} is not the one the model was trained "
+            f"on ({len(group)} images here, {rec.get('images', '?')} recorded; its content "
+            "fingerprint differs from the card's training.datasets): use the same copy of "
+            "the data set"
+        )
+
+
 def write_split(
     items: Sequence[Item], run_dir: Path, settings: SplitSettings | None = None
 ) -> Path:

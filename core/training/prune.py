@@ -280,6 +280,7 @@ class PruneConfig:
     model_dir: str
     out_dir: str
     data_dirs: tuple[str, ...] = ()  # recreate the split when the run folder is gone
+    data_root: str | None = None  # else find the card's data sets by name under this folder
     run_dir: str | None = None  # the training run folder holding split.csv
     work_dir: str | None = None  # fine-tuning run folder [default: <out_dir>-run]
     ratio: float = 0.25
@@ -314,9 +315,11 @@ class PruneConfig:
 
 
 def _split_items(cfg: PruneConfig, card: Any, work_dir: Path) -> tuple[list[Item], str]:
-    """The model's training split: ``split.csv`` of ``--run-dir``, else recreated from
-    ``--data`` with the card's seed and fractions. When the card records the split's
-    fingerprint (:func:`heritage.training.data.split_fingerprint`), the split must match it:
+    """The model's training split: ``split.csv`` of ``--run-dir``, else recreated with the
+    card's seed and fractions from ``--data``, else from the card's data sets found by
+    name under ``--data-root`` (:func:`heritage.training.data.find_datasets`, each checked
+    against its recorded fingerprint). When the card records the split's fingerprint
+    (:func:`heritage.training.data.split_fingerprint`), the split must match it:
     fine-tuning on another split would train on the model's test images."""
     from heritage.training import data as D
 
@@ -324,26 +327,10 @@ def _split_items(cfg: PruneConfig, card: Any, work_dir: Path) -> tuple[list[Item
         if not (Path(cfg.run_dir) / D.SPLIT_CSV).is_file():
             raise DataError(f"no {D.SPLIT_CSV} in --run-dir {cfg.run_dir}")
         items, source = D.load_split(Path(cfg.run_dir)), f"split.csv of {cfg.run_dir}"
-    elif cfg.data_dirs:
-        tc = card.training.get("config", {})
-        # version-1 cards name the extra positives by the path they were trained from
-        extra = tuple(p for p in card.training.get("extra_positives", ()) if Path(p).is_dir())
-        settings = D.SplitSettings(
-            data_dirs=tuple(str(Path(d).resolve()) for d in cfg.data_dirs),
-            extra_positives=extra,
-            extra_positive_class=tc.get("extra_positive_class", "crack"),
-            val_fraction=float(tc.get("val_fraction", 0.1)),
-            test_fraction=float(tc.get("test_fraction", 0.2)),
-            seed=int(tc.get("seed", 0)),
-            max_per_class=tc.get("max_per_class"),
-        )
-        items, _ = D.make_or_load_split(settings, work_dir)
-        source = f"recreated from --data with the card's seed {settings.seed} in {work_dir}"
+    elif cfg.data_dirs or cfg.data_root:
+        items, source = _recreated_split(cfg, card, work_dir)
     else:
-        raise DataError(
-            "the model's training split is needed: give --run-dir RUN_DIR (the training run "
-            "folder with split.csv) or the training data folders with --data to recreate it"
-        )
+        raise DataError(_no_split_message(card))
     recorded = (card.training.get("split") or {}).get("fingerprint")
     if recorded and D.split_fingerprint(items) != recorded:
         raise DataError(
@@ -352,6 +339,55 @@ def _split_items(cfg: PruneConfig, card: Any, work_dir: Path) -> tuple[list[Item
             "folder with --run-dir, or the same data folders with --data"
         )
     return items, source
+
+
+def _recreated_split(cfg: PruneConfig, card: Any, work_dir: Path) -> tuple[list[Item], str]:
+    """The split made again (or reused from ``work_dir``) from ``--data`` or the card's
+    data sets under ``--data-root``, with the card's seed, fractions and cap."""
+    from heritage.training import data as D
+
+    tc = card.training.get("config", {})
+    records = card.training.get("datasets") or []
+    if cfg.data_dirs:
+        data_dirs = tuple(str(Path(d).resolve()) for d in cfg.data_dirs)
+        # version-1 cards name the extra positives by the path they were trained from
+        extra = tuple(p for p in card.training.get("extra_positives", ()) if Path(p).is_dir())
+        given = "--data"
+    else:
+        root = Path(str(cfg.data_root))
+        data_dirs, extra = D.find_datasets(root, records, tc.get("extra_positives", ()))
+        given = f"the data sets under {root}"
+    settings = D.SplitSettings(
+        data_dirs=data_dirs,
+        extra_positives=extra,
+        extra_positive_class=tc.get("extra_positive_class", "crack"),
+        val_fraction=float(tc.get("val_fraction", 0.1)),
+        test_fraction=float(tc.get("test_fraction", 0.2)),
+        seed=int(tc.get("seed", 0)),
+        max_per_class=tc.get("max_per_class"),
+    )
+    if not cfg.data_dirs and not (work_dir / D.SPLIT_CSV).is_file():
+        # found by name: check each one's content before a split of it is written
+        D.check_datasets(D.collect_items(settings)[0], records)
+    items, _ = D.make_or_load_split(settings, work_dir)
+    return items, f"recreated from {given} with the card's seed {settings.seed} in {work_dir}"
+
+
+def _no_split_message(card: Any) -> str:
+    """What to pass when neither ``--run-dir``, ``--data`` nor ``--data-root`` is given."""
+    from heritage.training.data import DATA_ROOT_ENV
+
+    names = [str(r["name"]) for r in card.training.get("datasets") or []]
+    by_name = (
+        f"; or --data-root ROOT (or ${DATA_ROOT_ENV}), the folder holding its data sets "
+        f"{', '.join(names)} as ROOT/<name>/<class>/<image>"
+        if names
+        else ""
+    )
+    return (
+        "the model's training split is needed: give --run-dir RUN_DIR (the training run "
+        "folder with split.csv) or the training data folders with --data to recreate it" + by_name
+    )
 
 
 def _stored_fp16(model_dir: Path, weights: str) -> bool:
