@@ -1,5 +1,7 @@
 # heritage: the two commands of the README (make demo, make test) plus helpers.
 # Each target installs what it needs first (scripts/bootstrap.sh is idempotent).
+# make test runs pytest on every core (pytest-xdist), one test file per worker at a time
+# (module fixtures are built once); plain `pytest FILE` runs in one process.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,7 +18,7 @@ demo: setup
 test: setup
 	@$(PY) -m ruff check core heritage_qgis tests scripts research
 	@$(VENV)/bin/lint-imports --no-cache
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n auto --dist loadfile
 	@$(MAKE) --no-print-directory docs
 
 # the user documentation site (mkdocs.yml, pages in docs/) into site/; any warning
