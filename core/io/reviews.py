@@ -270,11 +270,16 @@ def apply_reviews(obs: Any, reviews: Mapping[str, Review]) -> Any:
     reviews see them: ``flagged`` and ``p_final`` changed by each photo's current review
     (module docstring), a column ``review`` (the current verdict or None) added.
     Returns a copy; the model's values stay in the GeoPackage."""
+    import pandas as pd
+
     out = obs.copy()
     verdicts = [reviews[s].verdict if s in reviews else None for s in out["sha256"]]
     out["review"] = verdicts
     flags = out["flagged"].fillna(False).astype(bool).tolist()
-    out["flagged"] = [effective_flag(f, v) for f, v in zip(flags, verdicts, strict=True)]
+    effective = [effective_flag(f, v) for f, v in zip(flags, verdicts, strict=True)]
+    # bool also without rows: an empty list makes a float column, and a survey with no
+    # observation yet (a cancel before the first photo) then broke ``obs[obs["flagged"]]``
+    out["flagged"] = pd.Series(effective, index=out.index, dtype=bool)
     certain = [v in POSITIVE_VERDICTS for v in verdicts]
     if any(certain):
         p = out["p_final"].astype("float64").to_numpy().copy()

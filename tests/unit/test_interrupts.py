@@ -50,3 +50,49 @@ def test_loader_workers_ignore_ctrl_c_so_the_main_process_can_checkpoint():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_sigterm_while_the_model_loads_stops_cleanly_and_the_rerun_completes(
+    tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    """The plugin's cancel (SIGTERM) or a Ctrl-C before the first photo is classified:
+    exit 130 with the GeoPackage intact and empty, not a KeyError traceback (an empty
+    survey's ``flagged`` column was float, so the priority step selected no columns);
+    the signal is sent from the model loading itself, so the window is hit every time."""
+    import sqlite3
+
+    from factories import geotagged_folder, tiny_model_dir
+    from helpers import cli_line
+
+    from heritage.survey import pipeline
+
+    model = tiny_model_dir(tmp_path / "m", input_size=32, stage2=None, threshold=0.0)
+    photos = geotagged_folder(tmp_path / "photos", n=2)
+    out = tmp_path / "survey.gpkg"
+    args = ("classify", str(photos), "-o", str(out), "--model", str(model), "--device", "cpu")
+    load = pipeline._load_classifier
+
+    def load_then_sigterm(*a, **kw):
+        loaded = load(*a, **kw)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before this returns
+        return loaded
+
+    monkeypatch.setattr(pipeline, "_load_classifier", load_then_sigterm)
+    code, err = cli_line(capsys, *args, "--json-progress")
+    assert code == EXIT_CANCELLED, err
+    assert "Traceback" not in err and "Stopping after the current batch" in err
+    assert "Stopped: the 0 photo(s) classified in this run are in" in err
+
+    def stored() -> int:
+        con = sqlite3.connect(out)
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return con.execute("SELECT COUNT(*) FROM observations").fetchone()[0]
+        finally:
+            con.close()
+
+    assert stored() == 0
+    monkeypatch.setattr(pipeline, "_load_classifier", load)
+    code, err = cli_line(capsys, *args)
+    assert code == 0, err
+    assert stored() == 2

@@ -73,6 +73,20 @@ def test_symlinked_and_hidden_subfolders_are_listed(tmp_path: Path, model_dir: P
     assert summary.skipped == {"skipped_folder": 2} and summary.classified == 1
 
 
+def test_a_folder_of_only_unreadable_files_gives_an_empty_survey(tmp_path: Path, model_dir: Path):
+    """A first run that stores no observation (every file unreadable, or a cancel before
+    the first photo) crashed in the priority step with KeyError: 'priority_category'."""
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "b.gpkg"
+    summary = classify_folder(d, out, model_dir)
+    assert (summary.classified, summary.observations_total, summary.buildings) == (0, 0, 0)
+    assert summary.skipped == {"unreadable_image": 1} and summary.categories == {}
+    assert len(pyogrio.read_dataframe(out, layer="observations")) == 0
+    assert list(pyogrio.read_dataframe(out, layer="invalid_photos")["file_name"]) == ["a.jpg"]
+
+
 def test_unknown_cam_method_is_refused_before_the_model_loads(tmp_path: Path, capsys) -> None:
     """Item 5: --cam-method bogus failed after 10 s of loading, with a traceback."""
     code, err = cli_line(
