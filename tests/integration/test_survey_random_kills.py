@@ -75,6 +75,7 @@ def photo_dir(tmp_path_factory) -> Path:
 
 
 #: reads {"args": [...], "log": path} lines; forks the CLI; answers "pid N TASKS", "exit CODE"
+#: (99: the command raised something other than SystemExit; the traceback is in the log)
 ZYGOTE = r"""
 import json, os, sys
 import geopandas, networkx, pyogrio, shapely, sklearn.cluster, torch  # noqa: F401
@@ -103,6 +104,10 @@ for line in sys.stdin:
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # exit 99: its traceback goes to the log
+                import traceback
+                traceback.print_exc()
+                sys.stderr.flush()
         finally:
             os._exit(code)
     answer.write(f"pid {pid} {tasks}\n")
