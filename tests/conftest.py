@@ -27,6 +27,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 from factories import tiny_model_dir
+from helpers import one_torch_thread as _one_torch_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HERITAGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -80,6 +81,21 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module's tests, its module fixtures included (use it as
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    with _one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def flag_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default tiny model (``factories.tiny_card``: resnet18 stage 2) with threshold 0:
+    every photo is flagged."""
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", threshold=0.0)
 
 
 # ------------------------------------------------------------------ plugin tests

@@ -1,12 +1,15 @@
 """Small helpers that several test modules share: running the CLI in-process, its one
-error line, a survey of one folder, reading a GeoPackage layer (``from helpers import ...``, like
-``factories``)."""
+error line, surveys built the same way in several modules, reading a GeoPackage layer, a
+listener of the plugin's backend runner (``from helpers import ...``, like ``factories``)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from heritage.kernel.errors import CancelledError
@@ -47,6 +50,86 @@ def classify_folder(photo_dir: Path, out: Path, model_dir: Path, **kw) -> object
     return run_survey(cfg)
 
 
+#: the review tests' survey (exif-gps/gps): three photos in Arezzo, one in Madrid ...
+REVIEW_PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "iphone_hdr_NO.jpg")
+#: ... and Helsinki's, marked as not flagged: a defect the model missed
+HELSINKI = "HMD_Nokia_8.3_5G.jpg"
+
+
+def review_survey(folder: Path, exif_gps: Path, model_dir: Path) -> Path:
+    """``folder/survey.gpkg``: the five review photos (copied to ``folder/photos``)
+    classified by ``model_dir`` (a model that flags every photo), then Helsinki's photo
+    marked as not flagged and the survey re-grouped; returns the GeoPackage."""
+    from heritage.io.gpkg import connect_gpkg
+    from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
+
+    photos = folder / "photos"
+    photos.mkdir()
+    for name in (*REVIEW_PHOTOS, HELSINKI):
+        shutil.copy(exif_gps / "gps" / name, photos / name)
+    out = folder / "survey.gpkg"
+    run_survey(ClassifyConfig((photos,), out, model_dir=model_dir, device="cpu"))
+    con = connect_gpkg(out)
+    with con:
+        con.execute(
+            "UPDATE observations SET flagged = 0, decision = 'not_flagged' WHERE file_name = ?",
+            (HELSINKI,),
+        )
+    con.close()
+    regroup_survey(out, threshold=0.0)
+    return out
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread inside the block (the test machine's 2 cores are shared: one
+    thread is several times faster there); the ``one_torch_thread`` fixture wraps it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def arezzo_survey(root: Path, out: Path, exif_gps: Path, model_dir: Path) -> Path:
+    """The 9 Arezzo photos (exif-gps/gps/DSCN*.jpg, copied to ``root/photos``) classified
+    into ``out`` by ``model_dir``, a model that flags every photo: at least two buildings
+    and a route; returns ``out``."""
+    from heritage.survey.pipeline import ClassifyConfig, run_survey
+
+    photos = root / "photos"
+    photos.mkdir()
+    for f in sorted((exif_gps / "gps").glob("DSCN*.jpg")):
+        shutil.copy(f, photos / f.name)
+    with one_torch_thread():
+        summary = run_survey(ClassifyConfig((photos,), out, model_dir=model_dir))
+    assert summary.classified == 9 and summary.buildings >= 2
+    return out
+
+
+@contextlib.contextmanager
+def heritage_provider() -> Iterator[object]:
+    """The plugin's Processing provider inside the block: the one registered already, or
+    a new one registered for the block and removed after it (QGIS tests' ``provider``
+    fixtures)."""
+    from qgis.core import QgsApplication
+
+    from heritage_qgis.provider import HeritageProvider
+
+    registry = QgsApplication.processingRegistry()
+    prov = registry.providerById("heritage")
+    if prov is not None:
+        yield prov
+        return
+    prov = HeritageProvider()
+    registry.addProvider(prov)
+    yield prov
+    registry.removeProvider(prov)
+
+
 def read_layer(gpkg: Path, layer: str) -> list[dict]:
     """Every row of ``layer`` (attributes only) as dicts."""
     from pyogrio import raw
@@ -74,3 +157,44 @@ class StopAt(NullProgress):
             self.count += 1
             if self.count == self.at:
                 raise self.exc("stop here")
+
+
+class Recorder:
+    """A listener of the plugin's backend runner and installer that keeps every call, as
+    the plugin's task and Processing feedback receive them; it cancels once a percentage
+    reaches ``cancel_at``. It has no ``status`` (optional in the protocol): see
+    :class:`StatusRecorder`."""
+
+    def __init__(self, cancel_at: float | None = None) -> None:
+        self.percents: list[float] = []
+        self.stages: list[str] = []
+        self.messages: list[str] = []
+        self.logs: list[str] = []
+        self.cancel_at = cancel_at
+
+    def progress(self, percent: float) -> None:
+        self.percents.append(percent)
+
+    def stage(self, text: str) -> None:
+        self.stages.append(text)
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    def log(self, text: str) -> None:
+        self.logs.append(text)
+
+    def is_canceled(self) -> bool:
+        return self.cancel_at is not None and any(p >= self.cancel_at for p in self.percents)
+
+
+class StatusRecorder(Recorder):
+    """A :class:`Recorder` that also keeps the one-line states (``status``) a status
+    label shows."""
+
+    def __init__(self, cancel_at: float | None = None) -> None:
+        super().__init__(cancel_at)
+        self.statuses: list[str] = []
+
+    def status(self, text: str) -> None:
+        self.statuses.append(text)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-import torch
 from factories import tiny_model_dir
+from helpers import one_torch_thread
 
 from heritage.survey.pipeline import ClassifyConfig, run_survey
 
@@ -35,9 +35,7 @@ def tiny_model(tmp_path_factory) -> Path:
 def both(exif_gps: Path, tiny_model: Path, tmp_path_factory) -> dict[str, tuple[Path, object]]:
     """The same survey run locally and on two Dask worker processes."""
     out_dir = tmp_path_factory.mktemp("dask_out")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         runs = {}
         variants = {"local": {}, "prefetch": {"decode_workers": 2}, "dask": {"workers": 2}}
         for name, extra in variants.items():
@@ -46,8 +44,6 @@ def both(exif_gps: Path, tiny_model: Path, tmp_path_factory) -> dict[str, tuple[
                 (exif_gps / "gps",), out, model_dir=tiny_model, device="cpu", batch_size=4, **extra
             )
             runs[name] = (out, run_survey(cfg))
-    finally:
-        torch.set_num_threads(before)
     return runs
 
 

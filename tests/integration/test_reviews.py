@@ -19,15 +19,12 @@ import pyogrio
 import pytest
 from click.testing import CliRunner
 from factories import tiny_model_dir
+from helpers import HELSINKI, review_survey
 
-from heritage.io.gpkg import connect_gpkg
 from heritage.io.reviews import current_reviews, read_history, record_review
 from heritage.kernel.errors import DataError
 from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
 from heritage.training.review_data import export_class, is_held_out, model_label, reviewed_items
-
-PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "iphone_hdr_NO.jpg")
-HELSINKI = "HMD_Nokia_8.3_5G.jpg"
 
 
 def review_model(path: Path, version: str = "0.0.1") -> Path:
@@ -47,21 +44,7 @@ def classified(exif_gps: Path, model: Path, tmp_path_factory) -> tuple[Path, dic
     """The survey, classified once: (its folder, file name -> sha256); Helsinki's photo
     not flagged."""
     root = tmp_path_factory.mktemp("classified")
-    photos = root / "photos"
-    photos.mkdir()
-    for name in (*PHOTOS, HELSINKI):
-        shutil.copy(exif_gps / "gps" / name, photos / name)
-    out = root / "survey.gpkg"
-    run_survey(ClassifyConfig((photos,), out, model_dir=model, device="cpu"))
-    con = connect_gpkg(out)
-    with con:
-        con.execute(
-            "UPDATE observations SET flagged = 0, decision = 'not_flagged' WHERE file_name = ?",
-            (HELSINKI,),
-        )
-    con.close()
-    regroup_survey(out, threshold=0.0)
-    obs = pyogrio.read_dataframe(out, layer="observations")
+    obs = pyogrio.read_dataframe(review_survey(root, exif_gps, model), layer="observations")
     return root, dict(zip(obs["file_name"], obs["sha256"], strict=True))
 
 

@@ -13,8 +13,8 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import load_script
+from helpers import one_torch_thread
 
 from heritage.model.card import load_model
 from heritage.model.predict import load_image
@@ -32,12 +32,10 @@ def eval_scenes():
 
 @pytest.fixture(scope="module")
 def scene():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    clf = make_classifier(load_model(), "cpu")
-    yield load_scene_classifier(clf)
-    clf.close()
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        clf = make_classifier(load_model(), "cpu")
+        yield load_scene_classifier(clf)
+        clf.close()
 
 
 def test_the_shipped_card_has_a_wall_gate(scene) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pytest
-import torch
 from click.testing import CliRunner
 from factories import tiny_model_dir
 from PIL import Image
@@ -39,13 +38,7 @@ N_NO_LOCATION = 19  # 3 in no_gps/ + 16 in orientation/
 AREZZO = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "DSCN0027.jpg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine's 2 cores are shared: one thread is several times faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pytest
-import torch
 from factories import tiny_model_dir
+from helpers import one_torch_thread
 from PIL import Image
 
 from heritage.survey.pipeline import ClassifyConfig, run_survey
@@ -113,14 +113,10 @@ def test_sigkill_leaves_a_valid_prefix_and_rerun_completes(
     names = _check_prefix(out, photo_dir)
     assert 2 * BATCH <= len(names) < N_PHOTOS and len(names) % BATCH == 0
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         summary = run_survey(
             ClassifyConfig((photo_dir,), out, model_dir=model_dir, device="cpu", batch_size=BATCH)
         )
-    finally:
-        torch.set_num_threads(before)
     assert summary.classified == N_PHOTOS - len(names)
     assert summary.already_classified == len(names)
     obs = pyogrio.read_dataframe(out, layer="observations")

@@ -11,34 +11,13 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from helpers import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.stages: list[str] = []
-        self.percents: list[float] = []
-        self.logs: list[str] = []
-
-    def stage(self, text: str) -> None:
-        self.stages.append(text)
-
-    def progress(self, percent: float) -> None:
-        self.percents.append(percent)
-
-    def log(self, text: str) -> None:
-        self.logs.append(text)
-
-    def message(self, text: str) -> None:
-        self.logs.append(text)
-
-    def is_canceled(self) -> bool:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from helpers import StatusRecorder
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -19,35 +21,10 @@ STAGES = (
 )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.percents: list[float] = []
-        self.stages: list[str] = []
-        self.statuses: list[str] = []
-
-    def progress(self, percent: float) -> None:
-        self.percents.append(percent)
-
-    def stage(self, text: str) -> None:
-        self.stages.append(text)
-
-    def status(self, text: str) -> None:
-        self.statuses.append(text)
-
-    def message(self, text: str) -> None:
-        pass
-
-    def log(self, text: str) -> None:
-        pass
-
-    def is_canceled(self) -> bool:
-        return False
-
-
 def test_classify_stages_make_one_forward_percentage_with_named_states() -> None:
     from heritage_qgis import backend
 
-    rec = Recorder()
+    rec = StatusRecorder()
     totals = {"Classifying photos": 4}
     for stage in STAGES:
         total = totals.get(stage, 1)

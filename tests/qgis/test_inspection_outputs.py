@@ -12,10 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
-from factories import tiny_model_dir
-
-from heritage.survey.pipeline import ClassifyConfig, run_survey
+from helpers import arezzo_survey, heritage_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -25,43 +22,19 @@ pytestmark = pytest.mark.qgis
 
 
 @pytest.fixture(scope="module")
-def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def survey_gpkg(exif_gps: Path, flag_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 9 Arezzo photos classified by a random model that flags every photo."""
     tmp = tmp_path_factory.mktemp("inspection")
-    photos = tmp / "photos"
-    photos.mkdir()
-    for f in sorted((exif_gps / "gps").glob("DSCN*.jpg")):
-        shutil.copy(f, photos / f.name)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = tiny_model_dir(tmp / "model", threshold=0.0)
-        summary = run_survey(
-            ClassifyConfig((photos,), tmp / "survey" / "survey.gpkg", model_dir=model)
-        )
-    finally:
-        torch.set_num_threads(before)
-    assert summary.classified == 9 and summary.buildings >= 2
-    return tmp / "survey" / "survey.gpkg"
+    return arezzo_survey(tmp, tmp / "survey" / "survey.gpkg", exif_gps, flag_model)
 
 
 @pytest.fixture(scope="module")
 def provider(qgis_app):
     from processing.core.Processing import Processing
-    from qgis.core import QgsApplication
-
-    from heritage_qgis.provider import HeritageProvider
 
     Processing.initialize()
-    registry = QgsApplication.processingRegistry()
-    prov = registry.providerById("heritage")
-    if prov is not None:
+    with heritage_provider() as prov:
         yield prov
-        return
-    prov = HeritageProvider()
-    registry.addProvider(prov)
-    yield prov
-    registry.removeProvider(prov)
 
 
 def _pdf_pages(pdf: Path) -> int:

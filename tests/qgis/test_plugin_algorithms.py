@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import Recorder, heritage_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -68,46 +69,10 @@ def fake_backend(tmp_path: Path) -> str:
     return str(exe)
 
 
-class Recorder:
-    """A runner listener that records and cancels after ``cancel_at`` percent."""
-
-    def __init__(self, cancel_at: float | None = None) -> None:
-        self.percents: list[float] = []
-        self.stages: list[str] = []
-        self.messages: list[str] = []
-        self.logs: list[str] = []
-        self.cancel_at = cancel_at
-
-    def progress(self, percent: float) -> None:
-        self.percents.append(percent)
-
-    def stage(self, text: str) -> None:
-        self.stages.append(text)
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
-
-    def log(self, text: str) -> None:
-        self.logs.append(text)
-
-    def is_canceled(self) -> bool:
-        return self.cancel_at is not None and any(p >= self.cancel_at for p in self.percents)
-
-
 @pytest.fixture
 def provider(qgis_app, qgis_processing):
-    from qgis.core import QgsApplication
-
-    from heritage_qgis.provider import HeritageProvider
-
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("heritage") is None:
-        prov = HeritageProvider()
-        registry.addProvider(prov)
+    with heritage_provider() as prov:
         yield prov
-        registry.removeProvider(prov)
-    else:
-        yield registry.providerById("heritage")
 
 
 def _check(alg_id: str, params: dict) -> tuple[bool, str]:

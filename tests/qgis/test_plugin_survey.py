@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until as _wait_until
+from helpers import heritage_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -41,19 +42,8 @@ needs_classify = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def provider(qgis_app):
-    from qgis.core import QgsApplication
-
-    from heritage_qgis.provider import HeritageProvider
-
-    registry = QgsApplication.processingRegistry()
-    prov = registry.providerById("heritage")
-    if prov is not None:
+    with heritage_provider() as prov:
         yield prov
-        return
-    prov = HeritageProvider()
-    registry.addProvider(prov)
-    yield prov
-    registry.removeProvider(prov)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from factories import geotagged, geotagged_folder
+from helpers import StatusRecorder
 
 pytestmark = pytest.mark.qgis
 
@@ -33,37 +34,7 @@ CLASSIFY_FIELDS = {
 GROUP_FIELDS = {"buildings": int, "route_m": float, "lines": list}
 
 
-class Recorder:
-    """A listener that keeps every call, as the plugin's task and Processing feedback
-    receive them."""
-
-    def __init__(self) -> None:
-        self.percents: list[float] = []
-        self.stages: list[str] = []
-        self.statuses: list[str] = []
-        self.messages: list[str] = []
-        self.logs: list[str] = []
-
-    def progress(self, percent: float) -> None:
-        self.percents.append(percent)
-
-    def stage(self, text: str) -> None:
-        self.stages.append(text)
-
-    def status(self, text: str) -> None:
-        self.statuses.append(text)
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
-
-    def log(self, text: str) -> None:
-        self.logs.append(text)
-
-    def is_canceled(self) -> bool:
-        return False
-
-
-def run(args: list[str], exe: Path) -> tuple[Any, Recorder, list[str]]:
+def run(args: list[str], exe: Path) -> tuple[Any, StatusRecorder, list[str]]:
     """``heritage *args`` through the plugin's runner: (its result, what the listener got,
     every line the backend wrote on stdout, as the runner's parser saw them)."""
     from heritage_qgis import backend
@@ -75,7 +46,7 @@ def run(args: list[str], exe: Path) -> tuple[Any, Recorder, list[str]]:
         stdout.append(line)
         return parse(line)
 
-    rec = Recorder()
+    rec = StatusRecorder()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(backend, "_parse", seen)
         result = backend.run_backend([*args, "--json-progress"], rec, exe=str(exe))

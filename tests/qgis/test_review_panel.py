@@ -4,44 +4,25 @@ priorities, the buildings and the route (the backend is the real `heritage` comm
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 from conftest import wait_until as _wait_until
+from helpers import HELSINKI, review_survey
 
 pytestmark = pytest.mark.qgis
 
 #: the rendered panel, for people to look at (copied to docs/img by hand)
 RENDER_OUT = ROOT / "build" / "test-output" / "review_panel.png"
-PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0025.jpg", "iphone_hdr_NO.jpg")
-HELSINKI = "HMD_Nokia_8.3_5G.jpg"
 
 
 @pytest.fixture
 def survey(exif_gps: Path, tiny_model: Path, tmp_path: Path) -> Path:
     """Five photos classified by a model that flags everything; Helsinki's photo then
     marked as not flagged (a defect the model missed)."""
-    from heritage.io.gpkg import connect_gpkg
-    from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
-
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in (*PHOTOS, HELSINKI):
-        shutil.copy(exif_gps / "gps" / name, photos / name)
-    out = tmp_path / "survey.gpkg"
-    run_survey(ClassifyConfig((photos,), out, model_dir=tiny_model, device="cpu"))
-    con = connect_gpkg(out)
-    with con:
-        con.execute(
-            "UPDATE observations SET flagged = 0, decision = 'not_flagged' WHERE file_name = ?",
-            (HELSINKI,),
-        )
-    con.close()
-    regroup_survey(out, threshold=0.0)
-    return out
+    return review_survey(tmp_path, exif_gps, tiny_model)
 
 
 def _rows(gpkg: Path, sql: str) -> list[tuple]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from factories import tiny_model_dir
-
-from heritage.survey.pipeline import ClassifyConfig, run_survey
+from helpers import arezzo_survey
 
 pytestmark = pytest.mark.qgis
 
@@ -19,29 +16,14 @@ CATEGORIES = {"A", "B", "C", "D", "E", "F", "none"}
 @pytest.fixture(scope="module")
 def survey_gpkg(exif_gps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("qgis_survey")
-    photos = tmp / "photos"
-    photos.mkdir()
-    for f in sorted((exif_gps / "gps").glob("DSCN*.jpg")):
-        shutil.copy(f, photos / f.name)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = ClassifyConfig(
-            (photos,),
-            tmp / "survey.gpkg",
-            model_dir=tiny_model_dir(
-                tmp / "m",
-                model_id="tiny-qgis",
-                labels=("crack", "no_crack", "salt"),
-                positives=("crack",),
-                threshold=0.0,  # every photo flagged: buildings and a route for sure
-            ),
-        )
-        summary = run_survey(cfg)
-    finally:
-        torch.set_num_threads(before)
-    assert summary.classified == 9 and summary.buildings >= 2
-    return tmp / "survey.gpkg"
+    model = tiny_model_dir(
+        tmp / "m",
+        model_id="tiny-qgis",
+        labels=("crack", "no_crack", "salt"),
+        positives=("crack",),
+        threshold=0.0,  # every photo flagged: buildings and a route for sure
+    )
+    return arezzo_survey(tmp, tmp / "survey.gpkg", exif_gps, model)
 
 
 def _layer(gpkg: Path, name: str):

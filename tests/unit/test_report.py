@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pytest
-import torch
 from click.testing import CliRunner
+from helpers import one_torch_thread
 from PIL import Image
 
 from heritage.kernel.errors import (
@@ -47,12 +47,8 @@ def demo_survey(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("report_survey")
     model = tiny_model_dir(tmp / "tiny0", model_id="tiny-survey", threshold=0.0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         summary = run_survey(ClassifyConfig((DEMO_PHOTOS,), tmp / "survey.gpkg", model_dir=model))
-    finally:
-        torch.set_num_threads(before)
     assert summary.classified == 21 and summary.flagged == 21 and summary.buildings >= 5
     return tmp / "survey.gpkg"
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from factories import tiny_model_dir
 from PIL import Image
 
 from heritage.kernel.errors import ModelError
@@ -38,20 +37,13 @@ from heritage.model.wallgate import (
     with_quantile_threshold,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def clf(tmp_path_factory):
+def clf(flag_model):
     """The tiny model with a stage-1 decision (threshold 0: every wall tile is flagged)."""
-    path = tiny_model_dir(tmp_path_factory.mktemp("scene") / "m", threshold=0.0)
-    loaded = load_model(path)
+    loaded = load_model(flag_model)
     card = dataclasses.replace(loaded.card, decision_stage="stage1")
     loaded = dataclasses.replace(loaded, card=card)
     c = TwoStageClassifier(loaded, device="cpu")
@@ -267,7 +259,6 @@ def test_refinement_scores_shifted_windows_around_candidates(clf) -> None:
 
 
 def test_tile_pass_matches_the_network_in_float32(clf) -> None:
-    import torch
 
     from heritage.model.preprocess import normalise, to_model_rgb
 

@@ -16,38 +16,26 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-import torch
-from factories import geotagged_folder, tiny_model_dir
+from factories import geotagged_folder
 from helpers import classify_folder, cli_line, one_error
 from PIL import Image
 
 from heritage.survey.pipeline import connect_gpkg
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", threshold=0.0)
-
-
-@pytest.fixture(scope="module")
-def survey(tmp_path_factory, model_dir: Path) -> Path:
+def survey(tmp_path_factory, flag_model: Path) -> Path:
     """A classified survey of 3 photos, every one flagged (threshold 0)."""
     d = tmp_path_factory.mktemp("s")
     out = d / "survey.gpkg"
-    classify_folder(geotagged_folder(d / "photos"), out, model_dir)
+    classify_folder(geotagged_folder(d / "photos"), out, flag_model)
     return out
 
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
-    tmp_path: Path, model_dir: Path, capsys
+    tmp_path: Path, flag_model: Path, capsys
 ) -> None:
     """Item 2: two runs at once both succeeded and stored every photo twice."""
     from heritage.io.surveyfile import SurveyBusyError, lock_path
@@ -67,18 +55,18 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(SurveyBusyError, match="another heritage command is writing"):
-            classify_folder(d, out, model_dir)
-        code, err = cli_line(capsys, "classify", str(d), "-o", str(out), "--model", str(model_dir))
+            classify_folder(d, out, flag_model)
+        code, err = cli_line(capsys, "classify", str(d), "-o", str(out), "--model", str(flag_model))
         assert code == 1 and one_error(err) and "wait until it has finished" in err
     finally:
         holder.communicate("")
     assert lock_path(out).name == ".c.gpkg.lock"
-    summary = classify_folder(d, out, model_dir)  # the lock went with the other process
+    summary = classify_folder(d, out, flag_model)  # the lock went with the other process
     assert summary.classified == 3
 
 
 def test_duplicates_are_refused_by_the_schema_and_repaired_on_open(
-    tmp_path: Path, survey: Path, model_dir: Path
+    tmp_path: Path, survey: Path, flag_model: Path
 ) -> None:
     out = tmp_path / "dup.gpkg"
     shutil.copy(survey, out)
@@ -94,7 +82,7 @@ def test_duplicates_are_refused_by_the_schema_and_repaired_on_open(
     con.close()
     assert len(pyogrio.read_dataframe(out, layer="observations")) == 6
 
-    summary = classify_folder(survey.parent / "photos", out, model_dir)
+    summary = classify_folder(survey.parent / "photos", out, flag_model)
     assert summary.classified == 0 and summary.observations_total == 3
     assert any("removed 3 duplicate row(s) of 'observations'" in p for p in summary.problems)
     obs = pyogrio.read_dataframe(out, layer="observations")
@@ -263,20 +251,20 @@ def test_footprints_that_are_points_or_swapped(tmp_path: Path, survey: Path, cap
     assert code == 1 and "latitude and longitude swapped" in err and one_error(err)
 
 
-def test_an_output_left_empty_by_a_kill_is_started_again(tmp_path: Path, model_dir: Path) -> None:
+def test_an_output_left_empty_by_a_kill_is_started_again(tmp_path: Path, flag_model: Path) -> None:
     """A run killed while GDAL creates the file leaves 0 bytes; the same command must
     start it again, not refuse it as "not a GeoPackage"."""
     d = geotagged_folder(tmp_path / "p", n=2)
     out = tmp_path / "e.gpkg"
     out.write_bytes(b"")
-    assert classify_folder(d, out, model_dir).classified == 2
+    assert classify_folder(d, out, flag_model).classified == 2
     half = tmp_path / "half.gpkg"  # GDAL killed after its first metadata table
     con = sqlite3.connect(half)
     con.execute("CREATE TABLE gpkg_spatial_ref_sys (srs_id INTEGER)")
     con.commit()
     con.close()
-    assert classify_folder(d, half, model_dir).classified == 2
+    assert classify_folder(d, half, flag_model).classified == 2
     _plain_sqlite(tmp_path / "t.gpkg")  # a database with a table is not discarded
     with pytest.raises(Exception, match="not a GeoPackage"):
-        classify_folder(d, tmp_path / "t.gpkg", model_dir)
+        classify_folder(d, tmp_path / "t.gpkg", flag_model)
     assert (tmp_path / "t.gpkg").exists()

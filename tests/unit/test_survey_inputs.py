@@ -11,46 +11,35 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-import torch
-from factories import geotagged_folder, tiny_model_dir
+from factories import geotagged_folder
 from helpers import classify_folder, cli_line
 
 BAD_NAME = os.fsdecode(b"x\xff.jpg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", threshold=0.0)
-
-
-def test_non_utf8_file_name_is_classified_with_the_batch(tmp_path: Path, model_dir: Path):
+def test_non_utf8_file_name_is_classified_with_the_batch(tmp_path: Path, flag_model: Path):
     """Item 1: it crashed the whole batch (0 of 14 stored) and every re-run."""
     d = geotagged_folder(tmp_path / "n", names=("a.jpg", BAD_NAME, "z.jpg"))
     out = tmp_path / "n.gpkg"
-    summary = classify_folder(d, out, model_dir)
+    summary = classify_folder(d, out, flag_model)
     assert summary.classified == 3
     obs = pyogrio.read_dataframe(out, layer="observations").set_index("file_name")
     assert sorted(obs.index) == ["a.jpg", "x\\xff.jpg", "z.jpg"]
     assert "not valid UTF-8" in obs.loc["x\\xff.jpg", "message"]
-    again = classify_folder(d, out, model_dir)
+    again = classify_folder(d, out, flag_model)
     assert (again.classified, again.already_classified) == (0, 3)
 
 
-def test_output_inside_the_photo_folder_is_never_read_back(tmp_path: Path, model_dir: Path):
+def test_output_inside_the_photo_folder_is_never_read_back(tmp_path: Path, flag_model: Path):
     """Item 3: overlays, heat maps and thumbnails were classified on the next run
     (observations 3 -> 12 -> 39 over three runs)."""
     d = geotagged_folder(tmp_path / "inself")
     out = d / "survey.gpkg"
     for _ in range(3):
-        summary = classify_folder(d, out, model_dir)
+        summary = classify_folder(d, out, flag_model)
     obs = pyogrio.read_dataframe(out, layer="observations")
     assert sorted(obs["file_name"]) == ["p0.jpg", "p1.jpg", "p2.jpg"]
     assert summary.found == 3 and summary.already_classified == 3
@@ -59,28 +48,28 @@ def test_output_inside_the_photo_folder_is_never_read_back(tmp_path: Path, model
     assert bad["reason"].iloc[0] == "skipped_folder"
 
 
-def test_symlinked_and_hidden_subfolders_are_listed(tmp_path: Path, model_dir: Path):
+def test_symlinked_and_hidden_subfolders_are_listed(tmp_path: Path, flag_model: Path):
     """Item 6: skipped folders had no row in invalid_photos."""
     d = geotagged_folder(tmp_path / "s", n=1)
     geotagged_folder(tmp_path / "elsewhere", n=1)
     os.symlink(tmp_path / "elsewhere", d / "linked")
     geotagged_folder(d / ".cache", n=1)
     out = tmp_path / "s.gpkg"
-    summary = classify_folder(d, out, model_dir)
+    summary = classify_folder(d, out, flag_model)
     bad = pyogrio.read_dataframe(out, layer="invalid_photos").set_index("file_name")
     assert dict(bad["reason"]) == {".cache": "skipped_folder", "linked": "skipped_folder"}
     assert "symbolic link" in bad.loc["linked", "message"]
     assert summary.skipped == {"skipped_folder": 2} and summary.classified == 1
 
 
-def test_a_folder_of_only_unreadable_files_gives_an_empty_survey(tmp_path: Path, model_dir: Path):
+def test_a_folder_of_only_unreadable_files_gives_an_empty_survey(tmp_path: Path, flag_model: Path):
     """A first run that stores no observation (every file unreadable, or a cancel before
     the first photo) crashed in the priority step with KeyError: 'priority_category'."""
     d = tmp_path / "broken"
     d.mkdir()
     (d / "a.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "b.gpkg"
-    summary = classify_folder(d, out, model_dir)
+    summary = classify_folder(d, out, flag_model)
     assert (summary.classified, summary.observations_total, summary.buildings) == (0, 0, 0)
     assert summary.skipped == {"unreadable_image": 1} and summary.categories == {}
     assert len(pyogrio.read_dataframe(out, layer="observations")) == 0

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pyogrio
 import pytest
-import torch
 from factories import geotagged, tiny_model_dir
 from PIL import Image
 
@@ -97,15 +96,7 @@ def test_classify_tiled_decides_on_the_most_confident_tile() -> None:
     assert res.heatmap[:, :200].max() == 0 and res.heatmap[:, 200:].min() == pytest.approx(0.5)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_tiled_survey_of_a_large_photo(tmp_path: Path, one_thread) -> None:
+def test_tiled_survey_of_a_large_photo(tmp_path: Path, one_torch_thread) -> None:
     model = tiny_model_dir(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -128,7 +119,9 @@ def test_tiled_survey_of_a_large_photo(tmp_path: Path, one_thread) -> None:
     assert row["flagged"] == (row["p_final"] >= 0.5)
 
 
-def test_tiled_overlay_png_is_capped_but_area_uses_full_map(tmp_path: Path, one_thread) -> None:
+def test_tiled_overlay_png_is_capped_but_area_uses_full_map(
+    tmp_path: Path, one_torch_thread
+) -> None:
     model = tiny_model_dir(tmp_path / "model")
     photos = tmp_path / "photos"
     photos.mkdir()
