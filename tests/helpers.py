@@ -9,6 +9,7 @@ import csv
 import re
 import shutil
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,37 @@ def heritage_provider() -> Iterator[object]:
     registry.addProvider(prov)
     yield prov
     registry.removeProvider(prov)
+
+
+@contextlib.contextmanager
+def plugin_profile(plugin_zip: Path, plugins_dir: Path, iface: object) -> Iterator[Path]:
+    """The plugin's zip extracted into ``plugins_dir`` (a fresh profile's plugin folder),
+    the only folder QGIS looks for plugins in inside the block; this process's copy of
+    ``heritage_qgis`` is set aside meanwhile, so loading the plugin loads the installed
+    one. Everything is put back after the block; yields ``plugins_dir``."""
+    import qgis.utils
+
+    plugin = "heritage_qgis"
+    plugins_dir.mkdir(parents=True)
+    with zipfile.ZipFile(plugin_zip) as zf:
+        zf.extractall(plugins_dir)
+    saved_modules = {k: v for k, v in sys.modules.items() if k.split(".")[0] == plugin}
+    for k in saved_modules:
+        del sys.modules[k]
+    saved = (list(qgis.utils.plugin_paths), list(qgis.utils.available_plugins), list(sys.path))
+    qgis.utils.iface = iface
+    try:
+        sys.path.insert(0, str(plugins_dir))
+        qgis.utils.plugin_paths[:] = [str(plugins_dir)]
+        qgis.utils.updateAvailablePlugins()
+        yield plugins_dir
+    finally:
+        for k in [k for k in sys.modules if k.split(".")[0] == plugin]:
+            del sys.modules[k]
+        sys.modules.update(saved_modules)
+        qgis.utils.plugin_paths[:] = saved[0]
+        qgis.utils.available_plugins[:] = saved[1]
+        sys.path[:] = saved[2]
 
 
 def read_layer(gpkg: Path, layer: str) -> list[dict]:

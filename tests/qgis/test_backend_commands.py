@@ -11,10 +11,6 @@ import pytest
 
 pytestmark = pytest.mark.qgis
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 def _fake_backend(folder: Path, info: dict, unavailable: tuple[str, ...] = ()) -> Path:
     """A `heritage` that answers `info --json` with ``info``, `<name> --help` (saying

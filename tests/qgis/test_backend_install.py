@@ -11,11 +11,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from helpers import Recorder
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 

@@ -3,14 +3,7 @@ into one percentage that only moves forward."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from helpers import StatusRecorder
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 STAGES = (
     "Loading the model",

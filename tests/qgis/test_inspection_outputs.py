@@ -12,11 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from helpers import arezzo_survey, heritage_provider
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 pytestmark = pytest.mark.qgis
 

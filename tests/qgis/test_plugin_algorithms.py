@@ -10,11 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from helpers import Recorder, heritage_provider
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 pytestmark = pytest.mark.qgis
 

@@ -8,15 +8,10 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import wait_until as _wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import plugin_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "heritage_qgis"
@@ -64,19 +65,8 @@ def test_zip_installs_into_a_clean_profile_and_loads(
     from qgis.core import QgsApplication
 
     plugins_dir = tmp_path / "profiles" / "default" / "python" / "plugins"
-    plugins_dir.mkdir(parents=True)
-    with zipfile.ZipFile(plugin_zip) as zf:
-        zf.extractall(plugins_dir)
     # this process may already hold the source tree's package: load the installed one
-    saved_modules = {k: v for k, v in sys.modules.items() if k.split(".")[0] == PLUGIN}
-    for k in saved_modules:
-        del sys.modules[k]
-    saved = (list(qgis.utils.plugin_paths), list(qgis.utils.available_plugins), list(sys.path))
-    qgis.utils.iface = qgis_iface
-    try:
-        sys.path.insert(0, str(plugins_dir))
-        qgis.utils.plugin_paths[:] = [str(plugins_dir)]
-        qgis.utils.updateAvailablePlugins()
+    with plugin_profile(plugin_zip, plugins_dir, qgis_iface):
         assert qgis.utils.available_plugins == [PLUGIN]
         assert qgis.utils.pluginMetadata(PLUGIN, "version") == _pyproject_version()
         assert qgis.utils.loadPlugin(PLUGIN)
@@ -90,10 +80,3 @@ def test_zip_installs_into_a_clean_profile_and_loads(
         finally:
             assert qgis.utils.unloadPlugin(PLUGIN)
         assert QgsApplication.processingRegistry().providerById("heritage") is None
-    finally:
-        for k in [k for k in sys.modules if k.split(".")[0] == PLUGIN]:
-            del sys.modules[k]
-        sys.modules.update(saved_modules)
-        qgis.utils.plugin_paths[:] = saved[0]
-        qgis.utils.available_plugins[:] = saved[1]
-        sys.path[:] = saved[2]

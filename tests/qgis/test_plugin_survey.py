@@ -10,13 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from conftest import wait_until as _wait_until
 from helpers import heritage_provider
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 pytestmark = pytest.mark.qgis
 

@@ -4,14 +4,10 @@ local UTM zone, with every building's label placed (none hidden by another)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from conftest import ROOT
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import wait_until as _wait_until
+from helpers import plugin_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "heritage_qgis"
@@ -31,34 +31,19 @@ def installed_plugin(qgis_app, qgis_iface, tmp_path: Path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     plugins_dir = tmp_path / "profiles" / "fresh" / "python" / "plugins"
-    plugins_dir.mkdir(parents=True)
-    with zipfile.ZipFile(next(dist.glob(f"{PLUGIN}-*.zip"))) as zf:
-        zf.extractall(plugins_dir)
-    saved_modules = {k: v for k, v in sys.modules.items() if k.split(".")[0] == PLUGIN}
-    for k in saved_modules:
-        del sys.modules[k]
-    saved = (list(qgis.utils.plugin_paths), list(qgis.utils.available_plugins), list(sys.path))
-    qgis.utils.iface = qgis_iface
-    sys.path.insert(0, str(plugins_dir))
-    qgis.utils.plugin_paths[:] = [str(plugins_dir)]
-    qgis.utils.updateAvailablePlugins()
-    assert qgis.utils.loadPlugin(PLUGIN) and qgis.utils.startPlugin(PLUGIN)
-    assert Path(sys.modules[PLUGIN].__file__).resolve().is_relative_to(plugins_dir.resolve())
-    try:
-        import importlib
+    zip_path = next(dist.glob(f"{PLUGIN}-*.zip"))
+    with plugin_profile(zip_path, plugins_dir, qgis_iface):
+        assert qgis.utils.loadPlugin(PLUGIN) and qgis.utils.startPlugin(PLUGIN)
+        assert Path(sys.modules[PLUGIN].__file__).resolve().is_relative_to(plugins_dir.resolve())
+        try:
+            import importlib
 
-        yield {
-            name: importlib.import_module(f"{PLUGIN}.{name}")
-            for name in ("settings", "backend", "dialog", "results", "options")
-        }
-    finally:
-        qgis.utils.unloadPlugin(PLUGIN)
-        for k in [k for k in sys.modules if k.split(".")[0] == PLUGIN]:
-            del sys.modules[k]
-        sys.modules.update(saved_modules)
-        qgis.utils.plugin_paths[:] = saved[0]
-        qgis.utils.available_plugins[:] = saved[1]
-        sys.path[:] = saved[2]
+            yield {
+                name: importlib.import_module(f"{PLUGIN}.{name}")
+                for name in ("settings", "backend", "dialog", "results", "options")
+            }
+        finally:
+            qgis.utils.unloadPlugin(PLUGIN)
 
 
 class _LogFeedback:
