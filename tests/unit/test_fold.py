@@ -44,6 +44,30 @@ def test_efficientnet_lite_padding_moves_into_the_convolutions() -> None:
     assert not any(isinstance(m, nn.ZeroPad2d) for m in folded.modules())
     assert any(isinstance(m, nn.ZeroPad2d) for m in model.modules())  # original untouched
     assert absorb_static_padding(folded) == 0  # nothing left to move
+    assert all(m.inplace for m in folded.modules() if isinstance(m, nn.ReLU6))
+    assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU6))
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+class _AddsItsOwnActivation(nn.Module):
+    """conv → bn, then relu(y) + y: an in-place ReLU would overwrite the y it adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return self.act(y) + y
+
+
+def test_an_activation_whose_input_is_read_again_stays_out_of_place() -> None:
+    torch.manual_seed(0)
+    model = _randomise_bn(_AddsItsOwnActivation())
+    x = torch.randn(2, 3, 8, 8)
+    folded = fold_batch_norm(model, x)
+    assert isinstance(folded.bn, nn.Identity) and folded.act.inplace is False
     with torch.inference_mode():
         torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
 
