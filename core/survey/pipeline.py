@@ -672,6 +672,7 @@ def _run_survey(
             finally:
                 run.close()
         # also after a cancel: buildings, priority and route over what was classified
+        record_missing_thresholds(out, card.model_id, card.version, card.threshold)
         totals = update_priority(
             out, cfg, card.threshold, progress, f"model {card.model_id} {card.version}"
         )
@@ -703,6 +704,26 @@ def _run_survey(
         seconds=time.perf_counter() - started,
         **totals,
     )
+
+
+def record_missing_thresholds(out: Path, model_id: str, version: str, threshold: float) -> int:
+    """Give ``threshold`` to the observations of this very model (same id and version,
+    hence the same card) that were classified before thresholds were recorded; returns
+    how many. Rows of other models keep no value (their threshold is not known here)."""
+    con = connect_gpkg(out)
+    try:
+        have = {r[1] for r in con.execute(f'PRAGMA table_info("{OBSERVATIONS_LAYER}")')}
+        if "threshold" not in have:
+            return 0
+        with con:
+            cur = con.execute(
+                f'UPDATE "{OBSERVATIONS_LAYER}" SET threshold = ? WHERE threshold IS NULL '
+                "AND model_id = ? AND model_version = ?",
+                (float(threshold), model_id, version),
+            )
+        return cur.rowcount
+    finally:
+        con.close()
 
 
 def _other_model_warning(rows: list[dict[str, Any]], model_id: str, version: str) -> str:
