@@ -352,6 +352,13 @@ def _recreated_split(cfg: PruneConfig, card: Any, work_dir: Path) -> tuple[list[
         data_dirs = tuple(str(Path(d).resolve()) for d in cfg.data_dirs)
         # version-1 cards name the extra positives by the path they were trained from
         extra = tuple(p for p in card.training.get("extra_positives", ()) if Path(p).is_dir())
+        unnamed = [str(r["name"]) for r in records if r.get("role") == "extra_positives"]
+        if unnamed and not extra:
+            raise DataError(
+                f"the model was also trained on the extra positives of {', '.join(unnamed)}, "
+                "which --data cannot name: give --data-root ROOT (the folder holding its data "
+                "sets as ROOT/<name>) or the training run folder with --run-dir"
+            )
         given = "--data"
     else:
         root = Path(str(cfg.data_root))

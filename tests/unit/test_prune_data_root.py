@@ -70,6 +70,16 @@ def test_the_cards_data_sets_are_found_by_name_and_checked(tmp_path):
         _split_items(PruneConfig("m", "o", data_root=str(moved)), card, tmp_path / "w3")
 
 
+def test_data_alone_cannot_name_the_extra_positives_and_says_what_to_pass(tmp_path):
+    root, training = _trained(tmp_path)
+    card = tiny_card(labels=("crack", "no_crack"), training=training)
+    cfg = PruneConfig("m", "o", data_dirs=(str(root / "dsA"),))
+    with pytest.raises(DataError, match=r"extra positives of pos, which --data cannot name: "
+                       r"give --data-root ROOT"):  # fmt: skip
+        _split_items(cfg, card, tmp_path / "w")
+    assert not (tmp_path / "w" / D.SPLIT_CSV).exists()
+
+
 def test_without_run_dir_data_or_root_the_error_says_what_to_pass(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
