@@ -61,7 +61,6 @@ def review_survey(folder: Path, exif_gps: Path, model_dir: Path) -> Path:
     """``folder/survey.gpkg``: the five review photos (copied to ``folder/photos``)
     classified by ``model_dir`` (a model that flags every photo), then Helsinki's photo
     marked as not flagged and the survey re-grouped; returns the GeoPackage."""
-    from heritage.io.gpkg import connect_gpkg
     from heritage.survey.pipeline import ClassifyConfig, regroup_survey, run_survey
 
     photos = folder / "photos"
@@ -70,15 +69,24 @@ def review_survey(folder: Path, exif_gps: Path, model_dir: Path) -> Path:
         shutil.copy(exif_gps / "gps" / name, photos / name)
     out = folder / "survey.gpkg"
     run_survey(ClassifyConfig((photos,), out, model_dir=model_dir, device="cpu"))
-    con = connect_gpkg(out)
-    with con:
-        con.execute(
-            "UPDATE observations SET flagged = 0, decision = 'not_flagged' WHERE file_name = ?",
-            (HELSINKI,),
-        )
-    con.close()
+    mark_not_flagged(out, HELSINKI)
     regroup_survey(out, threshold=0.0)
     return out
+
+
+def mark_not_flagged(survey: Path, file_name: str | None = None) -> None:
+    """Set the photo ``file_name`` of a survey GeoPackage (every photo when ``None``) to
+    not flagged, as if the model had not flagged it; re-group the survey afterwards."""
+    from heritage.io.gpkg import connect_gpkg
+
+    sql = "UPDATE observations SET flagged = 0, decision = 'not_flagged'"
+    con = connect_gpkg(survey)
+    with con:
+        if file_name is None:
+            con.execute(sql)
+        else:
+            con.execute(f"{sql} WHERE file_name = ?", (file_name,))
+    con.close()
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import numpy as np
 import pyogrio
 import pytest
 from click.testing import CliRunner
-from helpers import one_torch_thread
+from helpers import mark_not_flagged, one_torch_thread
 from PIL import Image
 
 from heritage.kernel.errors import (
@@ -236,10 +236,7 @@ def test_reviews_not_assessable_and_missing_images(survey_copy: Path, tmp_path: 
 def test_survey_without_flagged_buildings_says_so(survey_copy: Path, tmp_path: Path) -> None:
     from heritage.survey.pipeline import regroup_survey
 
-    con = connect_gpkg(survey_copy)
-    with con:
-        con.execute("UPDATE observations SET flagged = 0, decision = 'not_flagged'")
-    con.close()
+    mark_not_flagged(survey_copy)
     totals = regroup_survey(survey_copy)
     assert totals["buildings"] == 0
     out = tmp_path / "empty.html"
@@ -443,13 +440,7 @@ def test_unflagged_photos_of_a_flagged_building_are_shown_small(
     assert multi, "the demo survey has a building with several photos"
     names = multi[0]
     unflag = sorted(names)[0]
-    con = connect_gpkg(survey_copy)
-    with con:
-        con.execute(
-            "UPDATE observations SET flagged = 0, decision = 'not_flagged' WHERE file_name = ?",
-            (unflag,),
-        )
-    con.close()
+    mark_not_flagged(survey_copy, unflag)
     regroup_survey(survey_copy)
     data = read_report_data(survey_copy)
     building = next(b for b in data.buildings if unflag in {p.file_name for p in b.photos})
