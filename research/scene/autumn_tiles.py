@@ -87,6 +87,7 @@ def vegetation_tiles(min_veg: float) -> list[tuple[int, tuple[int, ...], int]]:
     tiles (scale 1, from ``exif_neg.npz``) and windows twice the tile size with stride one
     tile (scale 2: foliage seen from further away, as on a hillside or across a park),
     each kept when its vegetation share reaches ``min_veg``."""
+    from extract_tiles import working_image
     from ood_gates import colour_fractions
 
     from heritage.model.predict import load_image
@@ -101,7 +102,7 @@ def vegetation_tiles(min_veg: float) -> list[tuple[int, tuple[int, ...], int]]:
         cur, im = -1, None
         for j, (i, win) in enumerate(zip(d["img"], d["win"], strict=True)):
             if i != cur:
-                im, cur = _working(load_image(d["paths"][i])), i
+                im, cur = working_image(load_image(d["paths"][i])), i
             col[j] = colour_fractions(np.asarray(im.crop(tuple(win)).resize((112, 112))))
         np.save(cache, col)
     out = [
@@ -111,21 +112,12 @@ def vegetation_tiles(min_veg: float) -> list[tuple[int, tuple[int, ...], int]]:
     for i, (w, h) in enumerate(d["sizes"]):
         if min(w, h) < 448:
             continue
-        im = _working(load_image(d["paths"][i]))
+        im = working_image(load_image(d["paths"][i]))
         for win in tile_windows(int(w), int(h), 448, 0.5):
             rgb = np.asarray(im.crop(win).resize((112, 112)))
             if colour_fractions(rgb)[0] >= min_veg:
                 out.append((i, tuple(int(v) for v in win), 2))
     return out
-
-
-def _working(im: Image.Image, max_side: int = 2016) -> Image.Image:
-    im = im.convert("RGB")
-    w, h = im.size
-    if max(w, h) > max_side:
-        s = max_side / max(w, h)
-        im = im.resize((round(w * s), round(h * s)), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return im
 
 
 def main() -> int:
@@ -135,29 +127,18 @@ def main() -> int:
     ap.add_argument("--png", default=None, help="write a contact sheet of some variants")
     args = ap.parse_args()
 
-    import torch
+    from extract_tiles import TileScorer, working_image
 
     from heritage.model.card import load_model
     from heritage.model.predict import load_image
-    from heritage.model.preprocess import normalise, to_model_rgb
+    from heritage.model.preprocess import to_model_rgb
 
     loaded = load_model(None)
     card, net = loaded.card, loaded.stage1.eval()
-    feats: list[torch.Tensor] = []
-    net._avg_pooling.register_forward_hook(lambda m, i, o: feats.append(o.flatten(1)))
+    scorer = TileScorer(net, card.mean, card.std)
     rng = np.random.default_rng(19)
     rows: dict[str, list] = {k: [] for k in ("img", "scale", "path", "win", "variant")}
-    probs, fvec, batch, sheet = [], [], [], []
-
-    def flush() -> None:
-        if not batch:
-            return
-        feats.clear()
-        with torch.inference_mode():
-            logits = net(normalise(batch, card.mean, card.std))
-        probs.append(torch.softmax(logits, -1).numpy())
-        fvec.append(feats[0].numpy().astype(np.float16))
-        batch.clear()
+    sheet = []
 
     d = dict(np.load(R / "exif_neg.npz"))
     tiles = vegetation_tiles(args.min_veg)
@@ -165,20 +146,18 @@ def main() -> int:
     cur, im = None, None
     for n, (i, win, scale) in enumerate(tiles):
         if i != cur:
-            im, cur = _working(load_image(d["paths"][i])), i
+            im, cur = working_image(load_image(d["paths"][i])), i
         base = to_model_rgb(im.crop(win), card.input_size)
         for k, var in enumerate(VARIANTS):
             rgb = autumn(base, var, rng)
-            batch.append(rgb)
+            scorer.add(rgb)
             if len(sheet) < 60 and n % 5 == 0:
                 sheet.append(rgb)
             for key, val in zip(rows, (i, scale, str(d["paths"][i]), win, k), strict=True):
                 rows[key].append(val)
-            if len(batch) >= 32:
-                flush()
         if n % 50 == 0:
             print(f"{n}/{len(tiles)}", file=sys.stderr, flush=True)
-    flush()
+    scorer.flush()
     np.savez_compressed(
         args.out,
         img=np.array(rows["img"]),
@@ -187,8 +166,8 @@ def main() -> int:
         win=np.array(rows["win"]),
         variant=np.array(rows["variant"]),
         variants=np.array([v[0] for v in VARIANTS]),
-        probs=np.concatenate(probs),
-        feats=np.concatenate(fvec),
+        probs=np.concatenate(scorer.probs),
+        feats=np.concatenate(scorer.feats),
         labels=np.array(card.stage1.labels),
     )
     if args.png and sheet:
