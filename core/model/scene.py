@@ -123,6 +123,25 @@ def working_image(image: Image.Image, max_side: int) -> tuple[Image.Image, float
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), max(w, h) / max(size)
 
 
+#: how areas the gate did not accept are drawn: ``GREY_KEEP`` of the pixel plus the rest of
+#: a light grey made from its brightness (``0.6 * mean + 90``)
+GREY_KEEP = 0.35
+
+
+def greyed(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` (uint8 H×W×3) faded towards a light grey of its own brightness: how the
+    overlay shows tiles that are not a wall surface. One pass of ``cv2.transform`` (an
+    affine map of the three channels), several times faster than the same sum in numpy
+    on a 1,280 px overlay; values are truncated like ``astype(np.uint8)``."""
+    import cv2
+
+    fade = (1.0 - GREY_KEEP) * 0.6 / 3.0  # weight of each channel in the grey
+    matrix = np.full((3, 4), fade, dtype=np.float32)
+    matrix[:, :3] += GREY_KEEP * np.eye(3, dtype=np.float32)
+    matrix[:, 3] = (1.0 - GREY_KEEP) * 90.0 - 0.5  # cv2 rounds; - 0.5 truncates
+    return cv2.transform(np.ascontiguousarray(rgb, dtype=np.uint8), matrix)
+
+
 class SceneClassifier:
     """Scene mode on top of a :class:`~heritage.model.predict.TwoStageClassifier`."""
 
@@ -403,8 +422,7 @@ class SceneClassifier:
                 covered[top:bottom, left:right] = True
         out = overlay(np.asarray(shown, dtype=np.uint8), heat, self.card.stage2_cam_alpha)
         if not covered.all():
-            grey = out[~covered].mean(axis=1, keepdims=True)
-            out[~covered] = (0.35 * out[~covered] + 0.65 * (0.6 * grey + 90)).astype(np.uint8)
+            np.copyto(out, greyed(out), where=~covered[..., None])
         pic = Image.fromarray(out)
         draw = ImageDraw.Draw(pic)
         line = max(2, round(min(sw, sh) / 200))

@@ -26,6 +26,7 @@ from heritage.model.scene import (
     MODE_CLOSE_UP,
     MODE_SCENE,
     SceneClassifier,
+    greyed,
     working_image,
 )
 from heritage.model.scenesettings import SceneSettings
@@ -120,6 +121,19 @@ def test_photo_without_wall_tiles_is_not_assessable(clf) -> None:
     # the overlay greys out what was not judged: no saturated colour left
     sat = r.overlay.max(axis=2).astype(int) - r.overlay.min(axis=2)
     assert sat.max() < 100
+
+
+def test_greyed_is_the_documented_fade_to_a_grey_of_each_pixels_brightness() -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mean = rgb.mean(axis=2, keepdims=True)
+    expected = 0.35 * rgb + 0.65 * (0.6 * mean + 90)  # GREY_KEEP of the pixel, the rest grey
+    got = greyed(rgb)
+    assert got.dtype == np.uint8 and got.shape == rgb.shape
+    assert np.abs(got - np.floor(expected)).max() <= 1  # float32 rounding only
+    assert np.abs(got - np.floor(expected)).mean() < 0.1
+    # a saturated colour loses most of its saturation
+    red = greyed(np.array([[[255, 0, 0]]], dtype=np.uint8))[0, 0].astype(int)
+    assert red.max() - red.min() < 0.4 * 255
 
 
 def test_min_flagged_tiles_rule(clf) -> None:
