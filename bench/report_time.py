@@ -3,8 +3,8 @@
 The survey is built without a model, as ``heritage classify`` in its default scene mode
 would write it for 12-megapixel photos: an ``observations`` layer of N photos
 (``heritage.survey.pipeline.observations_schema``) whose thumbnails (480 px JPEG) and overlays
-(PNG of the whole photo, ``--overlay-px`` on the longer side, 1280 by default as scene
-mode writes them (``ClassifyConfig.scene_overlay_px``, same PNG compression level): the
+(JPEG of the whole photo, ``--overlay-px`` on the longer side, 1280 by default as scene
+mode writes them (``ClassifyConfig.scene_overlay_px``, same JPEG quality): the
 photo with a heat-map blob blended in) are made from the demo's real photos
 (resources/demo/photos, round robin), with the strongest tile's box and tile
 counts. The 21 distinct images are hard-linked, not copied, to fill the survey. Photos
@@ -41,11 +41,11 @@ ORIGIN = (11.8800, 43.4630)
 
 
 def _images(folder: Path, n_sources: int, overlay_px: int) -> list[tuple[Path, Path]]:
-    """(thumbnail JPEG, overlay PNG) files in ``folder`` made from the demo photos."""
+    """(thumbnail JPEG, overlay JPEG) files in ``folder`` made from the demo photos."""
     import numpy as np
     from PIL import Image, ImageOps
 
-    from heritage.model.explain import save_png
+    from heritage.model.explain import save_jpeg
 
     out = []
     rng = np.random.default_rng(0)
@@ -63,8 +63,8 @@ def _images(folder: Path, n_sources: int, overlay_px: int) -> list[tuple[Path, P
         heat = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (0.12 * w) ** 2))
         colour = np.stack([heat, 1 - np.abs(heat - 0.5) * 2, 1 - heat], axis=-1) * 255
         blend = 0.55 * base + 0.45 * colour
-        overlay_path = folder / f"src{k:02d}_overlay.png"
-        save_png(overlay_path, blend.clip(0, 255).astype("uint8"))  # as classify writes it
+        overlay_path = folder / f"src{k:02d}_overlay.jpg"
+        save_jpeg(overlay_path, blend.clip(0, 255).astype("uint8"))  # as classify writes it
         out.append((thumb_path, overlay_path))
     return out
 
@@ -105,7 +105,7 @@ def make_survey(
             sha = f"{i:08d}" + "ab" * 28
             thumb, overlay = images[i % len(images)]
             os.link(thumb, overlays / f"{sha[:20]}_thumb.jpg")
-            os.link(overlay, overlays / f"{sha[:20]}_overlay.png")
+            os.link(overlay, overlays / f"{sha[:20]}_overlay.jpg")
             x0, y0 = float(rng.uniform(0, 3024)), float(rng.uniform(0, 2016))
             is_flagged = bool(rng.random() < flagged)
             p = float(rng.uniform(0.70, 1.0)) if is_flagged else float(rng.uniform(0.0, 0.6))
@@ -138,8 +138,8 @@ def make_survey(
                 "best_box_right": round(x0 + 1008),
                 "best_box_bottom": round(y0 + 1008),
                 "thumbnail_path": f"{overlays.name}/{sha[:20]}_thumb.jpg",
-                "overlay_path": f"{overlays.name}/{sha[:20]}_overlay.png",
-                "heatmap_path": f"{overlays.name}/{sha[:20]}_overlay.png",
+                "overlay_path": f"{overlays.name}/{sha[:20]}_overlay.jpg",
+                "heatmap_path": f"{overlays.name}/{sha[:20]}_overlay.jpg",
                 "status": "ok",
                 "classified_at": "2026-12-07T04:00:00+00:00",
             }

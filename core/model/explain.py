@@ -293,24 +293,37 @@ def heatmap_rgb(cam: np.ndarray) -> np.ndarray:
 #: zlib level of the PNGs written per photo: 1 encodes a 224-px overlay ~35 % faster
 #: than Pillow's default 6 for files ~10 % larger (heat maps ~40 %); one is written per photo
 PNG_COMPRESS_LEVEL = 1
+#: JPEG quality of the overlay written per photo: a photo with the heat map blended in is
+#: a photograph, and at 1,280 px JPEG writes it ~15x faster than PNG (level 1) in a file
+#: ~6x smaller (docs/benchmarks-scene.md); the heat map alone stays a lossless PNG
+OVERLAY_JPEG_QUALITY = 90
 
 
-def save_png(path: str | Path, rgb_uint8: np.ndarray) -> Path:
-    """Write a uint8 H×W×3 (or H×W) array as PNG; parent folders are created."""
+def _save_image(path: str | Path, rgb_uint8: np.ndarray, fmt: str, **options: int) -> Path:
     from PIL import Image
 
     path = Path(path)
     arr = np.asarray(rgb_uint8)
     if arr.dtype != np.uint8:
-        raise ValueError(f"save_png needs uint8 pixels, got {arr.dtype}")
+        raise ValueError(f"saving an image needs uint8 pixels, got {arr.dtype}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(arr).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        Image.fromarray(arr).save(path, format=fmt, **options)
     except OSError as exc:
         raise OutputNotWritableError(
-            f"cannot write PNG {path}: {exc}; choose a writable output folder"
+            f"cannot write {fmt} {path}: {exc}; choose a writable output folder"
         ) from exc
     return path
+
+
+def save_png(path: str | Path, rgb_uint8: np.ndarray) -> Path:
+    """Write a uint8 H×W×3 (or H×W) array as PNG; parent folders are created."""
+    return _save_image(path, rgb_uint8, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+
+
+def save_jpeg(path: str | Path, rgb_uint8: np.ndarray, quality: int = OVERLAY_JPEG_QUALITY) -> Path:
+    """Write a uint8 H×W×3 (or H×W) array as JPEG; parent folders are created."""
+    return _save_image(path, rgb_uint8, "JPEG", quality=quality)
 
 
 def heatmap_png(path: str | Path, cam: np.ndarray) -> Path:

@@ -286,10 +286,10 @@ def _classify_images(
 def _write_outputs(
     image: Image.Image, answer: Answer, sha: str, folder: Path, thumb_px: int
 ) -> tuple[Path, Path, Path]:
-    from heritage.model.explain import heatmap_png, save_png
+    from heritage.model.explain import heatmap_png, save_jpeg
 
     stem = sha[:20]
-    overlay_path = save_png(folder / f"{stem}_overlay.png", answer.overlay)
+    overlay_path = save_jpeg(folder / f"{stem}_overlay.jpg", answer.overlay)
     heatmap_path = heatmap_png(folder / f"{stem}_heatmap.png", answer.heatmap)
     thumb = image.copy()
     thumb.thumbnail((thumb_px, thumb_px))

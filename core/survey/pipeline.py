@@ -121,7 +121,7 @@ NO_LOCATION_REASONS = frozenset(
 )
 #: BLOB columns added with ``embed_overlays`` -> the path column they copy
 BLOB_COLUMNS = {
-    "overlay_png": "overlay_path",
+    "overlay_jpg": "overlay_path",
     "heatmap_png": "heatmap_path",
     "thumbnail_jpg": "thumbnail_path",
 }
@@ -1106,7 +1106,7 @@ def _with_review_counts(buildings: gpd.GeoDataFrame, scored: gpd.GeoDataFrame) -
 def embed_overlays(out: Path) -> int:
     """Copy the overlay/heat map/thumbnail files into BLOB columns of ``observations``.
 
-    Adds the columns ``overlay_png``, ``heatmap_png`` and ``thumbnail_jpg`` when
+    Adds the columns ``overlay_jpg``, ``heatmap_png`` and ``thumbnail_jpg`` when
     missing and fills every row where they are NULL and the file exists (so a run
     interrupted before this step is completed by the next one). One transaction.
     Returns the number of rows updated.

@@ -183,9 +183,9 @@ def test_overlays_heatmaps_thumbnails_written_with_relative_paths(survey) -> Non
     row = obs.iloc[0]
     assert (row["width"], row["height"]) == (640, 480)
     with Image.open(out.parent / row["overlay_path"]) as im:
-        assert im.size == (640, 480) and im.format == "PNG"  # the whole photo (scene mode)
+        assert im.size == (640, 480) and im.format == "JPEG"  # the whole photo (scene mode)
     with Image.open(out.parent / row["heatmap_path"]) as im:
-        assert im.size == (640, 480)
+        assert im.size == (640, 480) and im.format == "PNG"  # the heat map stays lossless
     # a large photo: the pictures are at the working size, at the photo's aspect
     big = obs[obs["file_name"] == "iphone_hdr_NO.jpg"].iloc[0]
     with Image.open(out.parent / big["overlay_path"]) as im:
@@ -427,7 +427,7 @@ def test_embed_overlays_as_blobs(exif_gps: Path, model_dir: Path, tmp_path: Path
     )
     with sqlite3.connect(out) as con:
         rows = con.execute(
-            "SELECT overlay_path, overlay_png, heatmap_path, heatmap_png, thumbnail_path, "
+            "SELECT overlay_path, overlay_jpg, heatmap_path, heatmap_png, thumbnail_path, "
             "thumbnail_jpg FROM observations"
         ).fetchall()
     assert len(rows) == 2
@@ -435,7 +435,7 @@ def test_embed_overlays_as_blobs(exif_gps: Path, model_dir: Path, tmp_path: Path
         for rel, blob in zip(row[::2], row[1::2], strict=True):
             assert blob == (out.parent / rel).read_bytes()
     info = pyogrio.read_info(out, layer="observations")
-    assert "overlay_png" in list(info["fields"])
+    assert "overlay_jpg" in list(info["fields"])
 
 
 def test_missing_folder_fails_before_writing(model_dir: Path, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_observations_open_with_categorised_style_and_map_tip(
     assert not expr.hasEvalError(), expr.evalErrorString()
     assert path.is_file() and path.suffix == ".jpg"
     html = QgsExpression.replaceExpressionText(tip, ctx)
-    assert str(path) in html and "_overlay.png" in html
+    assert str(path) in html and "_overlay.jpg" in html
 
 
 def test_buildings_and_route_open_styled(qgis_app, survey_gpkg: Path) -> None:
