@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from heritage.kernel.records import Photo, SkipReason
 from heritage.survey.priority import DEFAULT_CONFIG, PriorityConfig
@@ -313,34 +313,57 @@ class PhotoOutcome:
     message: str = ""
 
 
-def decode_sides(cfg: ClassifyConfig, card: Any) -> tuple[int | None, int | None]:
-    """``(min_side, min_long_side)`` for
-    :func:`heritage.model.predict.load_survey_image`: full size in tiled mode, about the
-    working size in scene mode, the model input in whole-image mode."""
+class DecodeSize(NamedTuple):
+    """How :func:`decode_photo` decodes a photo for a mode.
+
+    ``min_side``/``min_long_side``: JPEG draft decoding may reduce the photo while its
+    sides stay at least this long (:func:`heritage.model.predict.load_survey_image`).
+    ``max_side``: the decoded photo is then reduced to scene mode's working image
+    (:func:`heritage.model.scene.working_image`), so that resize runs in the decoding
+    thread, beside the model, rather than before the model in the classifying one.
+    """
+
+    min_side: int | None = None
+    min_long_side: int | None = None
+    max_side: int | None = None
+
+
+def decode_sides(cfg: ClassifyConfig, card: Any) -> DecodeSize:
+    """How photos are decoded: full size in tiled mode, scene mode's working image in
+    scene mode, about the model input (and the thumbnail) in whole-image mode."""
     if cfg.mode == "tiles":
-        return (None, None)
-    if cfg.mode == "scene":  # JPEG draft decoding down to about the working size
+        return DecodeSize()
+    if cfg.mode == "scene":
         from heritage.model.scenesettings import SceneSettings
 
-        return (None, SceneSettings.from_card(getattr(card, "scene", None)).max_side)
-    return (card.input_size, cfg.thumbnail_px)
+        side = SceneSettings.from_card(getattr(card, "scene", None)).max_side
+        return DecodeSize(None, side, side)
+    return DecodeSize(card.input_size, cfg.thumbnail_px)
 
 
-def decode_photo(path: str | Path, sides: tuple[int | None, int | None]) -> Image.Image | str:
-    """The decoded photo, or the ``invalid_photos`` message when it cannot be decoded."""
+def decode_photo(path: str | Path, sides: tuple[int | None, ...]) -> Image.Image | str:
+    """The decoded photo (``sides``: a :class:`DecodeSize`), or the ``invalid_photos``
+    message when it cannot be decoded."""
     from heritage.model.predict import load_survey_image
 
+    size = DecodeSize(*sides)
     try:
-        return load_survey_image(path, *sides)
+        image = load_survey_image(path, size.min_side, size.min_long_side)
     except Exception as exc:  # Pillow raises many types for broken data
         logger.warning("cannot decode %s: %s", path, exc)
         return f"the image cannot be decoded ({exc})"
+    if size.max_side:
+        from heritage.model.scene import working_image
+
+        image, _ = working_image(image, size.max_side)
+    return image
 
 
 def _box_in_photo_pixels(answer: Answer, photo: Photo, image: Image.Image) -> Answer:
     """The answer with its strongest-tile box scaled from the decoded image (JPEG draft
-    decoding may have reduced it) to the photo's own pixels, orientation applied (ratio of
-    the longer sides, which orientation does not change)."""
+    decoding and scene mode's working size may have reduced it) to the photo's own
+    pixels, orientation applied (ratio of the longer sides, which orientation does not
+    change)."""
     if answer.best_box is None or not photo.width or not photo.height:
         return answer
     long_side, short_side = max(photo.width, photo.height), min(photo.width, photo.height)
