@@ -123,6 +123,22 @@ def working_image(image: Image.Image, max_side: int) -> tuple[Image.Image, float
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), max(w, h) / max(size)
 
 
+def even_batches(n: int, most: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the fewest batches of at most ``most`` items covering ``n``
+    items, their sizes differing by at most one (61 tiles, at most 12: 11, 10, 10, 10, 10,
+    10), so that no batch is a small remainder."""
+    if n <= 0:
+        return []
+    count = -(-n // max(1, most))
+    size, extra = divmod(n, count)
+    bounds, start = [], 0
+    for i in range(count):
+        stop = start + size + (i < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
 #: how areas the gate did not accept are drawn: ``GREY_KEEP`` of the pixel plus the rest of
 #: a light grey made from its brightness (``0.6 * mean + 90``)
 GREY_KEEP = 0.35
@@ -194,8 +210,8 @@ class SceneClassifier:
         card, clf = self.card, self.clf
         bf16 = self.precision == "bfloat16"
         probs, feats = [], []
-        for i in range(0, len(rgbs), self.settings.batch_size):
-            chunk = rgbs[i : i + self.settings.batch_size]
+        for start, stop in even_batches(len(rgbs), self.settings.batch_size):
+            chunk = rgbs[start:stop]
             self._features.clear()
             x = normalise(chunk, card.mean, card.std).to(clf.device)
             x = x.contiguous(memory_format=torch.channels_last)

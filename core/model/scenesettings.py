@@ -37,7 +37,8 @@ class SceneSettings:
     tile_threshold: float | None = None
     min_flagged_tiles: int = 1
     explain_tiles: int = 4
-    batch_size: int = 32
+    #: most tiles per batch of the tile pass (a photo's tiles in near-equal batches)
+    batch_size: int = 12
     gate_method: str | None = None
     gate_file: str | None = None
     gate_sha256: str | None = None

@@ -26,6 +26,7 @@ from heritage.model.scene import (
     MODE_CLOSE_UP,
     MODE_SCENE,
     SceneClassifier,
+    even_batches,
     greyed,
     working_image,
 )
@@ -134,6 +135,15 @@ def test_greyed_is_the_documented_fade_to_a_grey_of_each_pixels_brightness() -> 
     # a saturated colour loses most of its saturation
     red = greyed(np.array([[[255, 0, 0]]], dtype=np.uint8))[0, 0].astype(int)
     assert red.max() - red.min() < 0.4 * 255
+
+
+@pytest.mark.parametrize("n,most", [(61, 12), (64, 32), (1, 12), (12, 12), (13, 12), (5, 1)])
+def test_even_batches_cover_every_tile_once_in_the_fewest_near_equal_batches(n, most) -> None:
+    bounds = even_batches(n, most)
+    sizes = [stop - start for start, stop in bounds]
+    assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
+    assert len(bounds) == -(-n // most) and max(sizes) <= most and max(sizes) - min(sizes) <= 1
+    assert even_batches(0, 12) == []
 
 
 def test_min_flagged_tiles_rule(clf) -> None:
