@@ -212,7 +212,7 @@ def write_markdown(path: Path, a: argparse.Namespace, totals: dict, runs: dict, 
         f"{a.per_building}, 60 m apart); route {totals['route_m']:.0f} m.",
         "- Built without a model (`bench/report_time.py`), as scene mode writes a survey of "
         f"12-megapixel photos: thumbnails (480 px JPEG) and whole-photo overlays "
-        f"({a.overlay_px} x {a.overlay_px * 3 // 4} px PNG) made from the demo's real photos, "
+        f"({a.overlay_px} x {a.overlay_px * 3 // 4} px JPEG) made from the demo's real photos, "
         "the strongest tile's box outlined on both; then grouped, scored and routed by "
         "`heritage.survey.pipeline.update_priority`.",
         f"- The report shows {s['photos']} photos (every photo of a flagged building, "
@@ -253,11 +253,12 @@ def write_markdown(path: Path, a: argparse.Namespace, totals: dict, runs: dict, 
         f"{h['wall_s']:.1f} s ({'met' if h['wall_s'] < 60 else 'not met'}), with the PDF "
         f"{p['wall_s']:.1f} s ({'met' if p['wall_s'] < 60 else 'not met'}); written again "
         f"{g['wall_s']:.1f} s ({'met' if g['wall_s'] < 60 else 'not met'}).",
-        "- Most of a first run is the images (stage `images`: decoding each PNG overlay, "
-        "about 30 ms of CPU at 1280 px, then reducing it to the report's size) and "
-        "WeasyPrint's layout of the PDF (stage `pdf`); both take CPU time, so they grow "
-        "with the load the other users put on the 2 cores. `--overlay-px 224` gives the "
-        "whole-image mode's overlays for comparison.",
+        "- Most of a first run is the images (stage `images`: decoding each overlay and "
+        "photo, draft-decoded JPEG since overlays are JPEG (PNG overlays took about 30 ms "
+        "of CPU each at 1280 px: images 10.3 s, HTML + CSV 12.6 s on 2026-12-07 13:37), "
+        "then reducing it to the report's size) and WeasyPrint's layout of the PDF (stage "
+        "`pdf`); both take CPU time, so they grow with the load the other users put on the "
+        "2 cores. `--overlay-px 224` gives the whole-image mode's overlays for comparison.",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
