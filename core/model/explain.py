@@ -290,8 +290,8 @@ def heatmap_rgb(cam: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-#: zlib level of the PNGs written per photo: 1 encodes a 224-px overlay ~35 % faster
-#: than Pillow's default 6 for files ~10 % larger (heat maps ~40 %); one is written per photo
+#: zlib level of the PNGs written per photo (the heat map): 1 encodes a 224-px image ~35 %
+#: faster than Pillow's default 6 for files ~10 % larger (heat maps ~40 %)
 PNG_COMPRESS_LEVEL = 1
 #: JPEG quality of the overlay written per photo: a photo with the heat map blended in is
 #: a photograph, and at 1,280 px JPEG writes it ~15x faster than PNG (level 1) in a file

@@ -53,9 +53,9 @@ class ClassifyConfig:
     ``start``: ``(lon, lat)`` in WGS84 or a vector file whose first feature is the
     start; ``None`` starts at the highest-priority building. ``model_dir`` ``None``
     uses :func:`heritage.model.card.default_model_dir`. ``scene_overlay_px`` caps the
-    longer side of scene-mode overlay/heat-map PNGs (enough to see where on the facade;
-    reports and map tips decode them quickly). ``overlay_max_px`` caps the
-    longer side of tiled-mode overlay/heat-map PNGs (``None``: full size).
+    longer side of scene-mode overlays (JPEG) and heat maps (PNG), enough to see where on
+    the facade; reports and map tips decode them quickly. ``overlay_max_px`` caps the
+    longer side of tiled-mode overlays and heat maps (``None``: full size).
     ``priority.confidence_floor`` is replaced by the decision threshold each photo was
     classified with (the score's zero; recorded in its ``threshold`` column).
     ``decode_workers``: threads that decode the next batch while the model works on

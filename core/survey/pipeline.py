@@ -14,7 +14,7 @@ Steps of :func:`run_survey`:
    is in ``message``). Files that cannot be classified (unreadable, unsupported format,
    duplicate content, or a model failure: reason ``classification_failed``) are rows of
    the table ``invalid_photos``; one bad file never stops the batch.
-   For each photo the Grad-CAM overlay and the heat map (PNG) and a thumbnail (JPEG,
+   For each photo the Grad-CAM overlay (JPEG), the heat map (PNG) and a thumbnail (JPEG,
    at most ``thumbnail_px`` px, EXIF orientation applied) are written to
    ``<stem>_overlays/`` beside the GeoPackage, named after the photo's sha256, and
    referenced by paths relative to the GeoPackage's folder.
@@ -25,9 +25,8 @@ Steps of :func:`run_survey`:
      mode (DCT scaling) to about the size needed (model input, thumbnail).
    * Tiled mode (``tiles=True``, :mod:`heritage.model.tiling`): full-resolution overlapping
      windows; the heat map is stitched at the photo's full size (the defect area
-     fraction is measured on it) and the overlay and heat-map PNGs cover the whole
-     photo, at full size up to ``overlay_max_px`` (default 2048) on the longer side
-     (an 8-megapixel overlay PNG would weigh about 8 MB).
+     fraction is measured on it) and the overlay and the heat map cover the whole
+     photo, at full size up to ``overlay_max_px`` (default 2048) on the longer side.
 
 3. **Write observations** in batches: each batch is one SQLite transaction, so a
    crash or kill keeps every earlier batch (a consistent prefix of the photos in

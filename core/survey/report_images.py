@@ -8,10 +8,11 @@ missing or unreadable image is reported, never fatal: the report shows a placeho
 
 Pillow only; JPEG thumbnails are decoded in draft mode (DCT scaling) when larger
 than needed. Images are prepared by a small thread pool (Pillow releases the GIL
-while it decodes and encodes). Decoding the full-size PNG overlays of scene mode is
-most of the work (about 30 ms of CPU each at 1280 px), so a report written again into
-the same place reuses the images of the previous run whose source file (path, size,
-modification time), size limit and box are unchanged (:data:`CACHE_MANIFEST`).
+while it decodes and encodes). Decoding the 1,280 px overlays of scene mode is a large
+part of the work (draft-decoded JPEGs now; the PNG ones of older surveys took about 30 ms
+of CPU each), so a report written again into the same place reuses the images of the
+previous run whose source file (path, size, modification time), size limit and box are
+unchanged (:data:`CACHE_MANIFEST`).
 """
 
 from __future__ import annotations
