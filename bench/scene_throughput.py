@@ -258,9 +258,9 @@ def write_report(a: argparse.Namespace, r: dict, total: float, load: tuple) -> N
         f"**{'met' if lg['rate'] >= 1 else 'not met'}**; classification stage alone "
         f"{stage_rate:.2f} photos/s ({'met' if stage_rate >= 1 else 'not met'})",
         f"- pipeline / models alone on the same tiles, whole command: {per_tile_pipe:.1f} / "
-        f"{md['tile_rate']:.1f} tiles/s = **{share:.0%}** (target >= 60 %): "
+        f"{md['tile_rate']:.1f} tiles/s = **{share:.1%}** (target >= 60 %): "
         f"**{'met' if share >= 0.6 else 'not met'}**; classification stage alone "
-        f"{stage_share:.0%} ({'met' if stage_share >= 0.6 else 'not met'})",
+        f"{stage_share:.1%} ({'met' if stage_share >= 0.6 else 'not met'})",
         "",
         NOTES_MARKER,
     ]
